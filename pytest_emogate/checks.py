@@ -1,0 +1,133 @@
+"""The gate's checks: thresholds -> check ids, and (thresholds, result) -> one outcome per check.
+
+Each outcome carries a one-line message that reads on its own in a CI log: value, limit, counts, interval and
+where the limit comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pytest_emogate.metrics import GateResult
+from pytest_emogate.thresholds import Thresholds
+
+EXAMPLE_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One check's verdict. `id` is the check id of design.md, e.g. `class_floor[surprise]`."""
+
+    id: str
+    passed: bool
+    value: float
+    limit: float
+    message: str
+    n: int
+
+
+def pct(value: float) -> str:
+    """A fraction as a percentage with one decimal: 0.4286 -> '42.9%'."""
+    return f"{100 * value:.1f}%"
+
+
+def ci_range(bounds: tuple[float, float]) -> str:
+    """An interval as '16.3-61.2%'."""
+    return f"{100 * bounds[0]:.1f}-{100 * bounds[1]:.1f}%"
+
+
+def interval(bounds: tuple[float, float]) -> str:
+    """A Wilson interval as '95% CI 16.3-61.2%'."""
+    return f"95% CI {ci_range(bounds)}"
+
+
+def check_ids(thresholds: Thresholds) -> dict[str, list[str]]:
+    """The parameters of each gate test, in file order: {"overall": ["accuracy", ...], ...}."""
+    return {
+        "overall": list(thresholds.overall),
+        "class_floor": list(thresholds.per_class),
+        "label_validity": [] if thresholds.max_invalid is None else ["label_validity"],
+        "confusion": list(thresholds.confusion),
+    }
+
+
+def overall(thresholds: Thresholds, result: GateResult, metric: str) -> Outcome:
+    """An aggregate metric against its floor."""
+    value, floor = result.metrics[metric], thresholds.overall[metric]
+    passed = value >= floor
+    counts = ""
+    if metric == "accuracy":
+        counts = f" {sum(sample.correct for sample in result.samples)}/{result.n} ="
+    relation = ">=" if passed else "<"
+    message = (
+        f"{metric}{counts} {pct(value)} {relation} floor {pct(floor)} "
+        f"({thresholds.source(f'overall.{metric}')})"
+    )
+    return Outcome(f"overall[{metric}]", passed, value, floor, message, result.n)
+
+
+def class_floor(thresholds: Thresholds, result: GateResult, label: str) -> Outcome:
+    """A class's recall (or its Wilson lower bound) against its floor."""
+    stats, rule = result.per_class[label], thresholds.per_class[label]
+    judged = stats.recall_ci95[0] if rule.on == "lower_bound" else stats.recall
+    passed = stats.n > 0 and judged >= rule.floor
+    relation = ">=" if passed else "<"
+    described = f"{label} recall {stats.correct}/{stats.n} = {pct(stats.recall)} ({interval(stats.recall_ci95)})"
+    source = thresholds.source(f"per_class.{label}")
+    if stats.n == 0:
+        message = f"{label} has no samples in the answers, so its floor {pct(rule.floor)} cannot be met ({source})"
+    elif rule.on == "lower_bound":
+        message = f"{described}: lower bound {pct(judged)} {relation} floor {pct(rule.floor)} ({source}, on: lower_bound)"
+    else:
+        message = f"{described} {relation} floor {pct(rule.floor)} ({source})"
+    return Outcome(f"class_floor[{label}]", passed, judged, rule.floor, message, stats.n)
+
+
+def label_validity(thresholds: Thresholds, result: GateResult, _: str = "label_validity") -> Outcome:
+    """Answers outside the taxonomy against `label_validity.max_invalid`, naming them and a few samples."""
+    limit = thresholds.max_invalid if thresholds.max_invalid is not None else 0
+    count = result.invalid_count
+    passed = count <= limit
+    source = thresholds.source("label_validity.max_invalid")
+    if not count:
+        message = f"0 invalid answers <= max {limit} ({source})"
+    else:
+        answers = ", ".join(f"{word or '(empty)'!r} x{times}" for word, times in result.invalid_answers.items())
+        examples = ", ".join(sample.name for sample in result.invalid_samples[:EXAMPLE_SAMPLES])
+        relation = "<=" if passed else ">"
+        plural = "s" if count != 1 else ""
+        message = (
+            f"{count} invalid answer{plural} {relation} max {limit} ({source}): {answers} "
+            f"outside {list(result.labels)} (e.g. {examples})"
+        )
+    return Outcome("label_validity", passed, float(count), float(limit), message, result.n)
+
+
+def confusion(thresholds: Thresholds, result: GateResult, pair: str) -> Outcome:
+    """The share of a gold class answered as another class against its ceiling."""
+    gold, _, pred = pair.partition("->")
+    n = result.per_class[gold].n
+    count = result.confusion[gold].get(pred, 0)
+    share = count / n if n else 0.0
+    ceiling = thresholds.confusion[pair]
+    passed = share <= ceiling
+    relation = "<=" if passed else ">"
+    message = (
+        f"{gold} answered {pred}: {count}/{n} = {pct(share)} {relation} ceiling {pct(ceiling)} "
+        f"({thresholds.source(f'confusion.{pair}')})"
+    )
+    return Outcome(f"confusion[{pair}]", passed, share, ceiling, message, n)
+
+
+CHECKS: dict[str, Callable[[Thresholds, GateResult, str], Outcome]] = {
+    "overall": overall,
+    "class_floor": class_floor,
+    "label_validity": label_validity,
+    "confusion": confusion,
+}
+
+
+def evaluate_all(thresholds: Thresholds, result: GateResult) -> list[Outcome]:
+    """Every check the thresholds declare, in file order."""
+    return [CHECKS[kind](thresholds, result, param) for kind, params in check_ids(thresholds).items() for param in params]

@@ -1,0 +1,141 @@
+"""The gate of one pytest session: where the answers come from, the thresholds, and the result computed once.
+
+The answers come from an `AnswerSource` (a predictions file, or inference from a checkpoint); everything after
+that is the same for every source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pytest_emogate.checks import CHECKS, Outcome, evaluate_all
+from pytest_emogate.files import display_path
+from pytest_emogate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.predictions import Prediction, read_predictions
+from pytest_emogate.thresholds import Thresholds
+
+
+class AnswerSource(Protocol):
+    """Something that yields one Prediction per sample, with what determined them."""
+
+    description: str
+    loaded: bool
+    """True when the answers are at hand without inference (the summary may then compute the result)."""
+
+    def predictions(self) -> list[Prediction]:
+        """The answers, computed or read once."""
+        ...
+
+    def provenance(self) -> dict[str, Any]:
+        """Fingerprints of what produced the answers (checkpoint, data, device)."""
+        ...
+
+    def timings(self) -> dict[str, float | None]:
+        """Seconds spent loading and inferring."""
+        ...
+
+
+def gold_fingerprint(predictions: list[Prediction]) -> str:
+    """sha256 over the sorted (name, gold label) pairs: the same evaluation set gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for name, label in sorted((p.name, p.label) for p in predictions):
+        digest.update(f"{name}\t{label}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class PredictionsFile:
+    """Answers produced elsewhere, read (and validated) when the source is made."""
+
+    path: Path
+    labels: tuple[str, ...]
+    description: str = ""
+    loaded: bool = True
+    _predictions: list[Prediction] = field(default_factory=list)
+    _load_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        start = time.perf_counter()
+        self._predictions = read_predictions(self.path, self.labels)
+        self._load_s = time.perf_counter() - start
+        self.description = f"predictions {display_path(self.path)} ({len(self._predictions)} rows)"
+
+    def predictions(self) -> list[Prediction]:
+        """The rows of the file, in file order."""
+        return self._predictions
+
+    def provenance(self) -> dict[str, Any]:
+        """The file's hash and the gold set's fingerprint; no checkpoint is known."""
+        return {
+            "predictions_sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
+            "checkpoint_sha256": None,
+            "data_fingerprint": gold_fingerprint(self._predictions),
+            "device": None,
+        }
+
+    def timings(self) -> dict[str, float | None]:
+        """Reading the file is the load; there was no inference."""
+        return {"load": self._load_s, "inference": None}
+
+
+@dataclass
+class Gate:
+    """The thresholds, the answer source and, once asked for, the result and every check's outcome."""
+
+    thresholds: Thresholds
+    source: AnswerSource
+    _result: GateResult | None = None
+    _gate_s: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the result has been computed (the summary never triggers inference by itself)."""
+        return self._result is not None
+
+    def result(self) -> GateResult:
+        """Score every answer and compute the metrics, once."""
+        if self._result is None:
+            predictions = self.source.predictions()
+            start = time.perf_counter()
+            t = self.thresholds
+            samples = score_samples(predictions, t.labels, t.aliases, t.invalid)
+            self._result = compute_result(samples, t.labels, t.invalid)
+            self._gate_s = time.perf_counter() - start
+        return self._result
+
+    def evaluate(self, kind: str, param: str) -> Outcome:
+        """One check's outcome, e.g. evaluate("class_floor", "surprise")."""
+        return CHECKS[kind](self.thresholds, self.result(), param)
+
+    def outcomes(self) -> list[Outcome]:
+        """Every declared check's outcome, in thresholds order."""
+        return evaluate_all(self.thresholds, self.result())
+
+    def header(self) -> str:
+        """What determines the numbers, in one line."""
+        t = self.thresholds
+        return (
+            f"emogate: thresholds {display_path(t.path)} (sha256 {t.sha256[:12]}, invalid answers: {t.invalid}); "
+            f"answers from {self.source.description}"
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """The reproducibility signature of the JSON report."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        versions = {"python": platform.python_version()}
+        for package in ("pytest", "pytest-emogate", "torch", "transformers", "peft"):
+            try:
+                versions[package] = version(package)
+            except PackageNotFoundError:
+                continue
+        return {**self.source.provenance(), "thresholds_sha256": self.thresholds.sha256, "versions": versions}
+
+    def timings(self) -> dict[str, float | None]:
+        """Seconds per phase: load, inference, gate."""
+        return {**self.source.timings(), "gate": self._gate_s}

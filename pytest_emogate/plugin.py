@@ -1,0 +1,141 @@
+"""pytest wiring of the emogate quality gate: options, configure, the gate tests, fixtures, summary and files.
+
+Inert until asked: without `--emogate-predictions` (or its ini twin) this module adds a marker and two fixtures
+and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_emogate.gate import Gate, PredictionsFile
+from pytest_emogate.metrics import GateResult
+from pytest_emogate.predictions import write_predictions_jsonl
+from pytest_emogate.thresholds import load_thresholds
+
+GATE_KEY = pytest.StashKey[Gate]()
+
+PATH_OPTIONS = {
+    "predictions": "gate a predictions file (CSV or JSONL with name, label, output); activates the gate",
+    "thresholds": "the gate file (default: thresholds.yaml at the rootdir)",
+    "report": "write the JSON report to this path",
+    "save_predictions": "write the answers as JSONL that --emogate-predictions accepts",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register every `--emogate-*` option and its `emogate_*` ini twin (the command line wins)."""
+    group = parser.getgroup("emogate", "emotion-recognition quality gate")
+    for name, help_text in PATH_OPTIONS.items():
+        group.addoption(f"--emogate-{name.replace('_', '-')}", dest=f"emogate_{name}", metavar="PATH", help=help_text)
+        parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)")
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    """CLI paths are relative to the invocation directory, ini paths to the ini file's directory."""
+    value = config.getoption(f"emogate_{name}")
+    if value:
+        return config.invocation_params.dir / value
+    value = config.getini(f"emogate_{name}")
+    if value:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return base / str(value)
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Validate the thresholds and read the answers once, so bad input stops the run with exit 4."""
+    config.addinivalue_line("markers", "emogate: a check of the emogate quality gate (thresholds.yaml)")
+    predictions = _path_option(config, "predictions")
+    if predictions is None:
+        return
+    thresholds = load_thresholds(_path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
+    config.stash[GATE_KEY] = Gate(thresholds, PredictionsFile(predictions, thresholds.labels))
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Name the thresholds file and the source of the answers in the session header."""
+    gate = config.stash.get(GATE_KEY, None)
+    return gate.header() if gate else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the gate tests first, before -k/-m selection and reordering plugins see the items."""
+    if GATE_KEY in config.stash:
+        items[:0] = list(_gate_items(session))
+
+
+def _gate_items(session: pytest.Session) -> Iterator[pytest.Item]:
+    from pytest_emogate import gate_tests
+
+    module = pytest.Module.from_parent(session, path=Path(gate_tests.__file__), nodeid="emogate")
+    for item in session.genitems(module):
+        if not (isinstance(item, pytest.Function) and item.originalname in gate_tests.PARAMETRIZED and not hasattr(item, "callspec")):
+            yield item
+
+
+@pytest.fixture(scope="session")
+def emogate_gate(pytestconfig: pytest.Config) -> Gate:
+    """The session's gate: thresholds, answer source and result (skips when the gate is off)."""
+    gate = pytestconfig.stash.get(GATE_KEY, None)
+    if gate is None:
+        pytest.skip("the emogate gate is off: pass --emogate-predictions")
+    gate.result()
+    return gate
+
+
+@pytest.fixture(scope="session")
+def emogate_result(emogate_gate: Gate) -> GateResult:
+    """The gate's result, computed once per session; read its fields in your own tests.
+
+    Example::
+
+        def test_sad_precision(emogate_result):
+            assert emogate_result.per_class["sad"].precision >= 0.9
+
+    Fields: n, labels, metrics (accuracy, weighted_f1, uar, ...), per_class[label] (n, correct, recall,
+    recall_ci95, precision, f1), confusion[gold][pred], invalid_count, invalid_answers, samples.
+    """
+    return emogate_gate.result()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write the JSON report and the saved predictions (on the controlling process only)."""
+    config = session.config
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is None or hasattr(config, "workerinput"):
+        return
+    from pytest_emogate.report import report_dict, write_report
+
+    report_path = _path_option(config, "report")
+    if report_path is not None:
+        result = gate.result()
+        write_report(report_path, report_dict(result, gate.outcomes(), gate.provenance(), gate.timings()))
+    save_path = _path_option(config, "save_predictions")
+    if save_path is not None:
+        write_predictions_jsonl(save_path, gate.source.predictions())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print the per-class table, overall metrics, labelled confusion matrix, invalid answers and verdict."""
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is None or not (gate.ready or gate.source.loaded):
+        return
+    from pytest_emogate.report import render_summary
+
+    quiet = config.get_verbosity() < 0
+    text = render_summary(
+        gate.result(),
+        gate.thresholds,
+        gate.outcomes(),
+        gate.header(),
+        width=config.get_terminal_writer().fullwidth,
+        color=terminalreporter.hasmarkup,
+        quiet=quiet,
+    )
+    terminalreporter.write_sep("=", "emogate summary")
+    terminalreporter.write(text)

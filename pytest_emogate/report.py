@@ -1,0 +1,179 @@
+"""Pure rendering: result -> rich summary text and the JSON report. No pytest in here.
+
+rich is imported inside the functions: the plugin module must stay cheap when the gate is off.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_emogate.checks import Outcome, ci_range, pct
+from pytest_emogate.files import atomic_write_text
+from pytest_emogate.metrics import METRICS, GateResult
+from pytest_emogate.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+EXAMPLE_SAMPLES = 3
+NARROW = 78
+"""Below this terminal width the tables drop precision/F1 and abbreviate the confusion matrix's columns."""
+
+
+def verdict_line(outcomes: Sequence[Outcome]) -> str:
+    """One line: PASSED or FAILED with the failed check ids."""
+    failed = [outcome.id for outcome in outcomes if not outcome.passed]
+    if not failed:
+        return f"emogate verdict: PASSED ({len(outcomes)} checks)"
+    return f"emogate verdict: FAILED ({len(failed)} of {len(outcomes)} checks): {', '.join(failed)}"
+
+
+def render_summary(
+    result: GateResult,
+    thresholds: Thresholds,
+    outcomes: Sequence[Outcome],
+    header: str,
+    *,
+    width: int,
+    color: bool,
+    quiet: bool = False,
+) -> str:
+    """The terminal summary as text: per-class table, overall metrics, confusion matrix, invalid answers, verdict."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False, soft_wrap=False
+    )
+    console.print(header, markup=False, soft_wrap=True)
+    narrow = width < NARROW
+    blocks: list[RenderableType] = [_class_table(result, thresholds, outcomes, narrow)]
+    if not quiet:
+        blocks += [_overall_table(result, thresholds, outcomes), _confusion_table(result, narrow)]
+    for block in blocks:
+        console.print(block)
+    if result.invalid_count:
+        console.print(_invalid_line(result), markup=False, soft_wrap=True)
+    failed = any(not outcome.passed for outcome in outcomes)
+    style = "bold red" if failed else "bold green"
+    console.print(verdict_line(outcomes), style=style, markup=False, soft_wrap=True)
+    return buffer.getvalue()
+
+
+def _table(title: str, columns: Sequence[str], left: Sequence[str]) -> Table:
+    """A compact table that fits 80 columns: no outer edge, one space between columns, no truncation."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 0, 0, 1))
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right", no_wrap=True)
+    return table
+
+
+def _status(outcomes: Sequence[Outcome], check_id: str) -> str:
+    for outcome in outcomes:
+        if outcome.id == check_id:
+            return "[green]pass[/]" if outcome.passed else "[bold red]FAIL[/]"
+    return "-"
+
+
+def _class_table(
+    result: GateResult, thresholds: Thresholds, outcomes: Sequence[Outcome], narrow: bool
+) -> RenderableType:
+    columns = ("class", "n", "correct", "recall", "95% CI", "precision", "F1", "floor", "status")
+    if narrow:
+        columns = tuple(column for column in columns if column not in ("precision", "F1"))
+    table = _table("Per-class recall ('lb': the floor applies to the 95% lower bound)", columns, ("class", "status"))
+    for label in result.labels:
+        stats = result.per_class[label]
+        rule = thresholds.per_class.get(label)
+        floor = "-" if rule is None else pct(rule.floor) + (" lb" if rule.on == "lower_bound" else "")
+        cells = {
+            "class": label, "n": str(stats.n), "correct": str(stats.correct), "recall": pct(stats.recall),
+            "95% CI": ci_range(stats.recall_ci95), "precision": pct(stats.precision), "F1": pct(stats.f1),
+            "floor": floor, "status": _status(outcomes, f"class_floor[{label}]"),
+        }  # fmt: skip
+        table.add_row(*(cells[column] for column in columns))
+    return table
+
+
+def _overall_table(result: GateResult, thresholds: Thresholds, outcomes: Sequence[Outcome]) -> RenderableType:
+    table = _table("Overall", ("metric", "value", "floor", "status"), left=("metric", "status"))
+    for metric in METRICS:
+        floor = thresholds.overall.get(metric)
+        table.add_row(
+            metric, f"{100 * result.metrics[metric]:.2f}%", "-" if floor is None else f"{100 * floor:.2f}%",
+            _status(outcomes, f"overall[{metric}]"),
+        )  # fmt: skip
+    return table
+
+
+def _confusion_table(result: GateResult, narrow: bool) -> RenderableType:
+    headers = [column[:4] if narrow else column for column in result.columns]
+    columns = ("gold \\ pred", *headers, "n")
+    title = "Confusion matrix (rows: gold label, columns: predicted label" + (", first 4 letters)" if narrow else ")")
+    table = _table(title, columns, left=(columns[0],))
+    for gold in result.labels:
+        row = result.confusion[gold]
+        cells = [f"[bold]{row[c]}[/]" if c == gold else str(row[c]) if row[c] else "[dim]0[/]" for c in result.columns]
+        table.add_row(gold, *cells, str(result.per_class[gold].n))
+    return table
+
+
+def _invalid_line(result: GateResult) -> str:
+    answers = ", ".join(f"{word or '(empty)'!r} x{count}" for word, count in result.invalid_answers.items())
+    examples = ", ".join(f"{s.name} (gold {s.gold})" for s in result.invalid_samples[:EXAMPLE_SAMPLES])
+    policy = "counted as wrong" if result.invalid_policy == "wrong" else f"mapped to {result.invalid_policy!r}"
+    return f"Invalid answers ({result.invalid_count}, {policy}): {answers}; e.g. {examples}"
+
+
+def report_dict(
+    result: GateResult,
+    outcomes: Sequence[Outcome],
+    provenance: Mapping[str, Any],
+    timings_s: Mapping[str, float | None],
+) -> dict[str, Any]:
+    """The JSON report of design.md: exact floats, labelled confusion, every check, provenance and timings."""
+    return {
+        "n": result.n,
+        "labels": list(result.labels),
+        "metrics": dict(result.metrics),
+        "per_class": {
+            label: {
+                "n": stats.n,
+                "correct": stats.correct,
+                "recall": stats.recall,
+                "precision": stats.precision,
+                "f1": stats.f1,
+                "recall_ci95": list(stats.recall_ci95),
+            }
+            for label, stats in result.per_class.items()
+        },
+        "confusion": {gold: dict(row) for gold, row in result.confusion.items()},
+        "invalid": {
+            "count": result.invalid_count,
+            "policy": result.invalid_policy,
+            "answers": dict(result.invalid_answers),
+            "samples": [sample.name for sample in result.invalid_samples],
+        },
+        "checks": [
+            {"id": o.id, "passed": o.passed, "value": o.value, "limit": o.limit, "message": o.message, "n": o.n}
+            for o in outcomes
+        ],
+        "passed": all(outcome.passed for outcome in outcomes),
+        "provenance": dict(provenance),
+        "timings_s": dict(timings_s),
+    }
+
+
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    """Write the JSON report atomically."""
+    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
