@@ -6,6 +6,7 @@ Validation runs once, at configure time, so a typo in the gate file stops the ru
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,18 @@ from pytest_emogate.metrics import METRICS
 
 TOP_KEYS = ("labels", "aliases", "invalid", "overall", "per_class", "label_validity", "confusion", "regression")
 FLOOR_MODES = ("point", "lower_bound")
+BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: `on`, `yes`, `no` stay strings (so `{floor: 0.4, on: lower_bound}` works)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,7 @@ def load_thresholds(path: Path) -> Thresholds:
     except OSError as error:
         raise usage_error(what, [f"cannot be read: {error.strerror}"]) from None
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = yaml.load(raw.decode("utf-8"), Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise usage_error(what, [f"not valid YAML: {error}"]) from None
     problems: list[str] = []
