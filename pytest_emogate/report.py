@@ -62,7 +62,7 @@ def render_summary(
     failed = any(not outcome.passed for outcome in outcomes)
     style = "bold red" if failed else "bold green"
     console.print(verdict_line(outcomes), style=style, markup=False, soft_wrap=True)
-    return buffer.getvalue()
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
 def _table(title: str, columns: Sequence[str], left: Sequence[str]) -> Table:
