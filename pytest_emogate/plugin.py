@@ -32,6 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, help_text in PATH_OPTIONS.items():
         group.addoption(f"--emogate-{name.replace('_', '-')}", dest=f"emogate_{name}", metavar="PATH", help=help_text)
         parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)")
+    group.addoption(
+        "--emogate-only", action="store_true", dest="emogate_only",
+        help="collect only the gate tests, not the project's own tests (a gate-only CI job)",
+    )  # fmt: skip
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
@@ -60,6 +64,11 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     """Name the thresholds file and the source of the answers in the session header."""
     gate = config.stash.get(GATE_KEY, None)
     return gate.header() if gate else None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With --emogate-only, skip the project's own test files (their imports may need other extras)."""
+    return True if config.getoption("emogate_only") and GATE_KEY in config.stash else None
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -209,3 +209,11 @@ def test_save_predictions_gate_identically(project: pytest.Pytester) -> None:
     assert first.ret == second.ret
     a, b = (json.loads((project.path / name).read_text(encoding="utf-8")) for name in ("a.json", "b.json"))
     assert (a["metrics"], a["checks"], a["confusion"]) == (b["metrics"], b["checks"], b["confusion"])
+
+
+def test_emogate_only_skips_the_project_tests(project: pytest.Pytester) -> None:
+    project.makepyfile(test_user="import not_installed_module\n\ndef test_user(): pass\n")
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-only")
+    result.assert_outcomes(passed=14, failed=1)
+    assert "not_installed_module" not in result.stdout.str()
+    project.runpytest("--emogate-only").assert_outcomes(errors=1)  # inert without the gate
