@@ -6,17 +6,15 @@ that is the same for every source.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pytest_emogate.checks import CHECKS, Outcome, evaluate_all
 from pytest_emogate.files import display_path
 from pytest_emogate.metrics import GateResult, compute_result, score_samples
-from pytest_emogate.predictions import Prediction, read_predictions
+from pytest_emogate.predictions import Prediction
 from pytest_emogate.thresholds import Thresholds
 
 
@@ -39,48 +37,9 @@ class AnswerSource(Protocol):
         """Seconds spent loading and inferring."""
         ...
 
-
-def gold_fingerprint(predictions: list[Prediction]) -> str:
-    """sha256 over the sorted (name, gold label) pairs: the same evaluation set gives the same fingerprint."""
-    digest = hashlib.sha256()
-    for name, label in sorted((p.name, p.label) for p in predictions):
-        digest.update(f"{name}\t{label}\n".encode())
-    return digest.hexdigest()
-
-
-@dataclass
-class PredictionsFile:
-    """Answers produced elsewhere, read (and validated) when the source is made."""
-
-    path: Path
-    labels: tuple[str, ...]
-    description: str = ""
-    loaded: bool = True
-    _predictions: list[Prediction] = field(default_factory=list)
-    _load_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        start = time.perf_counter()
-        self._predictions = read_predictions(self.path, self.labels)
-        self._load_s = time.perf_counter() - start
-        self.description = f"predictions {display_path(self.path)} ({len(self._predictions)} rows)"
-
-    def predictions(self) -> list[Prediction]:
-        """The rows of the file, in file order."""
-        return self._predictions
-
-    def provenance(self) -> dict[str, Any]:
-        """The file's hash and the gold set's fingerprint; no checkpoint is known."""
-        return {
-            "predictions_sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
-            "checkpoint_sha256": None,
-            "data_fingerprint": gold_fingerprint(self._predictions),
-            "device": None,
-        }
-
-    def timings(self) -> dict[str, float | None]:
-        """Reading the file is the load; there was no inference."""
-        return {"load": self._load_s, "inference": None}
+    def notes(self) -> list[str]:
+        """Lines for the summary about how the answers were made (empty when there is nothing to say)."""
+        ...
 
 
 @dataclass
@@ -123,6 +82,10 @@ class Gate:
             f"emogate: thresholds {display_path(t.path)} (sha256 {t.sha256[:12]}, invalid answers: {t.invalid}); "
             f"answers from {self.source.description}"
         )
+
+    def summary_header(self) -> str:
+        """The header and what the source has to say about how the answers were made."""
+        return "\n".join([self.header(), *self.source.notes()])
 
     def provenance(self) -> dict[str, Any]:
         """The reproducibility signature of the JSON report."""

@@ -1,28 +1,62 @@
 """pytest wiring of the emogate quality gate: options, configure, the gate tests, fixtures, summary and files.
 
-Inert until asked: without `--emogate-predictions` (or its ini twin) this module adds a marker and two fixtures
-and imports nothing heavy.
+Inert until asked: without `--emogate-predictions` or `--emogate-ckpt` (or their ini twins) this module adds a
+marker and two fixtures and imports nothing heavy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import argparse
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pytest_emogate.gate import Gate, PredictionsFile
+from pytest_emogate.gate import Gate
 from pytest_emogate.metrics import GateResult
 from pytest_emogate.predictions import write_predictions_jsonl
+from pytest_emogate.sources import CheckpointInference, PredictionsFile
 from pytest_emogate.thresholds import load_thresholds
 
 GATE_KEY = pytest.StashKey[Gate]()
 
 PATH_OPTIONS = {
     "predictions": "gate a predictions file (CSV or JSONL with name, label, output); activates the gate",
+    "ckpt": "run Emotion-LLaMA inference from this stage-2 checkpoint (.pth or .safetensors); activates the gate",
+    "data": "the Test3 data: a directory in the release layout, or a YAML manifest naming each path",
+    "llama": "the base Llama-2-7b-chat-hf directory (HF format, local only)",
+    "vit": "the EVA-ViT-g weights (eva_vit_g.pth format)",
     "thresholds": "the gate file (default: thresholds.yaml at the rootdir)",
     "report": "write the JSON report to this path",
     "save_predictions": "write the answers as JSONL that --emogate-predictions accepts",
+}
+
+
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, found {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
+    "device": (str, "auto", "inference device: auto (CUDA when available), cpu, cuda or cuda:N"),
+    "batch_size": (_positive(int), 16, "samples per batch in inference (the original used 1)"),
+    "max_new_tokens": (_positive(int), 32, "cap on generated tokens per answer (the original's 500 reproduces it)"),
+    "image_size": (_positive(int), 448, "the ViT input size (the original's 448; the weights cannot tell it)"),
+    "lora_alpha": (_positive(float), None, "LoRA alpha (default: the checkpoint's saved config, else 16)"),
+    "head_dim": (_positive(int), 88, "EVA-ViT head dimension (the original's 88: 16 heads at width 1408)"),
 }
 
 
@@ -32,6 +66,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, help_text in PATH_OPTIONS.items():
         group.addoption(f"--emogate-{name.replace('_', '-')}", dest=f"emogate_{name}", metavar="PATH", help=help_text)
         parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)")
+    for name, (kind, default, help_text) in VALUE_OPTIONS.items():
+        flag = f"--emogate-{name.replace('_', '-')}"
+        group.addoption(flag, dest=f"emogate_{name}", type=kind, help=f"{help_text}; default {default}")
+        parser.addini(f"emogate_{name}", f"{help_text}; default {default}")
     group.addoption(
         "--emogate-only", action="store_true", dest="emogate_only",
         help="collect only the gate tests, not the project's own tests (a gate-only CI job)",
@@ -50,14 +88,53 @@ def _path_option(config: pytest.Config, name: str) -> Path | None:
     return None
 
 
+def _value_option(config: pytest.Config, name: str) -> Any:
+    """The command line, else the ini value parsed like the command line, else the default."""
+    kind, default, _ = VALUE_OPTIONS[name]
+    value = config.getoption(f"emogate_{name}")
+    if value is not None:
+        return value
+    text = config.getini(f"emogate_{name}")
+    if not text:
+        return default
+    try:
+        return kind(str(text))
+    except argparse.ArgumentTypeError as error:
+        raise pytest.UsageError(f"ini setting emogate_{name}: {error}") from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Validate the thresholds and read the answers once, so bad input stops the run with exit 4."""
+    """Validate the thresholds, read the answers or preflight the data once: bad input stops the run with exit 4."""
     config.addinivalue_line("markers", "emogate: a check of the emogate quality gate (thresholds.yaml)")
-    predictions = _path_option(config, "predictions")
-    if predictions is None:
+    predictions, ckpt = _path_option(config, "predictions"), _path_option(config, "ckpt")
+    if predictions is None and ckpt is None:
         return
+    if predictions is not None and ckpt is not None:
+        raise pytest.UsageError("--emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint")
     thresholds = load_thresholds(_path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
-    config.stash[GATE_KEY] = Gate(thresholds, PredictionsFile(predictions, thresholds.labels))
+    if predictions is not None:
+        config.stash[GATE_KEY] = Gate(thresholds, PredictionsFile(predictions, thresholds.labels))
+    else:
+        config.stash[GATE_KEY] = Gate(thresholds, _inference_source(config, thresholds.labels))
+
+
+def _inference_source(config: pytest.Config, labels: tuple[str, ...]) -> CheckpointInference:
+    from pytest_emogate.inference import InferenceSettings
+
+    paths = {name: _path_option(config, name) for name in ("ckpt", "data", "llama", "vit")}
+    missing = [f"--emogate-{name} (or ini emogate_{name})" for name, path in paths.items() if path is None]
+    if missing:
+        raise pytest.UsageError(f"--emogate-ckpt also needs {', '.join(missing)}")
+    settings = InferenceSettings(
+        ckpt=paths["ckpt"], llama=paths["llama"], vit=paths["vit"],
+        **{name: _value_option(config, name) for name in VALUE_OPTIONS},
+    )  # fmt: skip
+    capture = config.pluginmanager.getplugin("capturemanager")
+    return CheckpointInference(
+        settings, paths["data"], labels,
+        quiet_terminal=capture.global_and_fixture_disabled if capture else nullcontext,
+        progress=config.get_verbosity() >= 0,
+    )  # fmt: skip
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -92,7 +169,7 @@ def emogate_gate(pytestconfig: pytest.Config) -> Gate:
     """The session's gate: thresholds, answer source and result (skips when the gate is off)."""
     gate = pytestconfig.stash.get(GATE_KEY, None)
     if gate is None:
-        pytest.skip("the emogate gate is off: pass --emogate-predictions")
+        pytest.skip("the emogate gate is off: pass --emogate-predictions or --emogate-ckpt")
     gate.result()
     return gate
 
@@ -141,7 +218,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         gate.result(),
         gate.thresholds,
         gate.outcomes(),
-        gate.header(),
+        gate.summary_header(),
         width=config.get_terminal_writer().fullwidth,
         color=terminalreporter.hasmarkup,
         quiet=quiet,
