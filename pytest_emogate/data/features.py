@@ -1,0 +1,80 @@
+"""The three utterance-level feature vectors of a sample (Face, Video, Audio), read as the original reads them.
+
+Each `{name}.npy` holds one vector, shape (D,) or (1, D). Accepted dtypes are float32 and float16 (widened to
+float32, which is exact). float64 is refused rather than cast: the original feeds the array to an fp16-autocast
+Linear, which does not cast float64 inputs and fails, so a float64 file cannot be what the published run used.
+Files are read as `np.load(allow_pickle=False)` would, header first: a pickle, or an object array that needs
+one, can run code and is refused before any of it is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pytest_emogate.data.errors import DataFileError
+
+if TYPE_CHECKING:
+    from pytest_emogate.data.test3 import Sample
+
+SLOT_NAMES = ("Face", "Video", "Audio")
+NPY_MAGIC = b"\x93NUMPY"
+PICKLE_PROTOCOL_BYTE = b"\x80"
+
+
+def load_vector(path: Path, dim: int | None = None) -> np.ndarray:
+    """Load one feature file as a float32 vector [D]; with `dim`, D must equal it. Raise DataFileError."""
+    with path.open("rb") as handle:
+        magic = handle.read(len(NPY_MAGIC))
+        if magic != NPY_MAGIC:
+            found = "a pickle" if magic[:1] == PICKLE_PROTOCOL_BYTE else f"no .npy header (starts {magic!r})"
+            raise DataFileError(path, "a plain .npy array (allow_pickle=False)", found)
+        handle.seek(0)
+        try:
+            version = np.lib.format.read_magic(handle)
+            # Format 3.0 differs from 2.0 only for non-latin-1 field names, which no float vector has.
+            formats = np.lib.format
+            read_header = formats.read_array_header_1_0 if version == (1, 0) else formats.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+        except ValueError as error:
+            raise DataFileError(path, "a readable .npy file", " ".join(str(error).split())) from None
+        # The header alone decides, so a refused file is never unpickled nor read in full.
+        if dtype.hasobject:
+            raise DataFileError(path, "a plain .npy array (allow_pickle=False)", "an object array that needs pickle")
+        if dtype.kind != "f" or dtype.itemsize not in (2, 4):
+            raise DataFileError(path, "dtype float32 or float16", f"dtype {dtype.name}")
+        width = shape[-1] if shape else None
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[0] != 1) or (dim is not None and width != dim):
+            want = "D" if dim is None else str(dim)
+            raise DataFileError(path, f"shape ({want},) or (1, {want})", f"shape {tuple(shape)}")
+        # One read of the payload: np.load would parse the header a second time (half the preflight's cost).
+        payload = handle.read()
+    count = int(np.prod(shape))
+    if len(payload) != count * dtype.itemsize:
+        found = f"{len(payload)} bytes of data where the header promises {count * dtype.itemsize}"
+        raise DataFileError(path, "a complete .npy file", found)
+    vector = np.frombuffer(payload, dtype=dtype, count=count).astype(np.float32)
+    if not np.isfinite(vector).all():
+        bad = int((~np.isfinite(vector)).sum())
+        raise DataFileError(path, "finite values", f"{bad} NaN or infinite value{'s' if bad != 1 else ''}")
+    return vector
+
+
+def read_features(sample: Sample) -> np.ndarray:
+    """The sample's features stacked in slot order Face, Video, Audio: float32 [3, D], as the original's `cat`.
+
+    Raises FileNotFoundError for a missing file, DataFileError for a malformed one, and ValueError when the
+    three widths differ (the preflight reports all of these before any model loads).
+    """
+    vectors = []
+    for slot, path in zip(SLOT_NAMES, sample.features):
+        if path is None:
+            raise FileNotFoundError(f"sample {sample.name}: no {slot} feature file")
+        vectors.append(load_vector(path))
+    widths = {vector.shape[0] for vector in vectors}
+    if len(widths) != 1:
+        shown = ", ".join(f"{slot} {vector.shape[0]}" for slot, vector in zip(SLOT_NAMES, vectors))
+        raise ValueError(f"sample {sample.name}: expected three features of one width, found {shown}")
+    return np.stack(vectors)

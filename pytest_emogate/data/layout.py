@@ -1,0 +1,168 @@
+"""Where the Test3 files are: the upstream release layout of a directory, or a YAML manifest naming each path.
+
+Release layout (one directory; names as the upstream repository and the fork that produced the published run
+use them):
+
+    relative_test3_NCEV.txt                     annotation, `name nframes label valence` per line
+    transcription_en_all.csv                    transcripts (else transcription_all_new.csv)
+    mae_340_UTT/{name}.npy                      Face features   (fork: mae_340_23_UTT, mae_340_UTT_MER2023-SEMI)
+    maeV_399_UTT/{name}.npy                     Video features  (fork: maeVideo_399_23_UTT, maeV_399_UTT_MER2023-SEMI)
+    HL-UTT/{name}.npy                           Audio features  (fork: HL_23_UTT, HL-UTT_MER2023-SEMI)
+    test3/{name}.mp4 | .avi | .jpg              frames (without a test3/ folder: the directory itself)
+
+Manifest (YAML; relative paths are resolved against `root`, itself relative to the manifest's folder):
+
+    root: .                                     optional, default: the manifest's folder
+    annotation: relative_test3_NCEV.txt
+    transcripts: transcription_en_all.csv
+    transcript_column: sentence                 optional, default: `sentence`, else `sentence_en`
+    features: {face: mae_340_UTT, video: maeV_399_UTT, audio: HL-UTT}
+    frames: test3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pytest_emogate.files import usage_error
+
+ANNOTATION_NAME = "relative_test3_NCEV.txt"
+TRANSCRIPT_NAMES = ("transcription_en_all.csv", "transcription_all_new.csv")
+FRAMES_FOLDER = "test3"
+SLOTS = ("face", "video", "audio")
+# Per slot, in the order Face, Video, Audio: the upstream name, the fork's name, the fork's MER2023-SEMI name.
+FEATURE_FOLDERS = (
+    ("mae_340_UTT", "mae_340_23_UTT", "mae_340_UTT_MER2023-SEMI"),
+    ("maeV_399_UTT", "maeVideo_399_23_UTT", "maeV_399_UTT_MER2023-SEMI"),
+    ("HL-UTT", "HL_23_UTT", "HL-UTT_MER2023-SEMI"),
+)
+MANIFEST_KEYS = ("root", "annotation", "transcripts", "transcript_column", "features", "frames")
+MANIFEST_REQUIRED = ("annotation", "transcripts", "features", "frames")
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """The resolved locations of every part of the data set; `source` is what the user named."""
+
+    source: Path
+    root: Path
+    annotation: Path
+    transcripts: Path
+    transcript_column: str | None
+    feature_dirs: tuple[Path, Path, Path]
+    frames: Path
+
+
+def locate(path: Path) -> DataPaths:
+    """Resolve `--emogate-data`: a directory in the release layout, or any other file as a YAML manifest."""
+    if path.is_dir():
+        return _release_layout(path)
+    if path.is_file():
+        return _manifest(path)
+    raise usage_error(
+        f"Test3 data {path}", ["does not exist: expected a directory in the release layout or a YAML manifest"]
+    )
+
+
+def _release_layout(root: Path) -> DataPaths:
+    problems: list[str] = []
+    annotation = root / ANNOTATION_NAME
+    if not annotation.is_file():
+        problems.append(f"no annotation file: expected {ANNOTATION_NAME} (a manifest can name another file)")
+    present = [root / name for name in TRANSCRIPT_NAMES if (root / name).is_file()]
+    transcripts = present[0] if present else root / TRANSCRIPT_NAMES[0]
+    if not transcripts.is_file():
+        problems.append(f"no transcript CSV: expected {' or '.join(TRANSCRIPT_NAMES)}")
+    feature_dirs = []
+    for slot, candidates in zip(SLOTS, FEATURE_FOLDERS):
+        found = [root / name for name in candidates if (root / name).is_dir()]
+        if len(found) != 1:
+            what = "none" if not found else "several: " + ", ".join(folder.name for folder in found)
+            problems.append(
+                f"{slot.capitalize()} features: expected exactly one folder of {', '.join(candidates)}, found {what}"
+                + (" (name one in a manifest)" if found else "")
+            )
+        feature_dirs.append(found[0] if found else root / candidates[0])
+    if problems:
+        raise usage_error(f"Test3 data directory {root}", problems)
+    # The upstream code reads videos from a folder of its own; a flat directory holding them works too.
+    frames = root / FRAMES_FOLDER if (root / FRAMES_FOLDER).is_dir() else root
+    return DataPaths(root, root, annotation, transcripts, None, _three(feature_dirs), frames)
+
+
+def _manifest(path: Path) -> DataPaths:
+    what = f"Test3 data manifest {path}"
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise usage_error(what, [f"cannot be read as YAML: {_one_line(error)}"]) from None
+    if not isinstance(content, dict):
+        raise usage_error(what, [f"expected a mapping of keys {', '.join(MANIFEST_KEYS)}, found {_kind(content)}"])
+    known = ", ".join(MANIFEST_KEYS)
+    problems = [f"unknown key {key!r}: expected one of {known}" for key in content if key not in MANIFEST_KEYS]
+    problems += [f"missing key {key!r}" for key in MANIFEST_REQUIRED if key not in content]
+    root = path.parent / (_string(content, "root", problems, default=".") or ".")
+    if not root.is_dir():
+        problems.append(f"key 'root': expected an existing folder, found no {root}")
+    column = content.get("transcript_column")
+    if column is not None and not isinstance(column, str):
+        problems.append(f"key 'transcript_column': expected a column name, found {_kind(column)}")
+        column = None
+    annotation = _existing(root, content, "annotation", problems, folder=False)
+    transcripts = _existing(root, content, "transcripts", problems, folder=False)
+    frames = _existing(root, content, "frames", problems, folder=True)
+    features = content.get("features", {})
+    feature_dirs = [root] * 3
+    if not isinstance(features, dict):
+        problems.append(f"key 'features': expected a mapping with keys {', '.join(SLOTS)}, found {_kind(features)}")
+    else:
+        problems += [
+            f"unknown key 'features.{key}': expected one of {', '.join(SLOTS)}" for key in features if key not in SLOTS
+        ]
+        for index, slot in enumerate(SLOTS):
+            if slot not in features and "features" in content:
+                problems.append(f"missing key 'features.{slot}'")
+            elif slot in features:
+                feature_dirs[index] = _existing(root, features, slot, problems, folder=True, prefix="features.")
+    if problems:
+        raise usage_error(what, problems)
+    return DataPaths(path, root, annotation, transcripts, column, _three(feature_dirs), frames)
+
+
+def _existing(
+    root: Path, table: dict[object, object], key: str, problems: list[str], *, folder: bool, prefix: str = ""
+) -> Path:
+    """The path under `key`, relative to `root`; a problem names the key when it is not an existing path."""
+    value = _string(table, key, problems, default=None, prefix=prefix)
+    if value is None:
+        return root
+    resolved = root / value
+    if not (resolved.is_dir() if folder else resolved.is_file()):
+        kind = "folder" if folder else "file"
+        problems.append(f"key '{prefix}{key}': expected an existing {kind}, found no {resolved}")
+    return resolved
+
+
+def _string(
+    table: dict[object, object], key: str, problems: list[str], *, default: str | None, prefix: str = ""
+) -> str | None:
+    value = table.get(key, default)
+    if isinstance(value, str) or (value is None and key not in table):
+        return value
+    problems.append(f"key '{prefix}{key}': expected a path, found {_kind(value)}")
+    return default
+
+
+def _three(paths: list[Path]) -> tuple[Path, Path, Path]:
+    return (paths[0], paths[1], paths[2])
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

@@ -1,0 +1,193 @@
+"""The MER2023 Test3 samples: annotation lines joined with their transcript, feature files and frame file.
+
+Read as the original evaluation reads them: the annotation line is `strip().split(" ")` and only field 0 (name)
+and field 2 (label) are used; the gold label is the last word of the label field after the original's caption
+cleaning (lowercase, `.!"()*#:;~` to spaces); the transcript is the first CSV row for the name, and a missing
+or empty cell (or one pandas reads as NaN, such as "NA") is a missing transcript that the original renders as
+"nan". Files are looked up by listing each folder once, so a name can never reach outside its folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_emogate.data.image import FRAME_SUFFIXES
+from pytest_emogate.data.layout import DataPaths, locate
+from pytest_emogate.files import usage_error
+
+TRANSCRIPT_COLUMNS = ("sentence", "sentence_en")
+# pandas.read_csv's default NA strings: the original reads the CSV with pandas, and these cells become NaN.
+PANDAS_NA_STRINGS = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+     "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+)  # fmt: skip
+CAPTION_PUNCTUATION = re.compile(r'[.!"()*#:;~]')
+FINGERPRINT_VERSION = b"emogate-test3-fingerprint-v1"
+MISSING = b"<missing>"
+IO_THREADS = min(8, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One Test3 sample. `features` (Face, Video, Audio) and `frame` are None where the file does not exist."""
+
+    name: str
+    label: str
+    transcript: str | None
+    frame: Path | None
+    features: tuple[Path | None, Path | None, Path | None]
+    line: int
+
+
+@dataclass(frozen=True)
+class Test3Data:
+    """The whole data set, in annotation order, and where each part of it was read from."""
+
+    __test__ = False  # its name starts with "Test": keep pytest from collecting it where a test imports it
+
+    root: Path
+    samples: tuple[Sample, ...]
+    annotation: Path
+    transcripts: Path
+    transcript_column: str
+    feature_dirs: tuple[Path, Path, Path]
+    frames: Path
+    source: Path
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) of what determines the model's inputs.
+
+        Covers the annotation file's bytes, then per sample in order: its name, the transcript text used (or a
+        missing marker), and the sha256 of each feature file and of the frame file (or a missing marker). Each
+        field is length-prefixed so no two data sets share a byte stream. The cost is one read of every file,
+        hashed on a few threads (hashlib releases the GIL): well under a second for Test3's features, about
+        the time to read the videos once for the frames.
+        """
+        digest = hashlib.sha256()
+        _add(digest, FINGERPRINT_VERSION)
+        _add(digest, self.annotation.read_bytes())
+        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+            for sample, file_digests in zip(self.samples, pool.map(_sample_file_digests, self.samples)):
+                _add(digest, sample.name.encode("utf-8"))
+                _add(digest, MISSING if sample.transcript is None else sample.transcript.encode("utf-8"))
+                for file_digest in file_digests:
+                    _add(digest, file_digest)
+        return digest.hexdigest()
+
+
+def load_test3(path: Path) -> Test3Data:
+    """Read the Test3 data named by `--emogate-data` (release-layout directory or YAML manifest).
+
+    Raises one pytest.UsageError naming the file, line or key for a missing path, an unreadable manifest or
+    unknown manifest keys, a malformed annotation line or a transcript CSV without the needed columns. Missing or
+    malformed per-sample files are the preflight's to report, all at once.
+    """
+    paths = locate(path)
+    lines = _annotation_lines(paths.annotation)
+    column, transcripts = _transcripts(paths)
+    frame_files = _listing(paths.frames)
+    feature_files = [_listing(folder) for folder in paths.feature_dirs]
+    samples = []
+    for line, name, label in lines:
+        features = tuple(
+            folder / f"{name}.npy" if f"{name}.npy" in files else None
+            for folder, files in zip(paths.feature_dirs, feature_files)
+        )
+        # The original's order: the video (mp4, then avi), else the fork's pre-extracted jpg.
+        frame = next((paths.frames / f"{name}{ext}" for ext in FRAME_SUFFIXES if f"{name}{ext}" in frame_files), None)
+        samples.append(Sample(name, label, transcripts.get(name), frame, (features[0], features[1], features[2]), line))
+    return Test3Data(
+        root=paths.root,
+        samples=tuple(samples),
+        annotation=paths.annotation,
+        transcripts=paths.transcripts,
+        transcript_column=column,
+        feature_dirs=paths.feature_dirs,
+        frames=paths.frames,
+        source=paths.source,
+    )
+
+
+def prompt_sentence(sample: Sample) -> str:
+    """The transcript as the original puts it in the prompt: the raw text, or "nan" when it is missing."""
+    return "nan" if sample.transcript is None else sample.transcript
+
+
+def gold_label(field: str) -> str:
+    """The original's gold label: the label field lowercased, `.!"()*#:;~` made spaces, then its last word."""
+    words = CAPTION_PUNCTUATION.sub(" ", field.lower()).split()
+    return words[-1] if words else ""
+
+
+def _annotation_lines(annotation: Path) -> list[tuple[int, str, str]]:
+    text = _read_text(annotation, f"Test3 annotation {annotation}")
+    rows, problems = [], []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        fields = raw.strip().split(" ")
+        if len(fields) < 3:
+            problems.append(f"line {number}: expected 'name nframes label valence', found {raw.strip()!r}")
+            continue
+        rows.append((number, fields[0], gold_label(fields[2])))
+    if problems:
+        raise usage_error(f"Test3 annotation {annotation}", problems)
+    return rows
+
+
+def _transcripts(paths: DataPaths) -> tuple[str, dict[str, str | None]]:
+    what = f"Test3 transcripts {paths.transcripts}"
+    reader = csv.reader(io.StringIO(_read_text(paths.transcripts, what), newline=""))
+    header = next(reader, [])
+    wanted = (paths.transcript_column,) if paths.transcript_column else TRANSCRIPT_COLUMNS
+    column = next((name for name in wanted if name in header), None)
+    if "name" not in header or column is None:
+        expected = f"columns 'name' and {' or '.join(repr(name) for name in wanted)}"
+        raise usage_error(what, [f"line 1: expected {expected}, found columns {header}"])
+    name_at, text_at = header.index("name"), header.index(column)
+    sentences: dict[str, str | None] = {}
+    for row in reader:
+        if len(row) > name_at and row[name_at] not in sentences:  # the original takes the first matching row
+            text = row[text_at] if len(row) > text_at else ""
+            sentences[row[name_at]] = None if text in PANDAS_NA_STRINGS else text
+    return column, sentences
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise usage_error(what, [f"cannot be read as UTF-8 text: {' '.join(str(error).split())}"]) from None
+
+
+def _listing(folder: Path) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(folder))
+    except OSError:
+        return frozenset()
+
+
+def _sample_file_digests(sample: Sample) -> list[bytes]:
+    return [_file_digest(path) for path in (*sample.features, sample.frame)]
+
+
+def _file_digest(path: Path | None) -> bytes:
+    if path is None:
+        return MISSING
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").digest()
+    except OSError:
+        return MISSING
+
+
+def _add(digest: hashlib._Hash, field: bytes) -> None:
+    digest.update(len(field).to_bytes(8, "big"))
+    digest.update(field)
