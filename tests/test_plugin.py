@@ -217,3 +217,28 @@ def test_emogate_only_skips_the_project_tests(project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=14, failed=1)
     assert "not_installed_module" not in result.stdout.str()
     project.runpytest("--emogate-only").assert_outcomes(errors=1)  # inert without the gate
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--emogate-predictions", "preds.csv", "--emogate-ckpt", "c.pth"],
+         "ERROR: --emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint"),
+        (["--emogate-ckpt", "c.pth"], "ERROR: --emogate-ckpt also needs --emogate-data (or ini emogate_data), "
+         "--emogate-llama (or ini emogate_llama), --emogate-vit (or ini emogate_vit)"),
+        (["--emogate-ckpt", "c.pth", "--emogate-batch-size", "0"],
+         "*--emogate-batch-size: expected a positive int, found '0'"),
+    ],
+)
+def test_inference_option_errors(project: pytest.Pytester, args: list[str], message: str) -> None:
+    result = project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_a_bad_ini_value_is_named(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nemogate_max_new_tokens = many\n")
+    result = project.runpytest("--emogate-ckpt", "c.pth", "--emogate-data", "d", "--emogate-llama", "l",
+                               "--emogate-vit", "v")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini setting emogate_max_new_tokens: expected a positive int, found 'many'"])
