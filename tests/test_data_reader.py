@@ -73,7 +73,8 @@ def test_release_layout_reads_samples_in_annotation_order(tmp_path: Path) -> Non
     data = load_test3(root)
     assert data.root == data.source == root
     assert (data.annotation, data.transcripts) == (root / "relative_test3_NCEV.txt", root / "transcription_en_all.csv")
-    assert (data.transcript_column, data.frames, data.feature_dirs) == ("sentence", root / "test3", tuple(root / f for f in UPSTREAM))
+    assert (data.transcript_column, data.frames) == ("sentence", root / "test3")
+    assert data.feature_dirs == tuple(root / folder for folder in UPSTREAM)
     assert data.samples == (
         Sample("s2", "sad", "Hello, world.", root / "test3/s2.jpg", tuple(root / f / "s2.npy" for f in UPSTREAM), 1),
         Sample("s1", "happy", "Fine", root / "test3/s1.jpg", tuple(root / f / "s1.npy" for f in UPSTREAM), 2),
@@ -123,6 +124,22 @@ def test_manifest_names_each_path_and_any_file_names(tmp_path: Path) -> None:
     assert (data.source, data.root, data.annotation) == (manifest, parts, parts / "my_labels.txt")
     assert [sample.name for sample in data.samples] == ["s1", "s2"]
     assert data.samples[1].features[0] == parts / "HL-UTT" / "s2.npy"
+
+
+def test_frames_may_lie_beside_the_annotation_and_a_manifest_may_pick_the_column(tmp_path: Path) -> None:
+    root = write_set(tmp_path, [("s1", "sad", "x")])
+    (root / "test3" / "s1.jpg").rename(root / "s1.jpg")
+    (root / "test3").rmdir()
+    (root / "transcription_en_all.csv").write_text("name,sentence,sentence_en\ns1,chinese text,english text\n")
+    sample = load_test3(root).samples[0]
+    assert (sample.frame, sample.transcript) == (root / "s1.jpg", "chinese text")
+    manifest = root / "manifest.yaml"
+    manifest.write_text(
+        "annotation: relative_test3_NCEV.txt\ntranscripts: transcription_en_all.csv\ntranscript_column: sentence_en\n"
+        "features: {face: mae_340_UTT, video: maeV_399_UTT, audio: HL-UTT}\nframes: .\n"
+    )
+    data = load_test3(manifest)
+    assert (data.transcript_column, data.samples[0].transcript) == ("sentence_en", "english text")
 
 
 def test_the_tiny_manifest_loads_the_same_samples_as_its_directory() -> None:
@@ -186,9 +203,11 @@ def test_frame_fallback_is_mp4_then_avi_then_jpg(tmp_path: Path) -> None:
     writer.release()
     (root / "test3" / "d.jpg").unlink()
     a, b, c, d = load_test3(root).samples
-    assert [a.frame, b.frame, c.frame, d.frame] == [root / "test3/a.mp4", root / "test3/b.avi", root / "test3/c.jpg", None]
+    frames = root / "test3"
+    assert [a.frame, b.frame, c.frame, d.frame] == [frames / "a.mp4", frames / "b.avi", frames / "c.jpg", None]
     # The first frame, converted from OpenCV's BGR: red for a (its second frame is blue), green for b.
-    assert [np.asarray(read_frame(s)).mean(axis=(0, 1)).round(-1).tolist() for s in (a, b)] == [[250, 0, 0], [0, 250, 0]]
+    colours = [np.asarray(read_frame(sample)).mean(axis=(0, 1)).round(-1).tolist() for sample in (a, b)]
+    assert colours == [[250, 0, 0], [0, 250, 0]]
     assert read_frame(c).mode == "RGB" and read_frame(c).size == (6, 4)
     with pytest.raises(FileNotFoundError, match="sample d: no .mp4/.avi/.jpg frame file"):
         read_frame(d)
@@ -207,8 +226,9 @@ def test_image_tensor_resizes_with_pil_bicubic() -> None:
     pixels = np.arange(2 * 4 * 3, dtype=np.uint8).reshape(2, 4, 3) * 10
     image = Image.fromarray(pixels)
     resized = np.asarray(image.resize((3, 3), Image.BICUBIC), dtype=np.float32) / 255
-    expected = (resized - np.float32([0.48145466, 0.4578275, 0.40821073])) / np.float32([0.26862954, 0.26130258, 0.27577711])
-    assert np.array_equal(image_tensor(image, 3), expected.transpose(2, 0, 1))
+    mean, std = np.float32([0.48145466, 0.4578275, 0.40821073]), np.float32([0.26862954, 0.26130258, 0.27577711])
+    # ToTensor then Normalize, in float32 as torchvision computes them: the same bits, not just close.
+    assert np.array_equal(image_tensor(image, 3), ((resized - mean) / std).transpose(2, 0, 1))
 
 
 def test_transcripts_are_read_as_the_original_reads_them(tmp_path: Path) -> None:
