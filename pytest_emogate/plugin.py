@@ -10,17 +10,16 @@ import argparse
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_emogate.gate import Gate
-from pytest_emogate.metrics import GateResult
-from pytest_emogate.predictions import write_predictions_jsonl
-from pytest_emogate.sources import CheckpointInference, PredictionsFile
-from pytest_emogate.thresholds import load_thresholds
+if TYPE_CHECKING:  # the gate's modules load only when the gate is on: pytest imports this module in every run
+    from pytest_emogate.gate import Gate
+    from pytest_emogate.metrics import GateResult
+    from pytest_emogate.sources import CheckpointInference
 
-GATE_KEY = pytest.StashKey[Gate]()
+GATE_KEY = pytest.StashKey["Gate"]()
 
 PATH_OPTIONS = {
     "predictions": "gate a predictions file (CSV or JSONL with name, label, output); activates the gate",
@@ -32,8 +31,6 @@ PATH_OPTIONS = {
     "report": "write the JSON report to this path",
     "save_predictions": "write the answers as JSONL that --emogate-predictions accepts",
 }
-
-
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -111,6 +108,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if predictions is not None and ckpt is not None:
         raise pytest.UsageError("--emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint")
+    from pytest_emogate.gate import Gate
+    from pytest_emogate.sources import PredictionsFile
+    from pytest_emogate.thresholds import load_thresholds
+
     thresholds = load_thresholds(_path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
     if predictions is not None:
         config.stash[GATE_KEY] = Gate(thresholds, PredictionsFile(predictions, thresholds.labels))
@@ -120,6 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _inference_source(config: pytest.Config, labels: tuple[str, ...]) -> CheckpointInference:
     from pytest_emogate.inference import InferenceSettings
+    from pytest_emogate.sources import CheckpointInference
 
     paths = {name: _path_option(config, name) for name in ("ckpt", "data", "llama", "vit")}
     missing = [f"--emogate-{name} (or ini emogate_{name})" for name, path in paths.items() if path is None]
@@ -195,6 +197,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gate = config.stash.get(GATE_KEY, None)
     if gate is None or hasattr(config, "workerinput"):
         return
+    from pytest_emogate.predictions import write_predictions_jsonl
     from pytest_emogate.report import report_dict, write_report
 
     report_path = _path_option(config, "report")
