@@ -1,0 +1,103 @@
+"""The per-sample answer cache: a run killed mid-way resumes where it stopped, a repeated run does no inference.
+
+One folder per key under the cache root (default `.emogate/cache`). The key is everything that determines the
+answers: the checkpoint's sha256, the data fingerprint, the prompt and decoding settings and the package version;
+its hash names the folder and `key.json` keeps it readable. Answers are appended to `answers.jsonl` one batch
+at a time (write, flush, fsync), so a SIGKILL loses at most the batch in flight; a torn last line is detected on
+the next load, cut off, and its sample is answered again. A lock file serialises the processes that share a
+folder (pytest-xdist workers, several ranks), so only one computes while the others wait and then read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_emogate.files import usage_error
+from pytest_emogate.predictions import Prediction
+
+ANSWERS = "answers.jsonl"
+
+
+def key_digest(key: Mapping[str, Any]) -> str:
+    """A stable hash of the key: the same settings give the same folder, any change a new one."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AnswerCache:
+    """The cache folder of one key."""
+
+    folder: Path
+
+    @classmethod
+    def open(cls, root: Path, key: Mapping[str, Any]) -> AnswerCache:
+        """The folder for `key` under `root`, created with its readable key.json."""
+        folder = root / key_digest(key)[:20]
+        folder.mkdir(parents=True, exist_ok=True)
+        key_file = folder / "key.json"
+        if not key_file.exists():
+            key_file.write_text(json.dumps(key, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        return cls(folder)
+
+    @property
+    def answers_path(self) -> Path:
+        """The append-only JSONL file of finished answers."""
+        return self.folder / ANSWERS
+
+    def load(self) -> dict[str, Prediction]:
+        """Every finished answer by sample name; a torn last line (a killed writer) is cut off the file."""
+        path = self.answers_path
+        if not path.exists():
+            return {}
+        data = path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) != len(data):
+            with path.open("r+b") as handle:
+                handle.truncate(len(complete))
+        answers: dict[str, Prediction] = {}
+        for line_number, line in enumerate(complete.decode("utf-8", errors="replace").splitlines(), start=1):
+            try:
+                row = json.loads(line)
+                answers[row["name"]] = Prediction(
+                    row["name"], row["label"], row["output"],
+                    {k: v for k, v in row.items() if k not in ("name", "label", "output")},
+                )  # fmt: skip
+            except (json.JSONDecodeError, KeyError, TypeError):
+                problem = f"line {line_number}: not an answer written by pytest-emogate: {line[:80]!r}"
+                hint = f"delete {self.folder} or run with --emogate-no-cache"
+                raise usage_error(f"answer cache {path}", [problem, hint]) from None
+        return answers
+
+    def append(self, predictions: Iterable[Prediction]) -> None:
+        """Append finished answers and force them to disk before returning."""
+        lines = [
+            json.dumps({"name": p.name, "label": p.label, "output": p.output, **dict(p.extra)}, ensure_ascii=False)
+            for p in predictions
+        ]
+        if not lines:
+            return
+        payload = "".join(line + "\n" for line in lines).encode("utf-8")
+        fd = os.open(self.answers_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's exclusive lock: one process computes, the others wait here and then read."""
+        with (self.folder / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
