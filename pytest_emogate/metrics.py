@@ -25,14 +25,16 @@ class Metric:
     name: str
     description: str
     higher_is_better: bool = True
+    per_sample: bool = False
+    """True when the metric is the mean of per-sample correctness, so paired runs can use an exact test."""
 
 
 METRICS: Mapping[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("accuracy", "share of samples answered with the gold label"),
+        Metric("accuracy", "share of samples answered with the gold label", per_sample=True),
         Metric("weighted_precision", "precision averaged over gold classes, weighted by class size"),
-        Metric("weighted_recall", "recall averaged over gold classes, weighted by class size"),
+        Metric("weighted_recall", "recall averaged over gold classes, weighted by class size", per_sample=True),
         Metric("weighted_f1", "F1 averaged over gold classes, weighted by class size"),
         Metric("macro_precision", "unweighted mean of per-class precision"),
         Metric("macro_recall", "unweighted mean of per-class recall"),
@@ -154,6 +156,12 @@ def compute_result(samples: Sequence[ScoredSample], labels: tuple[str, ...], inv
         samples=tuple(samples),
         invalid_policy=invalid,
     )
+
+
+def overall_from_confusion(confusion: Mapping[str, Mapping[str, int]], labels: tuple[str, ...]) -> dict[str, float]:
+    """The aggregate metrics of a confusion matrix (rows: every gold label): resampling needs no samples."""
+    per_class = {label: _class_stats(label, confusion, labels) for label in labels}
+    return _overall(per_class, sum(stats.n for stats in per_class.values()))
 
 
 def _class_stats(label: str, confusion: Mapping[str, Mapping[str, int]], labels: tuple[str, ...]) -> ClassStats:
