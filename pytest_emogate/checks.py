@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pytest_emogate.metrics import GateResult
+from pytest_emogate.metrics import ClassStats, GateResult
 from pytest_emogate.thresholds import Thresholds
 
 EXAMPLE_SAMPLES = 3
@@ -40,6 +40,12 @@ def ci_range(bounds: tuple[float, float]) -> str:
 def interval(bounds: tuple[float, float]) -> str:
     """A Wilson interval as '95% CI 16.3-61.2%'."""
     return f"95% CI {ci_range(bounds)}"
+
+
+def inconclusive(stats: ClassStats, floor: float) -> bool:
+    """Whether a class's 95% interval contains its floor: the verdict rests on too few samples to be sure."""
+    low, high = stats.recall_ci95
+    return stats.n > 0 and low < floor < high
 
 
 def check_ids(thresholds: Thresholds) -> dict[str, list[str]]:

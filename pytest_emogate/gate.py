@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pytest_emogate.checks import CHECKS, Outcome, evaluate_all
+from pytest_emogate.checks import CHECKS, Outcome, check_ids, evaluate_all
+from pytest_emogate.compare import Comparison
 from pytest_emogate.files import display_path
 from pytest_emogate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import Prediction
+from pytest_emogate.regression import Baseline, regression_ids, regression_outcome
 from pytest_emogate.thresholds import Thresholds
 
 
@@ -48,7 +50,10 @@ class Gate:
 
     thresholds: Thresholds
     source: AnswerSource
+    baseline: Baseline | None = None
+    """The accepted model's answers (--emogate-baseline); with them, the regression checks run."""
     _result: GateResult | None = None
+    _comparison: Comparison | None = None
     _gate_s: float = 0.0
 
     @property
@@ -67,13 +72,30 @@ class Gate:
             self._gate_s = time.perf_counter() - start
         return self._result
 
+    def comparison(self) -> Comparison | None:
+        """The paired comparison with the baseline, once; None without a baseline."""
+        if self.baseline is not None and self._comparison is None:
+            start = time.perf_counter()
+            self._comparison = self.baseline.compare(self.thresholds, self.result())
+            self._gate_s += time.perf_counter() - start
+        return self._comparison
+
+    def check_ids(self) -> dict[str, list[str]]:
+        """Each gate test's parameters; the regression checks exist only with a baseline."""
+        return {**check_ids(self.thresholds), "regression": regression_ids(self.thresholds) if self.baseline else []}
+
     def evaluate(self, kind: str, param: str) -> Outcome:
-        """One check's outcome, e.g. evaluate("class_floor", "surprise")."""
+        """One check's outcome, e.g. evaluate("class_floor", "surprise") or evaluate("regression", "accuracy")."""
+        if kind == "regression":
+            comparison = self.comparison()
+            assert comparison is not None, "regression checks are collected only with a baseline"
+            return regression_outcome(self.thresholds, comparison, param)
         return CHECKS[kind](self.thresholds, self.result(), param)
 
     def outcomes(self) -> list[Outcome]:
-        """Every declared check's outcome, in thresholds order."""
-        return evaluate_all(self.thresholds, self.result())
+        """Every declared check's outcome, in thresholds order, then the regression checks."""
+        regressions = [self.evaluate("regression", key) for key in self.check_ids()["regression"]]
+        return evaluate_all(self.thresholds, self.result()) + regressions
 
     def header(self) -> str:
         """What determines the numbers, in one line."""
@@ -81,6 +103,7 @@ class Gate:
         return (
             f"emogate: thresholds {display_path(t.path)} (sha256 {t.sha256[:12]}, invalid answers: {t.invalid}); "
             f"answers from {self.source.description}"
+            + (f"; compared with {self.baseline.description}" if self.baseline else "")
         )
 
     def summary_header(self) -> str:

@@ -2,7 +2,7 @@
 
 The plugin parametrizes them from the thresholds (`pytest_generate_tests` below) and adds them to the session;
 ids follow design.md: `test_overall[accuracy]`, `test_class_floor[worried]`, `test_label_validity`,
-`test_confusion_limit[neutral->happy]`.
+`test_confusion_limit[neutral->happy]`, and with a baseline `test_no_regression[accuracy]`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,15 @@ from typing import Any
 
 import pytest
 
-from pytest_emogate.checks import check_ids
 from pytest_emogate.gate import Gate
+from pytest_emogate.regression import junit_properties
 
-PARAMETRIZED = {"test_overall": "overall", "test_class_floor": "class_floor", "test_confusion_limit": "confusion"}
+PARAMETRIZED = {
+    "test_overall": "overall",
+    "test_class_floor": "class_floor",
+    "test_confusion_limit": "confusion",
+    "test_no_regression": "regression",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -23,8 +28,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if kind is not None:
         from pytest_emogate.plugin import GATE_KEY
 
-        params = check_ids(metafunc.config.stash[GATE_KEY].thresholds)[kind]
-        metafunc.parametrize("check", params, ids=params)
+        params = metafunc.config.stash[GATE_KEY].check_ids()[kind]
+        if params:  # an empty set would add a skipped test; unparametrized, the plugin drops the test instead
+            metafunc.parametrize("check", params, ids=params)
 
 
 def _enforce(gate: Gate, kind: str, check: str, record_property: Any) -> None:
@@ -60,3 +66,13 @@ def test_label_validity(emogate_gate: Gate, record_property: Any) -> None:
 def test_confusion_limit(emogate_gate: Gate, check: str, record_property: Any) -> None:
     """A gold class is not answered as another class too often (thresholds.yaml: confusion)."""
     _enforce(emogate_gate, "confusion", check, record_property)
+
+
+@pytest.mark.emogate
+def test_no_regression(emogate_gate: Gate, check: str, record_property: Any) -> None:
+    """A metric or a class's recall does not drop against the baseline (thresholds.yaml: regression)."""
+    comparison = emogate_gate.comparison()
+    if comparison is not None:
+        for name, value in junit_properties(comparison, check):
+            record_property(name, value)
+    _enforce(emogate_gate, "regression", check, record_property)

@@ -71,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--emogate-only", action="store_true", dest="emogate_only",
         help="collect only the gate tests, not the project's own tests (a gate-only CI job)",
     )  # fmt: skip
+    from pytest_emogate import ci
+
+    ci.add_options(parser, group)
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
@@ -117,6 +120,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[GATE_KEY] = Gate(thresholds, PredictionsFile(predictions, thresholds.labels))
     else:
         config.stash[GATE_KEY] = Gate(thresholds, _inference_source(config, thresholds.labels))
+    from pytest_emogate import ci
+
+    ci.configure(config, config.stash[GATE_KEY], lambda name: _path_option(config, name))
 
 
 def _inference_source(config: pytest.Config, labels: tuple[str, ...]) -> CheckpointInference:
@@ -197,13 +203,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gate = config.stash.get(GATE_KEY, None)
     if gate is None or hasattr(config, "workerinput"):
         return
+    from pytest_emogate.ci import report_sections
     from pytest_emogate.predictions import write_predictions_jsonl
     from pytest_emogate.report import report_dict, write_report
 
     report_path = _path_option(config, "report")
     if report_path is not None:
         result = gate.result()
-        write_report(report_path, report_dict(result, gate.outcomes(), gate.provenance(), gate.timings()))
+        report = report_dict(result, gate.outcomes(), gate.provenance(), gate.timings())
+        write_report(report_path, {**report, **report_sections(gate)})
     save_path = _path_option(config, "save_predictions")
     if save_path is not None:
         write_predictions_jsonl(save_path, gate.source.predictions())
@@ -214,6 +222,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     gate = config.stash.get(GATE_KEY, None)
     if gate is None or not (gate.ready or gate.source.loaded):
         return
+    from pytest_emogate.ci import summary_sections
     from pytest_emogate.report import render_summary
 
     quiet = config.get_verbosity() < 0
@@ -225,6 +234,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         width=config.get_terminal_writer().fullwidth,
         color=terminalreporter.hasmarkup,
         quiet=quiet,
+        sections=summary_sections(config),
     )
     terminalreporter.write_sep("=", "emogate summary")
     terminalreporter.write(text)

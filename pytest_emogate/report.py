@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.checks import Outcome, ci_range, pct
+from pytest_emogate.checks import Outcome, ci_range, inconclusive, pct
 from pytest_emogate.files import atomic_write_text
 from pytest_emogate.metrics import METRICS, GateResult
 from pytest_emogate.thresholds import Thresholds
@@ -42,8 +42,12 @@ def render_summary(
     width: int,
     color: bool,
     quiet: bool = False,
+    sections: Sequence[RenderableType] = (),
 ) -> str:
-    """The terminal summary as text: per-class table, overall metrics, confusion matrix, invalid answers, verdict."""
+    """The terminal summary as text: per-class table, overall metrics, confusion matrix, invalid answers, verdict.
+
+    `sections` (the regression table, the history trend) go after the tables, before the verdict.
+    """
     from rich.console import Console
 
     buffer = io.StringIO()
@@ -55,7 +59,7 @@ def render_summary(
     blocks: list[RenderableType] = [_class_table(result, thresholds, outcomes, narrow)]
     if not quiet:
         blocks += [_overall_table(result, thresholds, outcomes), _confusion_table(result, narrow)]
-    for block in blocks:
+    for block in (*blocks, *sections):
         console.print(block)
     if result.invalid_count:
         console.print(_invalid_line(result), markup=False, soft_wrap=True)
@@ -87,18 +91,23 @@ def _status(outcomes: Sequence[Outcome], check_id: str) -> str:
 def _class_table(
     result: GateResult, thresholds: Thresholds, outcomes: Sequence[Outcome], narrow: bool
 ) -> RenderableType:
-    columns = ("class", "n", "correct", "recall", "95% CI", "precision", "F1", "floor", "status")
+    columns = ("class", "n", "correct", "recall", "95% CI", "precision", "F1", "floor", "?", "status")
     if narrow:
         columns = tuple(column for column in columns if column not in ("precision", "F1"))
-    table = _table("Per-class recall ('lb': the floor applies to the 95% lower bound)", columns, ("class", "status"))
+    title = (
+        "Per-class recall ('lb': the floor applies to the 95% lower bound; "
+        "'?': inconclusive, the 95% CI contains the floor)"
+    )
+    table = _table(title, columns, ("class", "?", "status"))
     for label in result.labels:
         stats = result.per_class[label]
         rule = thresholds.per_class.get(label)
         floor = "-" if rule is None else pct(rule.floor) + (" lb" if rule.on == "lower_bound" else "")
+        unsure = "[yellow]?[/]" if rule is not None and inconclusive(stats, rule.floor) else ""
         cells = {
             "class": label, "n": str(stats.n), "correct": str(stats.correct), "recall": pct(stats.recall),
             "95% CI": ci_range(stats.recall_ci95), "precision": pct(stats.precision), "F1": pct(stats.f1),
-            "floor": floor, "status": _status(outcomes, f"class_floor[{label}]"),
+            "floor": floor, "?": unsure, "status": _status(outcomes, f"class_floor[{label}]"),
         }  # fmt: skip
         table.add_row(*(cells[column] for column in columns))
     return table

@@ -1,0 +1,227 @@
+"""The run history: one SQLite database (standard library) that every gated run appends to.
+
+Each run stores when it ran, the git commit, the fingerprints of what produced the answers, every aggregate
+metric, every class's numbers and the verdict. Writers take SQLite's write lock before touching anything
+(`BEGIN IMMEDIATE`) and wait for each other (busy timeout), so concurrent runs, e.g. pytest-xdist controllers or
+parallel CI jobs on one runner, queue instead of corrupting the file or losing a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_emogate.checks import Outcome, pct
+from pytest_emogate.files import display_path
+from pytest_emogate.metrics import GateResult
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from rich.console import RenderableType
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+TREND_RUNS = 10
+SPARKS = "▁▂▃▄▅▆▇█"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    git_commit TEXT,
+    checkpoint_sha256 TEXT,
+    data_fingerprint TEXT,
+    predictions_sha256 TEXT,
+    thresholds_sha256 TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    passed INTEGER NOT NULL,
+    failed_checks TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS run_classes (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    label TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    correct INTEGER NOT NULL,
+    recall REAL NOT NULL,
+    recall_low REAL NOT NULL,
+    recall_high REAL NOT NULL,
+    precision REAL NOT NULL,
+    f1 REAL NOT NULL,
+    PRIMARY KEY (run_id, label)
+);
+"""
+CLASS_FIELDS = ("n", "correct", "recall", "recall_low", "recall_high", "precision", "f1")
+RUN_FIELDS = ("id", "time", "git_commit", "checkpoint_sha256", "data_fingerprint", "predictions_sha256",
+              "thresholds_sha256", "n", "passed", "failed_checks")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Run:
+    """One gated run as the history stores it; `per_class[label]` maps CLASS_FIELDS to numbers."""
+
+    time: str
+    git_commit: str | None
+    checkpoint_sha256: str | None
+    data_fingerprint: str | None
+    predictions_sha256: str | None
+    thresholds_sha256: str
+    n: int
+    passed: bool
+    failed_checks: tuple[str, ...]
+    metrics: Mapping[str, float]
+    per_class: Mapping[str, Mapping[str, float]]
+    id: int | None = None
+
+
+def run_of(result: GateResult, outcomes: Sequence[Outcome], provenance: Mapping[str, Any], commit: str | None) -> Run:
+    """The history row of this session's result."""
+    return Run(
+        time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        git_commit=commit,
+        checkpoint_sha256=provenance.get("checkpoint_sha256"),
+        data_fingerprint=provenance.get("data_fingerprint"),
+        predictions_sha256=provenance.get("predictions_sha256"),
+        thresholds_sha256=str(provenance.get("thresholds_sha256", "")),
+        n=result.n,
+        passed=all(outcome.passed for outcome in outcomes),
+        failed_checks=tuple(outcome.id for outcome in outcomes if not outcome.passed),
+        metrics=dict(result.metrics),
+        per_class={
+            label: dict(zip(CLASS_FIELDS, (s.n, s.correct, s.recall, *s.recall_ci95, s.precision, s.f1), strict=True))
+            for label, s in result.per_class.items()
+        },
+    )
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit checked out at `root`, else $GITHUB_SHA, else None (not a repository, or no git)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        done = None
+    if done is not None and done.returncode == 0:
+        return done.stdout.strip()
+    return os.environ.get("GITHUB_SHA") or None
+
+
+@contextmanager
+def _connect(path: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
+    """A connection with a busy timeout; problems with the file become a UsageError naming it."""
+    import sqlite3
+
+    if not create and not path.exists():
+        raise pytest.UsageError(f"history {path}: no such file; run the gate with history on first")
+    try:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
+            yield db
+    except (sqlite3.DatabaseError, OSError) as error:
+        raise pytest.UsageError(f"history {path}: expected an emogate SQLite history, found: {error}") from None
+
+
+def _check_version(db: sqlite3.Connection, path: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise pytest.UsageError(
+            f"history {path}: schema version {version} is newer than this pytest-emogate's {SCHEMA_VERSION}; "
+            "upgrade pytest-emogate or pass another --emogate-history"
+        )
+
+
+def check_history(path: Path) -> None:
+    """Fail at the start of a session, not at its end, when an existing history file cannot be used."""
+    if path.exists():
+        with _connect(path, create=False) as db:
+            _check_version(db, path)
+
+
+def record_run(path: Path, run: Run) -> int:
+    """Append one run (in one transaction) and return its id; creates the database on first use."""
+    with _connect(path, create=True) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            _check_version(db, path)
+            for statement in SCHEMA.split(";"):
+                db.execute(statement)  # not executescript: it would commit first and drop the lock
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            row = (run.time, run.git_commit, run.checkpoint_sha256, run.data_fingerprint, run.predictions_sha256,
+                   run.thresholds_sha256, run.n, int(run.passed), json.dumps(list(run.failed_checks)))  # fmt: skip
+            cursor = db.execute(f"INSERT INTO runs ({', '.join(RUN_FIELDS[1:])}) VALUES ({', '.join('?' * 9)})", row)
+            run_id = int(cursor.lastrowid or 0)
+            db.executemany("INSERT INTO run_metrics VALUES (?, ?, ?)", [(run_id, k, v) for k, v in run.metrics.items()])
+            db.executemany(
+                f"INSERT INTO run_classes VALUES (?, ?, {', '.join('?' * len(CLASS_FIELDS))})",
+                [(run_id, label, *(stats[f] for f in CLASS_FIELDS)) for label, stats in run.per_class.items()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return run_id
+
+
+def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None = None) -> list[Run]:
+    """The stored runs, oldest first: the `last` ones, of one evaluation set when `data_fingerprint` is given."""
+    with _connect(path, create=False) as db:
+        _check_version(db, path)
+        where, args = ("WHERE data_fingerprint = ?", [data_fingerprint]) if data_fingerprint else ("", [])
+        limit = f"LIMIT {int(last)}" if last else ""
+        rows = db.execute(f"SELECT {', '.join(RUN_FIELDS)} FROM runs {where} ORDER BY id DESC {limit}", args).fetchall()
+        runs = []
+        for row in reversed(rows):
+            record = dict(zip(RUN_FIELDS, row, strict=True))
+            metrics = dict(db.execute("SELECT name, value FROM run_metrics WHERE run_id = ?", (record["id"],)))
+            per_class = {
+                label: dict(zip(CLASS_FIELDS, values, strict=True))
+                for label, *values in db.execute(
+                    f"SELECT label, {', '.join(CLASS_FIELDS)} FROM run_classes WHERE run_id = ? ORDER BY rowid",
+                    (record["id"],),
+                )
+            }
+            record.update(passed=bool(record["passed"]), failed_checks=tuple(json.loads(record["failed_checks"])))
+            runs.append(Run(**record, metrics=metrics, per_class=per_class))
+    return runs
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One bar per value, scaled between the values' own min and max (flat when they are all equal)."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high - low < 1e-12:
+        return SPARKS[3] * len(values)
+    return "".join(SPARKS[round((value - low) / (high - low) * (len(SPARKS) - 1))] for value in values)
+
+
+def trend_table(runs: Sequence[Run], labels: Sequence[str], path: Path) -> RenderableType:
+    """The summary's trend block: each class's recall over the given runs, as a sparkline, first and last."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    title = f"Per-class recall, last {len(runs)} runs on this data ({display_path(path)})"
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
+    for column in ("class", "trend", "first", "last"):
+        table.add_column(column, justify="right" if column in ("first", "last") else "left", no_wrap=True)
+    for label in labels:
+        values = [run.per_class[label]["recall"] for run in runs if label in run.per_class]
+        if values:
+            table.add_row(label, sparkline(values), pct(values[0]), pct(values[-1]))
+    return Group(Text(title), table)  # a table's own title would wrap to the narrow table's width

@@ -1,0 +1,129 @@
+"""`--emogate-plot PATH.png`: the labelled confusion matrix as a heatmap (counts and row percentages) beside
+per-class recall with its 95% interval, its floor and, with a baseline, the baseline's recall.
+
+matplotlib is an optional extra (`pytest-emogate[plot]`), imported inside the functions; the figure is drawn
+on an Agg canvas of its own, so the user's pyplot state and backend are never touched.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_emogate.checks import Outcome, inconclusive
+from pytest_emogate.compare import Comparison
+from pytest_emogate.metrics import GateResult
+from pytest_emogate.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+SIZE_PX = (1400, 600)
+"""The PNG's width and height in pixels."""
+DPI = 100
+COLORS = {"pass": "#2e7d32", "fail": "#c62828", "none": "#455a64", "floor": "#c62828", "baseline": "#9e9e9e"}
+
+
+def require_matplotlib() -> None:
+    """Fail at configure time, in one line, when the plot extra is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise pytest.UsageError("--emogate-plot needs matplotlib: pip install pytest-emogate[plot]") from None
+
+
+def write_plot(
+    path: Path,
+    result: GateResult,
+    thresholds: Thresholds,
+    outcomes: Sequence[Outcome],
+    comparison: Comparison | None = None,
+) -> None:
+    """Draw both panels and write the PNG atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    heat_axes, recall_axes = figure.subplots(1, 2)
+    _confusion(heat_axes, result)
+    _recall(recall_axes, result, thresholds, outcomes, comparison)
+    failed = sum(not outcome.passed for outcome in outcomes)
+    verdict = f"FAILED ({failed} of {len(outcomes)} checks)" if failed else f"PASSED ({len(outcomes)} checks)"
+    figure.suptitle(f"emogate: {verdict}; accuracy {100 * result.metrics['accuracy']:.2f}% on {result.n} samples")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    _atomic_write_bytes(path, buffer.getvalue())
+
+
+def _confusion(axes: Axes, result: GateResult) -> None:
+    columns, labels = result.columns, result.labels
+    shares = [[result.confusion[gold][c] / max(result.per_class[gold].n, 1) for c in columns] for gold in labels]
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for row, gold in enumerate(labels):
+        for col, column in enumerate(columns):
+            count, share = result.confusion[gold][column], shares[row][col]
+            colour = "white" if share > 0.6 else "black"
+            text = f"{count}\n{100 * share:.0f}%" if count else "0"
+            axes.text(col, row, text, ha="center", va="center", fontsize=8, color=colour)
+    axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    axes.set_yticks(range(len(labels)), [f"{gold} ({result.per_class[gold].n})" for gold in labels])
+    axes.set_xlabel("predicted label")
+    axes.set_ylabel("gold label (n)")
+    axes.set_title("Confusion matrix: counts and share of the gold class")
+    axes.figure.colorbar(image, ax=axes, label="share of the gold class")
+
+
+def _recall(
+    axes: Axes,
+    result: GateResult,
+    thresholds: Thresholds,
+    outcomes: Sequence[Outcome],
+    comparison: Comparison | None,
+) -> None:
+    verdicts = {outcome.id: outcome.passed for outcome in outcomes}
+    names = []
+    for x, label in enumerate(result.labels):
+        stats = result.per_class[label]
+        rule = thresholds.per_class.get(label)
+        passed = verdicts.get(f"class_floor[{label}]")
+        colour = COLORS["none" if passed is None else "pass" if passed else "fail"]
+        low, high = stats.recall_ci95
+        first = x == 0  # one legend entry per kind of mark
+        axes.errorbar(
+            [x], [stats.recall], yerr=[[stats.recall - low], [high - stats.recall]],
+            fmt="o", color=colour, capsize=5, markersize=7, label="recall and Wilson 95% interval" if first else None,
+        )  # fmt: skip
+        if rule is not None:
+            axes.hlines(rule.floor, x - 0.3, x + 0.3, colors=COLORS["floor"], linestyles="--",
+                        label="floor" if first else None)  # fmt: skip
+        if comparison is not None:
+            baseline = comparison.per_class[label].baseline
+            axes.plot([x + 0.18], [baseline], "D", color=COLORS["baseline"], markersize=5,
+                      label="baseline recall" if first else None)  # fmt: skip
+        unsure = " ?" if rule is not None and inconclusive(stats, rule.floor) else ""
+        names.append(f"{label}{unsure}\nn={stats.n}")
+    axes.set_xticks(range(len(names)), names)
+    axes.set_ylim(0.0, 1.02)
+    axes.set_ylabel("recall")
+    axes.set_title("Per-class recall ('?': the interval contains the floor, inconclusive)")
+    axes.legend(loc="lower left", fontsize=8)
+    axes.grid(axis="y", alpha=0.3)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

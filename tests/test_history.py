@@ -1,0 +1,174 @@
+"""The SQLite run history: round trip, concurrent writers, bad files, the summary's trend and `emogate history`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_emogate.checks import Outcome
+from pytest_emogate.cli import main
+from pytest_emogate.history import git_commit, load_runs, record_run, run_of, sparkline
+from pytest_emogate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.predictions import read_predictions
+from tests.conftest import REPO, SEED, THRESHOLDS
+
+LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+PASSING = THRESHOLDS.read_text(encoding="utf-8").replace("max_invalid: 0", "max_invalid: 1")
+SLIPPED = REPO / "fixtures" / "candidate_1_surprise_broken.csv"
+
+
+@pytest.fixture(autouse=True)
+def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs in GitHub Actions must not append these tests' summaries to the real step summary."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture(scope="module")
+def seed() -> GateResult:
+    """The published run."""
+    return compute_result(score_samples(read_predictions(SEED, LABELS), LABELS), LABELS)
+
+
+PROVENANCE = {"checkpoint_sha256": None, "data_fingerprint": "fp", "predictions_sha256": "p", "thresholds_sha256": "t"}
+
+
+def test_a_run_round_trips(tmp_path: Path, seed: GateResult) -> None:
+    db = tmp_path / "deep" / "history.sqlite"
+    outcomes = [Outcome("label_validity", False, 1.0, 0.0, "m", 834), Outcome("overall[accuracy]", True, 0.9, 0.89, "", 834)]
+    run = run_of(seed, outcomes, PROVENANCE, "abc123")
+    assert record_run(db, run) == 1
+    (stored,) = load_runs(db)
+    assert stored.id == 1 and stored.git_commit == "abc123" and stored.data_fingerprint == "fp"
+    assert (stored.passed, stored.failed_checks, stored.n) == (False, ("label_validity",), 834)
+    assert stored.metrics == dict(seed.metrics)
+    assert stored.per_class["surprise"] == {"n": 14, "correct": 6, "recall": 6 / 14,
+                                            "recall_low": seed.per_class["surprise"].recall_ci95[0],
+                                            "recall_high": seed.per_class["surprise"].recall_ci95[1],
+                                            "precision": 6 / 11, "f1": seed.per_class["surprise"].f1}  # fmt: skip
+    assert list(stored.per_class) == list(LABELS)
+
+
+def test_last_runs_of_one_data_set(tmp_path: Path, seed: GateResult) -> None:
+    db = tmp_path / "history.sqlite"
+    for fingerprint in ("a", "b", "a", "a"):
+        record_run(db, run_of(seed, [], {**PROVENANCE, "data_fingerprint": fingerprint}, None))
+    assert [run.id for run in load_runs(db, last=2, data_fingerprint="a")] == [3, 4]
+    assert [run.id for run in load_runs(db)] == [1, 2, 3, 4]
+
+
+def _write_runs(db: str) -> list[int]:
+    result = compute_result(score_samples(read_predictions(SEED, LABELS), LABELS), LABELS)
+    return [record_run(Path(db), run_of(result, [], PROVENANCE, None)) for _ in range(5)]
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        ids = sorted(run_id for batch in pool.map(_write_runs, [str(db)] * 4) for run_id in batch)
+    assert ids == list(range(1, 21))
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert connection.execute("SELECT COUNT(*) FROM run_classes").fetchone() == (20 * 6,)
+        assert connection.execute("SELECT COUNT(*) FROM run_metrics").fetchone() == (20 * 8,)
+
+
+def test_bad_files_are_usage_errors(tmp_path: Path, seed: GateResult) -> None:
+    with pytest.raises(pytest.UsageError, match=r"^history .*missing\.sqlite: no such file; run the gate"):
+        load_runs(tmp_path / "missing.sqlite")
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database, just text" * 100)
+    with pytest.raises(pytest.UsageError, match=r"garbage\.sqlite: expected an emogate SQLite history, found: file "
+                       r"is not a database"):  # fmt: skip
+        record_run(garbage, run_of(seed, [], PROVENANCE, None))
+    newer = tmp_path / "newer.sqlite"
+    with sqlite3.connect(newer) as connection:
+        connection.execute("PRAGMA user_version = 7")
+    with pytest.raises(pytest.UsageError, match=r"schema version 7 is newer than this pytest-emogate's 1"):
+        record_run(newer, run_of(seed, [], PROVENANCE, None))
+
+
+def test_sparkline() -> None:
+    assert sparkline([]) == ""
+    assert sparkline([0.5, 0.5, 0.5]) == "▄▄▄"
+    assert sparkline([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([6 / 14, 5 / 14, 6 / 14]) == "█▁█"
+
+
+def test_git_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_SHA", "feedbeef")
+    assert git_commit(tmp_path) == "feedbeef"
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "x"], check=True)  # fmt: skip
+    commit = git_commit(tmp_path)
+    assert commit is not None and len(commit) == 40 and commit != "feedbeef"
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project with a passing gate on the seed, and the slipped candidate."""
+    pytester.makefile(".yaml", thresholds=PASSING)
+    (pytester.path / "preds.csv").write_bytes(SEED.read_bytes())
+    (pytester.path / "slipped.csv").write_bytes(SLIPPED.read_bytes())
+    return pytester
+
+
+def test_history_across_runs_shows_the_trend(project: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
+    for answers in ("preds.csv", "slipped.csv", "preds.csv"):
+        result = project.runpytest("--emogate-predictions", answers)
+    result.stdout.fnmatch_lines([
+        "Per-class recall, last 3 runs on this data (.emogate/history.sqlite)",
+        "class *trend *first *last",
+        "neutral *▄▄▄ *80.7% *80.7%",
+        "surprise *█▁█ *42.9% *42.9%",
+        "emogate verdict: PASSED (15 checks)",
+    ])
+    db = project.path / ".emogate" / "history.sqlite"
+    assert [run.passed for run in load_runs(db)] == [True, False, True]
+    capsys.readouterr()
+    assert main(["history", "--db", str(db)]) == 0
+    shown = capsys.readouterr().out
+    assert "3 runs, oldest first" in shown and "FAIL 1" in shown and "surprise" in shown and "35.7%" in shown
+    assert main(["history", "--db", str(db), "--csv", "-"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["id"] for row in rows] == ["1", "2", "3"]
+    assert rows[1]["failed_checks"] == "class_floor[surprise]" and rows[1]["surprise_correct"] == "5"
+    assert float(rows[0]["accuracy"]) == pytest.approx(756 / 834)
+    exported = project.path / "runs.csv"
+    assert main(["history", "--db", str(db), "--csv", str(exported), "--last", "2"]) == 0
+    assert len(exported.read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_no_history_and_other_paths(project: pytest.Pytester) -> None:
+    project.runpytest("--emogate-predictions", "preds.csv", "--emogate-no-history")
+    assert not (project.path / ".emogate").exists()
+    project.runpytest("--emogate-predictions", "preds.csv", "--emogate-history", "ci/runs.sqlite")
+    assert len(load_runs(project.path / "ci" / "runs.sqlite")) == 1
+    project.makeini("[pytest]\nemogate_history = from_ini.sqlite\n")
+    project.runpytest("--emogate-predictions", "preds.csv", "-v").stdout.fnmatch_lines(
+        ["emogate: recorded run #1 in from_ini.sqlite"]
+    )
+
+
+def test_the_command_reports_a_missing_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "none.sqlite: no such file" in capsys.readouterr().err
+
+
+def test_a_broken_history_stops_the_run_at_the_start(project: pytest.Pytester) -> None:
+    (project.path / "broken.sqlite").write_bytes(b"not a database, just text" * 100)
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-history", "broken.sqlite")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: history */broken.sqlite: expected an emogate SQLite history, found: file "
+                                 "is not a database"])  # fmt: skip
+
+
+def test_collect_only_records_nothing(project: pytest.Pytester) -> None:
+    project.runpytest("--emogate-predictions", "preds.csv", "--collect-only")
+    assert not (project.path / ".emogate").exists()

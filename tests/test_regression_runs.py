@@ -1,0 +1,137 @@
+"""End-to-end pytester runs of the regression gate: fail, pass, improvement, ids, mismatched baselines."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO, SEED, THRESHOLDS
+
+REGRESSED = REPO / "fixtures" / "candidate_17_broken_5_fixed.csv"
+SLIPPED = REPO / "fixtures" / "candidate_1_surprise_broken.csv"
+LENIENT = (
+    THRESHOLDS.read_text(encoding="utf-8")
+    .replace("max_invalid: 0", "max_invalid: 1")
+    .replace("surprise: 0.40 ", "surprise: 0.30 ")
+)
+"""The shipped thresholds, tolerating the seed's one "doubt" and with a surprise floor one slip can clear."""
+
+
+def literal(line: str) -> str:
+    """An fnmatch pattern matching `line` literally except for its `*` (brackets are character classes)."""
+    return line.replace("[", "[[]")
+
+
+@pytest.fixture(autouse=True)
+def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs in GitHub Actions must not append these tests' summaries to the real step summary."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project with the shipped thresholds.yaml, the seed as base.csv and the two candidates."""
+    pytester.makefile(".yaml", thresholds=THRESHOLDS.read_text(encoding="utf-8"))
+    for name, source in {"base.csv": SEED, "regressed.csv": REGRESSED, "slipped.csv": SLIPPED}.items():
+        (pytester.path / name).write_bytes(source.read_bytes())
+    return pytester
+
+
+def test_the_regressed_candidate_fails_on_accuracy_only(project: pytest.Pytester) -> None:
+    result = project.runpytest("--emogate-predictions", "regressed.csv", "--emogate-baseline", "base.csv")
+    result.assert_outcomes(passed=22, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([literal(line) for line in [
+        "emogate: thresholds thresholds.yaml (sha256 *); answers from predictions regressed.csv (834 rows); "
+        "compared with baseline base.csv (834 rows)",
+        "*_ test_no_regression[accuracy] _*",
+        "accuracy 90.65% -> 89.21% (-1.44 pts, max drop 1.00 pts): 5 fixed, 17 broken, one-sided exact McNemar "
+        "p=0.0085 < alpha 0.05 (thresholds.yaml: regression.max_drop.accuracy)",
+        "*= emogate summary =*",
+        "Regression vs baseline: 5 fixed, 17 broken, 739 both right, 73 both wrong",
+        "check *baseline *now *delta *max drop *fixed *broken *p *status",
+        "accuracy *90.65% *89.21% *-1.44 *1.00 *5 *17 *0.0085 *FAIL",
+        "uar *80.52% *80.90% *+0.38 *3.00 *- *- *0.5894 *pass",
+        "sad *97.28% *95.33% *-1.95 *10.00 *0 *5 *0.0312 *pass",
+        "emogate verdict: FAILED (1 of 23 checks): regression[accuracy]",
+        "FAILED emogate::test_no_regression[accuracy] - Failed: accuracy 90.65% -> *",
+    ]])  # fmt: skip
+
+
+def test_one_broken_surprise_answer_passes_the_regression_gate(project: pytest.Pytester) -> None:
+    result = project.runpytest("--emogate-predictions", "slipped.csv", "--emogate-baseline", "base.csv",
+                               "-k", "no_regression")  # fmt: skip
+    result.assert_outcomes(passed=8, deselected=15)
+    result.stdout.fnmatch_lines([literal(line) for line in [
+        "surprise *14 *5 *35.7% *16.3-61.2% *50.0% *41.7% *40.0% *? *FAIL",
+        "surprise *42.86% *35.71% *-7.14 *10.00 *0 *1 *0.5000 *pass",
+    ]])  # fmt: skip
+
+
+def test_with_a_floor_it_can_clear_the_slip_passes_and_is_inconclusive(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", thresholds=LENIENT)
+    result = project.runpytest("--emogate-predictions", "slipped.csv", "--emogate-baseline", "base.csv")
+    result.assert_outcomes(passed=23)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([
+        "Per-class recall ('lb': the floor applies to the 95% lower bound; '?':",
+        "inconclusive, the 95% CI contains the floor)",
+        "surprise *14 *5 *35.7% *16.3-61.2% *50.0% *41.7% *30.0% *? *pass",
+        "emogate verdict: PASSED (23 checks)",
+    ])
+
+
+def test_an_improvement_never_fails(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", thresholds=LENIENT)
+    result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "regressed.csv")
+    result.assert_outcomes(passed=23)
+    result.stdout.fnmatch_lines(["accuracy *89.21% *90.65% *+1.44 *1.00 *17 *5 *0.9978 *pass"])
+
+
+def test_regression_tests_exist_only_with_a_baseline(project: pytest.Pytester) -> None:
+    without = project.runpytest("--emogate-predictions", "base.csv", "--collect-only", "-q")
+    assert "test_no_regression" not in without.stdout.str()
+    with_baseline = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "base.csv",
+                                      "--collect-only", "-q", "-k", "no_regression")  # fmt: skip
+    with_baseline.stdout.fnmatch_lines([literal(f"emogate::test_no_regression[{key}]") for key in
+                                        ("accuracy", "uar", "neutral", "angry", "happy", "sad", "worried", "surprise")])
+
+
+def test_a_mismatched_baseline_is_a_usage_error(project: pytest.Pytester) -> None:
+    rows = SEED.read_text(encoding="utf-8").splitlines()
+    other = [rows[0], *rows[4:], "extra_1,sad,sad"]
+    other[10] = other[10].replace(",sad,", ",happy,", 1) if ",sad," in other[10] else other[10]
+    (project.path / "other.csv").write_text("\n".join(other) + "\n", encoding="utf-8")
+    result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "other.csv")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([literal(line) for line in [
+        "ERROR: baseline other.csv (832 rows) does not pair with the answers (predictions base.csv (834 rows)): "
+        "3 problems",
+        "  - 1 name only in the baseline: extra_1",
+        "  - 3 names only in the answers: samplenew_00000001, samplenew_00000002, samplenew_00000003",
+        "  - expected the same samples with the same gold labels: regenerate the baseline on this data",
+    ]])  # fmt: skip
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_a_relabelled_sample_is_named(project: pytest.Pytester) -> None:
+    text = SEED.read_text(encoding="utf-8").replace("samplenew_00000003,sad,sad", "samplenew_00000003,happy,sad")
+    (project.path / "other.csv").write_text(text, encoding="utf-8")
+    result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "other.csv")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["  - 1 gold label differ: samplenew_00000003 (baseline 'happy', answers 'sad')"])
+
+
+def test_a_baseline_without_a_regression_section_is_a_usage_error(project: pytest.Pytester) -> None:
+    text = THRESHOLDS.read_text(encoding="utf-8")
+    project.makefile(".yaml", thresholds=text[: text.index("regression:")])
+    result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "base.csv")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --emogate-baseline */base.csv: */thresholds.yaml has no 'regression:' "
+                                 "section, so nothing would be compared; expected e.g. regression: *"])  # fmt: skip
+
+
+def test_a_broken_baseline_file_names_its_line(project: pytest.Pytester) -> None:
+    (project.path / "broken.jsonl").write_text('{"name": "a", "label": "sad"}\n', encoding="utf-8")
+    result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "broken.jsonl")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: predictions file */broken.jsonl: 1 problem", "  - line 1: missing field 'output'"])
