@@ -79,7 +79,7 @@ def test_the_file_keeps_its_comments_and_layout(tmp_path: Path, seed: GateResult
     ]
     assert changed[1][0] == "  uar: 0.50" and changed[1][1].startswith("  uar: 0.7")
     assert text.startswith(f"emogate ratchet: raised 4 floors in {path}:\n  overall.accuracy 0.80 -> 0.88 (95% lower "
-                           "bound 88.5%)\n")  # fmt: skip
+                           "bound 88.48%)\n")  # fmt: skip
     assert "--- thresholds.yaml (before)\n+++ thresholds.yaml (ratcheted)\n" in text
     assert "-  worried: 0.50            # 33/45\n-  surprise: {floor: 0.10" in text
     assert "+  worried: 0.58            # 33/45\n+  surprise: {floor: 0.21" in text
@@ -122,7 +122,7 @@ def test_a_ratchet_run_raises_prints_the_diff_and_a_rerun_changes_nothing(projec
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines([
         "emogate ratchet: raised 4 floors in */thresholds.yaml:",
-        "  overall.accuracy 0.80 -> 0.88 (95% lower bound 88.5%)",
+        "  overall.accuracy 0.80 -> 0.88 (95% lower bound 88.48%)",
         "--- thresholds.yaml (before)",
         "+++ thresholds.yaml (ratcheted)",
         "-  accuracy: 0.80           # the published run: 90.65%",
