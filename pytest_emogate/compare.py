@@ -139,8 +139,8 @@ def compare(
     metric_draws: dict[str, list[float]] = {metric: [] for metric in METRICS}
     class_draws: dict[str, list[float]] = {label: [] for label in labels}
     for before, after in bootstrap(pairs, labels, candidate.columns, reps, seed):
-        for metric in METRICS:
-            metric_draws[metric].append(after.metrics[metric] - before.metrics[metric])
+        for name in METRICS:
+            metric_draws[name].append(after.metrics[name] - before.metrics[name])
         for label in labels:
             class_draws[label].append(after.recall[label] - before.recall[label])
     metrics = {}

@@ -89,24 +89,31 @@ def _recall(
 ) -> None:
     verdicts = {outcome.id: outcome.passed for outcome in outcomes}
     names = []
+    shown: set[str] = set()
+
+    def legend(text: str) -> str:
+        """The label on a kind of mark's first appearance only, so the legend lists each kind once."""
+        if text in shown:
+            return "_nolegend_"
+        shown.add(text)
+        return text
+
     for x, label in enumerate(result.labels):
         stats = result.per_class[label]
         rule = thresholds.per_class.get(label)
         passed = verdicts.get(f"class_floor[{label}]")
         colour = COLORS["none" if passed is None else "pass" if passed else "fail"]
         low, high = stats.recall_ci95
-        first = x == 0  # one legend entry per kind of mark
         axes.errorbar(
             [x], [stats.recall], yerr=[[stats.recall - low], [high - stats.recall]],
-            fmt="o", color=colour, capsize=5, markersize=7, label="recall and Wilson 95% interval" if first else None,
+            fmt="o", color=colour, capsize=5, markersize=7, label=legend("recall and Wilson 95% interval"),
         )  # fmt: skip
         if rule is not None:
-            axes.hlines(rule.floor, x - 0.3, x + 0.3, colors=COLORS["floor"], linestyles="--",
-                        label="floor" if first else None)  # fmt: skip
+            axes.hlines(rule.floor, x - 0.3, x + 0.3, colors=COLORS["floor"], linestyles="--", label=legend("floor"))
         if comparison is not None:
             baseline = comparison.per_class[label].baseline
             axes.plot([x + 0.18], [baseline], "D", color=COLORS["baseline"], markersize=5,
-                      label="baseline recall" if first else None)  # fmt: skip
+                      label=legend("baseline recall"))  # fmt: skip
         unsure = " ?" if rule is not None and inconclusive(stats, rule.floor) else ""
         names.append(f"{label}{unsure}\nn={stats.n}")
     axes.set_xticks(range(len(names)), names)

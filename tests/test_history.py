@@ -40,7 +40,10 @@ PROVENANCE = {"checkpoint_sha256": None, "data_fingerprint": "fp", "predictions_
 
 def test_a_run_round_trips(tmp_path: Path, seed: GateResult) -> None:
     db = tmp_path / "deep" / "history.sqlite"
-    outcomes = [Outcome("label_validity", False, 1.0, 0.0, "m", 834), Outcome("overall[accuracy]", True, 0.9, 0.89, "", 834)]
+    outcomes = [
+        Outcome("label_validity", False, 1.0, 0.0, "m", 834),
+        Outcome("overall[accuracy]", True, 0.9, 0.89, "", 834),
+    ]
     run = run_of(seed, outcomes, PROVENANCE, "abc123")
     assert record_run(db, run) == 1
     (stored,) = load_runs(db)

@@ -132,6 +132,9 @@ def test_junit_properties(thresholds: Thresholds, seed: GateResult) -> None:
 def test_a_baseline_needs_a_regression_section(tmp_path: Path) -> None:
     path = tmp_path / "thresholds.yaml"
     path.write_text("labels: [neutral, angry, happy, sad, worried, surprise]\n", encoding="utf-8")
-    with pytest.raises(pytest.UsageError, match=r"^--emogate-baseline base\.csv: .*thresholds\.yaml has no "
-                       r"'regression:' section, so nothing would be compared; expected e\.g\. regression: "):  # fmt: skip
+    expected = (
+        r"^--emogate-baseline base\.csv: .*thresholds\.yaml has no 'regression:' section, so nothing would be "
+        r"compared; expected e\.g\. regression: "
+    )
+    with pytest.raises(pytest.UsageError, match=expected):
         read_baseline(Path("base.csv"), load_thresholds(path))

@@ -134,4 +134,6 @@ def test_a_broken_baseline_file_names_its_line(project: pytest.Pytester) -> None
     (project.path / "broken.jsonl").write_text('{"name": "a", "label": "sad"}\n', encoding="utf-8")
     result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "broken.jsonl")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: predictions file */broken.jsonl: 1 problem", "  - line 1: missing field 'output'"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: predictions file */broken.jsonl: 1 problem", "  - line 1: missing field 'output'"]
+    )
