@@ -23,15 +23,9 @@ SLIPPED = REPO / "fixtures" / "candidate_1_surprise_broken.csv"
 PASSING = (
     THRESHOLDS.read_text(encoding="utf-8")
     .replace("max_invalid: 0", "max_invalid: 1")
-    .replace("surprise: 0.40 ", "surprise: 0.30 ")
+    .replace("surprise: 0.35 ", "surprise: 0.30 ")
 )
 """The shipped thresholds, tolerating the seed's "doubt", with a surprise floor the slipped candidate clears."""
-
-
-@pytest.fixture(autouse=True)
-def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs in GitHub Actions must not append these tests' summaries to the real step summary."""
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
 @pytest.fixture
@@ -62,8 +56,8 @@ def test_the_markdown_shows_the_regression_and_the_inconclusive_slip(project: py
             "| **FAIL** |") in regressed  # fmt: skip
     assert "834 samples paired by name: **17 broken**, **5 fixed**, 739 both right, 73 both wrong." in regressed
     slipped = (project.path / "out" / "slipped.md").read_text(encoding="utf-8")
-    assert slipped.startswith("## emogate: ❌ FAILED (2 of 23 checks)\n")
-    assert ("| surprise | 14 | 5 | 35.7% | 16.3-61.2% | 40.0% | **FAIL** · inconclusive | 42.9% | -7.14 | 0 | 1 "
+    assert slipped.startswith("## emogate: ❌ FAILED (1 of 23 checks)\n")
+    assert ("| surprise | 14 | 5 | 35.7% | 16.3-61.2% | 35.0% | pass · inconclusive | 42.9% | -7.14 | 0 | 1 "
             "| 0.5000 | pass |") in slipped  # fmt: skip
     assert "*inconclusive*: the 95% CI contains the floor" in slipped
     assert "| gold \\ pred | neutral | angry | happy | sad | worried | surprise | &lt;invalid&gt; | n |" in slipped
@@ -104,7 +98,7 @@ def test_junit_carries_value_limit_n_and_the_paired_counts(project: pytest.Pytes
         "emogate_limit": "-0.01", "emogate_n": "834",
     }  # fmt: skip
     floor = {p.get("name"): p.get("value") for p in cases["test_class_floor[surprise]"].iter("property")}
-    assert floor == {"emogate_check": "class_floor[surprise]", "emogate_value": "0.5", "emogate_limit": "0.4",
+    assert floor == {"emogate_check": "class_floor[surprise]", "emogate_value": "0.5", "emogate_limit": "0.35",
                      "emogate_n": "14"}  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,11 @@ def test_every_problem_is_listed_and_nothing_is_dropped(tmp_path: Path) -> None:
 
 def test_a_missing_file(tmp_path: Path) -> None:
     assert problems_of(tmp_path / "nope.csv") == ["the file does not exist"]
+
+
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    write_predictions_jsonl(path, [Prediction("a", "sad", "sad")])
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -38,12 +38,6 @@ confusion:
 """
 
 
-@pytest.fixture(autouse=True)
-def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs in GitHub Actions must not append these tests' summaries to the real step summary."""
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-
-
 @pytest.fixture(scope="module")
 def seed() -> GateResult:
     """The published run with the original's fallback (the "doubt" answer counts as neutral)."""

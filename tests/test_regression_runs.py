@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO, SEED, THRESHOLDS
+from tests.conftest import REPO, SEED, THRESHOLDS, literal
 
 REGRESSED = REPO / "fixtures" / "candidate_17_broken_5_fixed.csv"
 SLIPPED = REPO / "fixtures" / "candidate_1_surprise_broken.csv"
 LENIENT = (
     THRESHOLDS.read_text(encoding="utf-8")
     .replace("max_invalid: 0", "max_invalid: 1")
-    .replace("surprise: 0.40 ", "surprise: 0.30 ")
+    .replace("surprise: 0.35 ", "surprise: 0.30 ")
 )
 """The shipped thresholds, tolerating the seed's one "doubt" and with a surprise floor one slip can clear."""
-
-
-def literal(line: str) -> str:
-    """An fnmatch pattern matching `line` literally except for its `*` (brackets are character classes)."""
-    return line.replace("[", "[[]")
-
-
-@pytest.fixture(autouse=True)
-def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs in GitHub Actions must not append these tests' summaries to the real step summary."""
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
 @pytest.fixture
@@ -62,7 +51,7 @@ def test_one_broken_surprise_answer_passes_the_regression_gate(project: pytest.P
                                "-k", "no_regression")  # fmt: skip
     result.assert_outcomes(passed=8, deselected=15)
     result.stdout.fnmatch_lines([literal(line) for line in [
-        "surprise *14 *5 *35.7% *16.3-61.2% *50.0% *41.7% *40.0% *? *FAIL",
+        "surprise *14 *5 *35.7% *16.3-61.2% *50.0% *41.7% *35.0% *? *pass",
         "surprise *42.86% *35.71% *-7.14 *10.00 *0 *1 *0.5000 *pass",
     ]])  # fmt: skip
 
