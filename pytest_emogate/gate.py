@@ -20,6 +20,10 @@ from pytest_emogate.regression import Baseline, regression_ids, regression_outco
 from pytest_emogate.thresholds import Thresholds
 
 
+class AnswersUnavailable(RuntimeError):
+    """The source could not produce answers worth gating (e.g. non-finite logits); the message says why."""
+
+
 class AnswerSource(Protocol):
     """Something that yields one Prediction per sample, with what determined them."""
 

@@ -175,10 +175,17 @@ def _gate_items(session: pytest.Session) -> Iterator[pytest.Item]:
 @pytest.fixture(scope="session")
 def emogate_gate(pytestconfig: pytest.Config) -> Gate:
     """The session's gate: thresholds, answer source and result (skips when the gate is off)."""
+    from pytest_emogate.gate import AnswersUnavailable
+
     gate = pytestconfig.stash.get(GATE_KEY, None)
     if gate is None:
         pytest.skip("the emogate gate is off: pass --emogate-predictions or --emogate-ckpt")
-    gate.result()
+    try:
+        gate.result()
+    except pytest.UsageError as error:  # a weight file found broken only when the model loads: still exit 4
+        pytest.exit(f"ERROR: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+    except AnswersUnavailable as error:  # e.g. non-finite logits: no answer can be gated, so no check can pass
+        pytest.exit(f"emogate: {error}", returncode=pytest.ExitCode.TESTS_FAILED)
     return gate
 
 

@@ -109,11 +109,15 @@ class CheckpointInference:
     def predictions(self) -> list[Prediction]:
         """Run the inference on the first call; later calls return the same answers."""
         if self._run is None:
-            from pytest_emogate.inference import run_inference
+            from pytest_emogate.gate import AnswersUnavailable
+            from pytest_emogate.inference import NonFiniteLogitsError, run_inference
 
             assert self._data is not None  # set by the preflight in __post_init__
             with self.quiet_terminal():
-                self._run = run_inference(self.settings, self._data, progress=self.progress)
+                try:
+                    self._run = run_inference(self.settings, self._data, progress=self.progress)
+                except NonFiniteLogitsError as error:
+                    raise AnswersUnavailable(str(error)) from error
             self.loaded = True
         return self._run.predictions
 
