@@ -1,0 +1,142 @@
+"""Emotion-LLaMA assembled: EVA-ViT, ln_vision, the five projections and Llama with LoRA (spec §1, §4).
+
+The multimodal block of one sample is [image tokens | Face | Video | Audio | CLS]: each image token is 4
+consecutive patch tokens concatenated (1x4 horizontal strips in raster order) through `llama_proj`, each
+feature vector goes through its own projection, and the CLS token through `cls_tk_llama_proj`. On CUDA the
+encoder and the language model run under fp16 autocast with the original's per-parameter dtypes (spec §1.9).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytest_emogate.files import usage_error
+from pytest_emogate.model.checkpoint import FEATURE_PROJECTIONS, StageTwo, read_stage_two, read_vit
+from pytest_emogate.model.eva import EvaVit, build_vit
+from pytest_emogate.model.llm import attach_lora, lm_parts, load_llama, load_tokenizer
+
+LN_VISION_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The three local inputs of a model load, and the settings the weights cannot tell."""
+
+    ckpt: Path
+    llama: Path
+    vit: Path
+    image_size: int = 448
+    head_dim: int = 88
+    lora_alpha: float | None = None
+
+
+class EmotionLlama(nn.Module):
+    """The model at inference: `multimodal_block` encodes images and features, `next_logits` runs the LLM."""
+
+    def __init__(self, vit: EvaVit, llm: Any, projections: dict[str, nn.Linear], ln_vision: nn.LayerNorm) -> None:
+        super().__init__()
+        self.vit = vit
+        self.ln_vision = ln_vision
+        self.llama_proj = projections["llama_proj"]
+        self.feature_projs = nn.ModuleList(projections[name] for name in FEATURE_PROJECTIONS)
+        self.cls_tk_llama_proj = projections["cls_tk_llama_proj"]
+        self.llm = llm
+        self.decoder, self.lm_head = lm_parts(llm)
+        self.group = self.llama_proj.in_features // vit.width
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return self.lm_head.weight.device
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """fp16 autocast on CUDA, as the original's `maybe_autocast`; nothing on CPU (fp32)."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def multimodal_block(self, images: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """images [B, 3, S, S] and three feature batches [B, D_k] -> [B, patches/group + 4, hidden]."""
+        return self.project(self.ln_vision(self.vit(images)), features)
+
+    def project(self, encoded: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The projections part of `multimodal_block`, from ln_vision's output [B, 1 + patches, width]."""
+        batch, tokens, width = encoded[:, 1:].shape
+        grouped = encoded[:, 1:].reshape(batch, tokens // self.group, width * self.group)
+        parts = [self.llama_proj(grouped)]
+        parts += [proj(feature.to(encoded.dtype))[:, None] for proj, feature in zip(self.feature_projs, features)]
+        parts.append(self.cls_tk_llama_proj(encoded[:, :1]))
+        return torch.cat(parts, dim=1)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [..., hidden] of the language model."""
+        return self.decoder.embed_tokens(ids)
+
+    def next_logits(
+        self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any
+    ) -> torch.Tensor:
+        """fp32 logits [B, vocab] of the last position only; `cache` (a transformers Cache) is extended."""
+        out = self.decoder(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+        )
+        return self.lm_head(out.last_hidden_state[:, -1]).float()
+
+
+def load_emotion_llama(files: ModelFiles, device: torch.device) -> tuple[EmotionLlama, Any]:
+    """Load the model and its tokenizer from local files, every key accounted for; fp16 on CUDA, fp32 on CPU."""
+    stage = read_stage_two(files.ckpt)
+    tokenizer = load_tokenizer(files.llama)
+    vit = build_vit(read_vit(files.vit), files.image_size, files.head_dim, device)
+    llama = load_llama(files.llama, device)
+    llm = attach_lora(llama, stage, stage.lora_alpha(files.lora_alpha))
+    patches = (files.image_size // vit.patch_embed.proj.kernel_size[0]) ** 2
+    projections = _projections(stage, vit.width, patches, llama.config.hidden_size)
+    ln_vision = _ln_vision(stage, vit.width)
+    model = EmotionLlama(vit, llm, projections, ln_vision).to(device)
+    return model.eval().requires_grad_(False), tokenizer
+
+
+def _projections(stage: StageTwo, width: int, patches: int, hidden: int) -> dict[str, nn.Linear]:
+    """nn.Linear layers (fp32, as the original's) holding the checkpoint's projections, shapes checked."""
+    problems = []
+    layers = {}
+    for name, (weight, bias) in stage.projections.items():
+        if weight.shape[0] != hidden:
+            problems.append(f"{name}.weight: expected {hidden} outputs (the Llama hidden size), found {weight.shape[0]}")
+        layer = nn.Linear(weight.shape[1], weight.shape[0], device="meta")
+        layer.weight = nn.Parameter(weight.float(), requires_grad=False)
+        layer.bias = nn.Parameter(bias.float(), requires_grad=False)
+        layers[name] = layer
+    group, rest = divmod(layers["llama_proj"].in_features, width)
+    if rest or group < 1 or patches % group:
+        found = layers["llama_proj"].in_features
+        problems.append(
+            f"llama_proj.weight: expected inputs a multiple of the ViT width {width} that groups the {patches} patch "
+            f"tokens evenly, found {found}"
+        )
+    if layers["cls_tk_llama_proj"].in_features != width:
+        found = layers["cls_tk_llama_proj"].in_features
+        problems.append(f"cls_tk_llama_proj.weight: expected {width} inputs (the ViT width), found {found}")
+    if problems:
+        raise usage_error(f"checkpoint {stage.path}", problems)
+    return layers
+
+
+def _ln_vision(stage: StageTwo, width: int) -> nn.LayerNorm:
+    """The untrained LayerNorm after the ViT (weight 1, bias 0), unless the checkpoint carries its tensors."""
+    norm = nn.LayerNorm(width, eps=LN_VISION_EPS)
+    with torch.no_grad():
+        for name, tensor in stage.ln_vision.items():
+            if tensor.shape != (width,):
+                raise usage_error(
+                    f"checkpoint {stage.path}", [f"ln_vision.{name}: expected shape [{width}], found {list(tensor.shape)}"]
+                )
+            getattr(norm, name).copy_(tensor.float())
+    return norm.requires_grad_(False)

@@ -1,0 +1,139 @@
+"""The language side: Llama-2 from a local Hugging Face directory, its slow tokenizer, and the LoRA adapter.
+
+As the original (spec §1.3-1.4): `LlamaTokenizer` (sentencepiece, not the fast one) with "$$" as pad; the model
+with eager attention (transformers 4.35, which the original pinned, had no other); LoRA from peft on the target
+modules and rank the checkpoint's tensors show, unmerged, adapters in fp32. Nothing here touches the network:
+the loads run with HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE set and `local_files_only=True`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pytest_emogate.files import usage_error
+from pytest_emogate.model.checkpoint import StageTwo
+from pytest_emogate.model.prompt import PAD_TOKEN
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import LlamaForCausalLM, LlamaTokenizer
+
+LORA_DROPOUT = 0.05  # the original's; inactive at eval
+LLAMA_FILES = ("config.json", "tokenizer.model")
+
+
+@contextlib.contextmanager
+def offline() -> Iterator[None]:
+    """Set the Hugging Face offline switches for the duration of a load, then restore them."""
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict.fromkeys(names, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def check_llama_dir(path: Path) -> None:
+    """Raise a UsageError naming the path unless it is a local Llama directory with a config and tokenizer."""
+    if not path.is_dir():
+        raise usage_error(f"Llama directory {path}", ["does not exist (expected a local Hugging Face model folder)"])
+    missing = [name for name in LLAMA_FILES if not (path / name).is_file()]
+    if missing:
+        raise usage_error(f"Llama directory {path}", [f"missing file {name}" for name in missing])
+
+
+def load_tokenizer(path: Path) -> LlamaTokenizer:
+    """The slow sentencepiece tokenizer of the Llama directory, pad set to "$$" as the original."""
+    check_llama_dir(path)
+    with offline():
+        from transformers import LlamaTokenizer
+
+        try:
+            tokenizer = LlamaTokenizer.from_pretrained(str(path), local_files_only=True)
+        except ImportError as error:
+            # tokenizer_config.json "legacy": false (Llama-2's) makes the slow tokenizer need protobuf.
+            raise usage_error(f"Llama tokenizer {path}", [f"a package is missing: {error}"]) from None
+    tokenizer.pad_token = PAD_TOKEN
+    return tokenizer
+
+
+def load_llama(path: Path, device: torch.device) -> LlamaForCausalLM:
+    """Llama from local files: fp16 straight onto a CUDA device, fp32 on CPU; eager attention."""
+    check_llama_dir(path)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    with offline():
+        from transformers import LlamaForCausalLM
+
+        try:
+            model = LlamaForCausalLM.from_pretrained(
+                str(path),
+                dtype=dtype,
+                attn_implementation="eager",
+                local_files_only=True,
+                device_map={"": device} if device.type == "cuda" else None,
+            )
+        except (OSError, ValueError) as error:
+            raise usage_error(f"Llama directory {path}", [" ".join(str(error).split())[:500]]) from None
+    return model.eval().requires_grad_(False)
+
+
+def attach_lora(llama: LlamaForCausalLM, stage: StageTwo, alpha: float) -> PeftModel:
+    """Wrap `llama` with the checkpoint's LoRA (rank and targets from its tensors) and load every pair.
+
+    Both sides are accounted for: each checkpoint pair must land in a LoRA module peft created, and each LoRA
+    module peft created must receive a pair; shapes must match. Anything else is a UsageError naming the keys.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=stage.rank,
+        lora_alpha=alpha,
+        lora_dropout=LORA_DROPOUT,
+        target_modules=list(stage.targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(llama, config)
+    own = {name: param for name, param in model.named_parameters() if ".lora_" in name}
+    given = {}
+    for (layer, parent, target), pair in stage.lora.items():
+        for half, tensor in zip("AB", pair):
+            given[f"base_model.model.model.layers.{layer}.{parent}.{target}.lora_{half}.default.weight"] = tensor
+    problems = [f"missing key {_checkpoint_name(name)}" for name in sorted(own.keys() - given.keys())]
+    problems += [
+        f"unexpected key {_checkpoint_name(name)} (the Llama model has no such LoRA module)"
+        for name in sorted(given.keys() - own.keys())
+    ]
+    problems += [
+        f"{_checkpoint_name(name)}: expected shape {list(own[name].shape)}, found {list(tensor.shape)}"
+        for name, tensor in sorted(given.items())
+        if name in own and own[name].shape != tensor.shape
+    ]
+    if problems:
+        raise usage_error(f"checkpoint {stage.path}", problems)
+    with torch.no_grad():
+        for name, tensor in given.items():
+            own[name].copy_(tensor)
+    return model.eval().requires_grad_(False)
+
+
+def _checkpoint_name(peft_name: str) -> str:
+    """A peft parameter name as the original checkpoint spells it (peft 0.2: no adapter name)."""
+    return "llama_model." + peft_name.replace(".default.", ".")
+
+
+def lm_parts(model: Any) -> tuple[Any, Any]:
+    """The decoder stack (embeddings and layers, LoRA inside) and the lm_head of a peft-wrapped Llama."""
+    causal = model.get_base_model()
+    return causal.model, causal.lm_head
