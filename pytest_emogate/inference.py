@@ -110,12 +110,12 @@ def run_inference(settings: InferenceSettings, data: Test3Data, *, progress: boo
     def load_inputs(indices: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         images = np.stack([image_tensor(read_frame(samples[i]), settings.image_size) for i in indices])
         features = [[np.asarray(row, np.float32).reshape(-1) for row in read_features(samples[i])] for i in indices]
-        slots = [torch.from_numpy(np.stack(column)) for column in zip(*features)]
+        slots = [torch.from_numpy(np.stack(column)) for column in zip(*features, strict=True)]
         return torch.from_numpy(images), slots
 
     with progress_bar(len(samples), enabled=progress) as advance:
         generations = generate(model, prompts, load_inputs, settings.batch_size, settings.max_new_tokens, advance)
-    bad = [sample.name for sample, generation in zip(samples, generations) if not generation.finite]
+    bad = [sample.name for sample, generation in zip(samples, generations, strict=True) if not generation.finite]
     if bad:
         raise NonFiniteLogitsError(bad)
     predictions = [
@@ -125,7 +125,7 @@ def run_inference(settings: InferenceSettings, data: Test3Data, *, progress: boo
             answer_text(tokenizer, list(generation.ids)),
             {"n_new_tokens": len(generation.ids), "hit_cap": generation.hit_cap},
         )
-        for sample, generation in zip(samples, generations)
+        for sample, generation in zip(samples, generations, strict=True)
     ]
     timings = {"load": loaded - started, "inference": time.perf_counter() - loaded}
     capped = sum(generation.hit_cap for generation in generations)
@@ -133,7 +133,8 @@ def run_inference(settings: InferenceSettings, data: Test3Data, *, progress: boo
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; a CUDA device that is not there is a UsageError."""
+    """The torch device for a --emogate-device value: auto is CUDA when available, else CPU; a CUDA device that is
+    not there is a UsageError."""
     import torch
 
     if name == "auto":
@@ -169,11 +170,9 @@ def generate(
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
             images, features = load_inputs(indices)
-            block = model.multimodal_block(
-                images.to(model.device), [feature.to(model.device) for feature in features]
-            )
+            block = model.multimodal_block(images.to(model.device), [feature.to(model.device) for feature in features])
             embeds = [prompt_embeddings(model, prompts[i], block[row]) for row, i in enumerate(indices)]
-            results.update(zip(indices, greedy(model, embeds, max_new_tokens)))
+            results.update(zip(indices, greedy(model, embeds, max_new_tokens), strict=True))
             advance(len(indices))
     return [results[i] for i in range(len(prompts))]
 

@@ -129,9 +129,7 @@ def read_stage_two(path: Path) -> StageTwo:
     ln_vision = {key.split(".")[-1]: state[key] for key in LN_VISION_KEYS if key in state}
     known = set(LN_VISION_KEYS) | {f"{name}.{part}" for name in PROJECTIONS for part in ("weight", "bias")}
     unknown = sorted(
-        key
-        for key in state
-        if key not in known and not LORA_KEY.fullmatch(key) and not key.startswith(UNUSED_PREFIXES)
+        key for key in state if key not in known and not LORA_KEY.fullmatch(key) and not key.startswith(UNUSED_PREFIXES)
     )
     problems += [f"unexpected key {key} (not a projection, LoRA, ln_vision or attention.* tensor)" for key in unknown]
     if problems:
@@ -205,7 +203,9 @@ def _projections(state: dict[str, Any], problems: list[str]) -> dict[str, tuple[
     found = {}
     for name in PROJECTIONS:
         weight, bias = state.get(f"{name}.weight"), state.get(f"{name}.bias")
-        problems += [f"missing key {name}.{part}" for part, value in (("weight", weight), ("bias", bias)) if value is None]
+        problems += [
+            f"missing key {name}.{part}" for part, value in (("weight", weight), ("bias", bias)) if value is None
+        ]
         if weight is None or bias is None:
             continue
         if weight.dim() != 2 or bias.shape != weight.shape[:1]:

@@ -71,7 +71,9 @@ class EmotionLlama(nn.Module):
         batch, tokens, width = encoded[:, 1:].shape
         grouped = encoded[:, 1:].reshape(batch, tokens // self.group, width * self.group)
         parts = [self.llama_proj(grouped)]
-        parts += [proj(feature.to(encoded.dtype))[:, None] for proj, feature in zip(self.feature_projs, features)]
+        parts += [
+            proj(feature.to(encoded.dtype))[:, None] for proj, feature in zip(self.feature_projs, features, strict=True)
+        ]
         parts.append(self.cls_tk_llama_proj(encoded[:, :1]))
         return torch.cat(parts, dim=1)
 
@@ -109,7 +111,9 @@ def _projections(stage: StageTwo, width: int, patches: int, hidden: int) -> dict
     layers = {}
     for name, (weight, bias) in stage.projections.items():
         if weight.shape[0] != hidden:
-            problems.append(f"{name}.weight: expected {hidden} outputs (the Llama hidden size), found {weight.shape[0]}")
+            problems.append(
+                f"{name}.weight: expected {hidden} outputs (the Llama hidden size), found {weight.shape[0]}"
+            )
         layer = nn.Linear(weight.shape[1], weight.shape[0], device="meta")
         layer.weight = nn.Parameter(weight.float(), requires_grad=False)
         layer.bias = nn.Parameter(bias.float(), requires_grad=False)
@@ -136,7 +140,8 @@ def _ln_vision(stage: StageTwo, width: int) -> nn.LayerNorm:
         for name, tensor in stage.ln_vision.items():
             if tensor.shape != (width,):
                 raise usage_error(
-                    f"checkpoint {stage.path}", [f"ln_vision.{name}: expected shape [{width}], found {list(tensor.shape)}"]
+                    f"checkpoint {stage.path}",
+                    [f"ln_vision.{name}: expected shape [{width}], found {list(tensor.shape)}"],
                 )
             getattr(norm, name).copy_(tensor.float())
     return norm.requires_grad_(False)

@@ -108,7 +108,7 @@ def attach_lora(llama: LlamaForCausalLM, stage: StageTwo, alpha: float) -> PeftM
     own = {name: param for name, param in model.named_parameters() if ".lora_" in name}
     given = {}
     for (layer, parent, target), pair in stage.lora.items():
-        for half, tensor in zip("AB", pair):
+        for half, tensor in zip("AB", pair, strict=True):
             given[f"base_model.model.model.layers.{layer}.{parent}.{target}.lora_{half}.default.weight"] = tensor
     problems = [f"missing key {_checkpoint_name(name)}" for name in sorted(own.keys() - given.keys())]
     problems += [
