@@ -98,7 +98,7 @@ def attach_lora(llama: LlamaForCausalLM, stage: StageTwo, alpha: float) -> PeftM
 
     config = LoraConfig(
         r=stage.rank,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # typed int by peft, used as alpha / r: a float is fine
         lora_dropout=LORA_DROPOUT,
         target_modules=list(stage.targets),
         bias="none",
