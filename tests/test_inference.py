@@ -42,6 +42,7 @@ ACCURACY_BAND = (0.75, 0.90)
 
 @pytest.fixture(scope="module")
 def data() -> Test3Data:
+    """The committed tiny Test3 set (834 samples)."""
     return load_test3(TINY / "data")
 
 
@@ -53,6 +54,7 @@ def run(data: Test3Data) -> InferenceRun:
 
 @pytest.fixture(scope="module")
 def loaded() -> tuple[EmotionLlama, object]:
+    """The tiny model and its tokenizer, loaded once for the tests that drive `generate` directly."""
     return load_emotion_llama(ModelFiles(SETTINGS.ckpt, SETTINGS.llama, SETTINGS.vit), torch.device("cpu"))
 
 

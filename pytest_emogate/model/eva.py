@@ -18,7 +18,6 @@ from pytest_emogate.files import usage_error
 from pytest_emogate.model.checkpoint import VitWeights
 
 VIT_LN_EPS = 1e-6
-DEFAULT_HEAD_DIM = 88  # 16 heads at width 1408; the weights cannot tell it
 
 
 class EvaAttention(nn.Module):
