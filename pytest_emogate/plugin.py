@@ -106,11 +106,18 @@ def _value_option(config: pytest.Config, name: str) -> Any:
 def pytest_configure(config: pytest.Config) -> None:
     """Validate the thresholds, read the answers or preflight the data once: bad input stops the run with exit 4."""
     config.addinivalue_line("markers", "emogate: a check of the emogate quality gate (thresholds.yaml)")
-    predictions, ckpt = _path_option(config, "predictions"), _path_option(config, "ckpt")
+    on_command_line = [name for name in ("predictions", "ckpt") if config.getoption(f"emogate_{name}")]
+    if len(on_command_line) == 2:
+        raise pytest.UsageError("--emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint")
+    if on_command_line:  # a source given on the command line wins over the other one set in the ini file
+        predictions = _path_option(config, "predictions") if on_command_line == ["predictions"] else None
+        ckpt = _path_option(config, "ckpt") if on_command_line == ["ckpt"] else None
+    else:
+        predictions, ckpt = _path_option(config, "predictions"), _path_option(config, "ckpt")
+        if predictions is not None and ckpt is not None:
+            raise pytest.UsageError("ini settings emogate_predictions and emogate_ckpt are exclusive: keep one")
     if predictions is None and ckpt is None:
         return
-    if predictions is not None and ckpt is not None:
-        raise pytest.UsageError("--emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint")
     from pytest_emogate.gate import Gate
     from pytest_emogate.sources import PredictionsFile
     from pytest_emogate.thresholds import load_thresholds

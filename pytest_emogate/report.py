@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +17,10 @@ from pytest_emogate.metrics import METRICS, GateResult
 from pytest_emogate.thresholds import Thresholds
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, RenderableType
     from rich.table import Table
 
 EXAMPLE_SAMPLES = 3
-NARROW = 78
-"""Below this terminal width the tables drop precision/F1 and abbreviate the confusion matrix's columns."""
 
 
 def verdict_line(outcomes: Sequence[Outcome]) -> str:
@@ -55,10 +53,14 @@ def render_summary(
         file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False, soft_wrap=False
     )
     console.print(header, markup=False, soft_wrap=True)
-    narrow = width < NARROW
-    blocks: list[RenderableType] = [_class_table(result, thresholds, outcomes, narrow)]
+    blocks: list[RenderableType] = [
+        _fitting(console, lambda narrow: _class_table(result, thresholds, outcomes, narrow))
+    ]
     if not quiet:
-        blocks += [_overall_table(result, thresholds, outcomes), _confusion_table(result, narrow)]
+        blocks += [
+            _overall_table(result, thresholds, outcomes),
+            _fitting(console, lambda narrow: _confusion_table(result, narrow)),
+        ]
     for block in (*blocks, *sections):
         console.print(block)
     if result.invalid_count:
@@ -67,6 +69,15 @@ def render_summary(
     style = "bold red" if failed else "bold green"
     console.print(verdict_line(outcomes), style=style, markup=False, soft_wrap=True)
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
+def _fitting(console: Console, build: Callable[[bool], Table]) -> Table:
+    """The full table when it fits the terminal, else its narrow form (fewer or abbreviated columns)."""
+    from rich.measure import Measurement
+
+    table = build(False)
+    natural = Measurement.get(console, console.options.update(max_width=10 * console.width), table).maximum
+    return table if natural <= console.width else build(True)
 
 
 def _table(title: str, columns: Sequence[str], left: Sequence[str]) -> Table:

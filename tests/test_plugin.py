@@ -238,3 +238,12 @@ def test_a_bad_ini_value_is_named(project: pytest.Pytester) -> None:
                                "--emogate-vit", "v")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: ini setting emogate_max_new_tokens: expected a positive int, found 'many'"])
+
+
+def test_a_source_on_the_command_line_wins_over_the_other_in_the_ini(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nemogate_ckpt = missing.pth\n")
+    project.runpytest("--emogate-predictions", "preds.csv").assert_outcomes(passed=14, failed=1)
+    project.makeini("[pytest]\nemogate_ckpt = missing.pth\nemogate_predictions = preds.csv\n")
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini settings emogate_predictions and emogate_ckpt are exclusive: keep one"])
