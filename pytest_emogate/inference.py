@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 InputLoader = Callable[[Sequence[int]], "tuple[torch.Tensor, list[torch.Tensor]]"]
 MAX_NAMED_SAMPLES = 20
+MODES = ("generate", "score")
+MER2023_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,10 @@ class InferenceSettings:
     image_size: int = 448
     lora_alpha: float | None = None  # None: the checkpoint's saved config value, else 16
     head_dim: int = 88
+    mode: str = "generate"  # "generate": greedy decoding; "score": one forward pass, generation only as fallback
+    merge_lora: bool = False  # fold the LoRA into the base weights after loading (agreement checked and noted)
+    workers: int = 0  # DataLoader processes decoding frames and reading features; 0: in the main process
+    labels: tuple[str, ...] = MER2023_LABELS  # what score mode scores (the thresholds' labels)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class InferenceRun:
     device: str
     timings_s: dict[str, float] = field(default_factory=dict)
     checkpoint_sha256: str = ""
+    notes: list[str] = field(default_factory=list)  # one line each: merge agreement, score-mode fallbacks
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,21 @@ def checkpoint_feature_dims(ckpt: Path) -> tuple[int, int, int]:
     return feature_dims(ckpt)
 
 
-def run_inference(settings: InferenceSettings, data: Test3Data, *, progress: bool = True) -> InferenceRun:
-    """Load the model from local files and answer every sample of `data`; raise NonFiniteLogitsError if any
-    sample's logits are not finite, pytest.UsageError for a bad setting or weight file."""
+def run_inference(
+    settings: InferenceSettings,
+    data: Test3Data,
+    *,
+    progress: bool = True,
+    indices: Sequence[int] | None = None,
+    on_batch: Callable[[list[Prediction]], None] | None = None,
+) -> InferenceRun:
+    """Load the model from local files and answer the samples of `data` at `indices` (default all), in that order.
+
+    `on_batch(predictions)` is called after each batch with its finished answers, so a caller can persist them
+    as they come; samples with non-finite logits are left out of it. An empty `indices` returns at once without
+    loading anything. Raise NonFiniteLogitsError if any sample's logits are not finite, pytest.UsageError for a
+    bad setting or weight file.
+    """
     import numpy as np
     import torch
 
@@ -96,6 +115,9 @@ def run_inference(settings: InferenceSettings, data: Test3Data, *, progress: boo
     from pytest_emogate.model import ModelFiles, answer_text, checkpoint_sha256, load_emotion_llama, tokenize_prompt
 
     _check_settings(settings)
+    samples = data.samples if indices is None else [data.samples[i] for i in indices]
+    if not samples:
+        return InferenceRun([], 0, settings.device)
     device = resolve_device(settings.device)
     started = time.perf_counter()
     files = ModelFiles(
@@ -104,29 +126,30 @@ def run_inference(settings: InferenceSettings, data: Test3Data, *, progress: boo
     model, tokenizer = load_emotion_llama(files, device)
     sha256 = checkpoint_sha256(settings.ckpt)
     loaded = time.perf_counter()
-    samples = data.samples
     prompts = [tokenize_prompt(tokenizer, prompt_sentence(sample)) for sample in samples]
 
-    def load_inputs(indices: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        images = np.stack([image_tensor(read_frame(samples[i]), settings.image_size) for i in indices])
-        features = [[np.asarray(row, np.float32).reshape(-1) for row in read_features(samples[i])] for i in indices]
+    def load_inputs(rows: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        images = np.stack([image_tensor(read_frame(samples[i]), settings.image_size) for i in rows])
+        features = [[np.asarray(row, np.float32).reshape(-1) for row in read_features(samples[i])] for i in rows]
         slots = [torch.from_numpy(np.stack(column)) for column in zip(*features, strict=True)]
         return torch.from_numpy(images), slots
 
+    def prediction(i: int, generation: Generation) -> Prediction:
+        extra = {"n_new_tokens": len(generation.ids), "hit_cap": generation.hit_cap}
+        return Prediction(samples[i].name, samples[i].label, answer_text(tokenizer, list(generation.ids)), extra)
+
     with progress_bar(len(samples), enabled=progress) as advance:
-        generations = generate(model, prompts, load_inputs, settings.batch_size, settings.max_new_tokens, advance)
+
+        def finished(rows: Sequence[int], generations: Sequence[Generation]) -> None:
+            if on_batch is not None:
+                on_batch([prediction(i, g) for i, g in zip(rows, generations, strict=True) if g.finite])
+            advance(len(rows))
+
+        generations = generate(model, prompts, load_inputs, settings.batch_size, settings.max_new_tokens, finished)
     bad = [sample.name for sample, generation in zip(samples, generations, strict=True) if not generation.finite]
     if bad:
         raise NonFiniteLogitsError(bad)
-    predictions = [
-        Prediction(
-            sample.name,
-            sample.label,
-            answer_text(tokenizer, list(generation.ids)),
-            {"n_new_tokens": len(generation.ids), "hit_cap": generation.hit_cap},
-        )
-        for sample, generation in zip(samples, generations, strict=True)
-    ]
+    predictions = [prediction(i, generation) for i, generation in enumerate(generations)]
     timings = {"load": loaded - started, "inference": time.perf_counter() - loaded}
     capped = sum(generation.hit_cap for generation in generations)
     return InferenceRun(predictions, capped, str(device), timings, sha256)
@@ -156,11 +179,11 @@ def generate(
     load_inputs: InputLoader,
     batch_size: int,
     max_new_tokens: int,
-    advance: Callable[[int], None] = lambda done: None,
+    on_batch: Callable[[Sequence[int], Sequence[Generation]], None] | None = None,
 ) -> list[Generation]:
     """Greedy answers for every prompt, in input order; `load_inputs(indices)` gives their images and features.
 
-    Prompts run longest first in batches of `batch_size`; `advance(n)` is called after each batch.
+    Prompts run longest first in batches of `batch_size`; `on_batch(indices, generations)` is called after each.
     """
     import torch
 
@@ -172,8 +195,10 @@ def generate(
             images, features = load_inputs(indices)
             block = model.multimodal_block(images.to(model.device), [feature.to(model.device) for feature in features])
             embeds = [prompt_embeddings(model, prompts[i], block[row]) for row, i in enumerate(indices)]
-            results.update(zip(indices, greedy(model, embeds, max_new_tokens), strict=True))
-            advance(len(indices))
+            batch = greedy(model, embeds, max_new_tokens)
+            results.update(zip(indices, batch, strict=True))
+            if on_batch is not None:
+                on_batch(indices, batch)
     return [results[i] for i in range(len(prompts))]
 
 
@@ -261,5 +286,13 @@ def _check_settings(settings: InferenceSettings) -> None:
         problems.append(f"max new tokens: expected at least 1, found {settings.max_new_tokens}")
     if settings.image_size < 1 or settings.head_dim < 1:
         problems.append(f"image size and head dim: expected positive, found {settings.image_size}, {settings.head_dim}")
+    if settings.mode not in MODES:
+        problems.append(f"mode: expected one of {', '.join(MODES)}, found {settings.mode!r}")
+    if not isinstance(settings.merge_lora, bool):
+        problems.append(f"merge LoRA: expected true or false, found {settings.merge_lora!r}")
+    if isinstance(settings.workers, bool) or not isinstance(settings.workers, int) or settings.workers < 0:
+        problems.append(f"workers: expected a whole number of at least 0, found {settings.workers!r}")
+    if not settings.labels or any(not label or label != label.strip() for label in settings.labels):
+        problems.append(f"labels: expected one or more non-empty labels, found {list(settings.labels)!r}")
     if problems:
         raise usage_error("inference settings", problems)

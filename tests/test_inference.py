@@ -175,6 +175,36 @@ def test_unusable_devices_are_usage_errors(name: str, problem: str) -> None:
         resolve_device(name)
 
 
-def test_bad_settings_are_usage_errors(data: Test3Data) -> None:
-    with pytest.raises(pytest.UsageError, match="batch size: expected at least 1, found 0"):
-        run_inference(dataclasses.replace(SETTINGS, batch_size=0), data, progress=False)
+def test_indices_pick_the_samples_and_their_order_and_each_batch_is_handed_over(
+    run: InferenceRun, data: Test3Data
+) -> None:
+    indices = [700, 3, 3, 41, 0, 833, 12]
+    batches: list[list[str]] = []
+    part = run_inference(
+        dataclasses.replace(SETTINGS, batch_size=3), data, progress=False, indices=indices,
+        on_batch=lambda predictions: batches.append([p.name for p in predictions]),
+    )  # fmt: skip
+    assert part.predictions == [run.predictions[i] for i in indices]
+    assert [len(names) for names in batches] == [3, 3, 1]
+    assert sorted(name for names in batches for name in names) == sorted(data.samples[i].name for i in indices)
+
+
+def test_no_indices_return_at_once_without_loading_the_model(data: Test3Data) -> None:
+    missing = dataclasses.replace(SETTINGS, ckpt=Path("/nonexistent/checkpoint.pth"))
+    done = run_inference(missing, data, progress=False, indices=[], on_batch=lambda predictions: pytest.fail())
+    assert done.predictions == [] and done.capped == 0 and done.notes == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"batch_size": 0}, "batch size: expected at least 1, found 0"),
+        ({"mode": "beam"}, "mode: expected one of generate, score, found 'beam'"),
+        ({"merge_lora": "yes"}, "merge LoRA: expected true or false, found 'yes'"),
+        ({"workers": -1}, "workers: expected a whole number of at least 0, found -1"),
+        ({"labels": ()}, r"labels: expected one or more non-empty labels, found \[\]"),
+    ],
+)
+def test_bad_settings_are_usage_errors(data: Test3Data, change: dict[str, object], problem: str) -> None:
+    with pytest.raises(pytest.UsageError, match=problem):
+        run_inference(dataclasses.replace(SETTINGS, **change), data, progress=False)  # type: ignore[arg-type]
