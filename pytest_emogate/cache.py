@@ -5,7 +5,10 @@ answers: the checkpoint's sha256, the data fingerprint, the prompt and decoding 
 its hash names the folder and `key.json` keeps it readable. Answers are appended to `answers.jsonl` one batch
 at a time (write, flush, fsync), so a SIGKILL loses at most the batch in flight; a torn last line is detected on
 the next load, cut off, and its sample is answered again. A lock file serialises the processes that share a
-folder (pytest-xdist workers, several ranks), so only one computes while the others wait and then read.
+folder (pytest-xdist workers), so only one computes while the others wait and then read. Distributed ranks
+write side by side instead, each to its own `answers-rank{R}.jsonl` (no interleaved appends); a load reads every
+`answers*.jsonl`, and a torn line in another writer's file is skipped, never cut: that writer may still be
+appending, and it cuts its own torn tail before its next append.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from pytest_emogate.files import usage_error
 from pytest_emogate.predictions import Prediction
 
 ANSWERS = "answers.jsonl"
+ANSWER_FILES = "answers*.jsonl"
 
 
 def key_digest(key: Mapping[str, Any]) -> str:
@@ -33,9 +37,10 @@ def key_digest(key: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class AnswerCache:
-    """The cache folder of one key."""
+    """The cache folder of one key; `answers_file` is the file this process appends to."""
 
     folder: Path
+    answers_file: str = ANSWERS
 
     @classmethod
     def open(cls, root: Path, key: Mapping[str, Any]) -> AnswerCache:
@@ -49,17 +54,25 @@ class AnswerCache:
 
     @property
     def answers_path(self) -> Path:
-        """The append-only JSONL file of finished answers."""
-        return self.folder / ANSWERS
+        """The append-only JSONL file of finished answers this process writes."""
+        return self.folder / self.answers_file
+
+    def for_rank(self, rank: int) -> AnswerCache:
+        """The same folder, appending to rank `rank`'s own file."""
+        return replace(self, answers_file=f"answers-rank{rank}.jsonl")
 
     def load(self) -> dict[str, Prediction]:
-        """Every finished answer by sample name; a torn last line (a killed writer) is cut off the file."""
-        path = self.answers_path
-        if not path.exists():
-            return {}
+        """Every finished answer by sample name, from every writer's file; a torn last line (a killed writer) is
+        cut off this process's own file and skipped in the others."""
+        answers: dict[str, Prediction] = {}
+        for path in sorted(self.folder.glob(ANSWER_FILES)):
+            answers.update(self._read(path, cut=path == self.answers_path))
+        return answers
+
+    def _read(self, path: Path, *, cut: bool) -> dict[str, Prediction]:
         data = path.read_bytes()
         complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):
+        if cut and len(complete) != len(data):
             with path.open("r+b") as handle:
                 handle.truncate(len(complete))
         answers: dict[str, Prediction] = {}
@@ -85,8 +98,9 @@ class AnswerCache:
         if not lines:
             return
         payload = "".join(line + "\n" for line in lines).encode("utf-8")
-        fd = os.open(self.answers_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.answers_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            _cut_torn_tail(fd)
             os.write(fd, payload)
             os.fsync(fd)
         finally:
@@ -101,3 +115,12 @@ class AnswerCache:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cut_torn_tail(fd: int) -> None:
+    """Cut a killed writer's torn last line off the file at `fd`, so the next append starts on a fresh line."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    data = os.pread(fd, size, 0)
+    os.ftruncate(fd, data.rfind(b"\n") + 1)

@@ -71,3 +71,27 @@ def test_the_lock_makes_a_second_process_wait(tmp_path: Path) -> None:
     with cache.locked():
         assert (cache.folder / "computed").exists()  # we got the lock only after the holder had finished
     holder.join()
+
+
+def test_ranks_write_side_by_side_and_a_load_reads_every_file(tmp_path: Path) -> None:
+    cache = AnswerCache.open(tmp_path, KEY)
+    cache.append([Prediction("a", "sad", "sad")])
+    cache.for_rank(0).append([Prediction("b", "happy", "happy")])
+    cache.for_rank(1).append([Prediction("c", "angry", "angry")])
+    assert sorted(path.name for path in cache.folder.glob("answers*")) == [
+        "answers-rank0.jsonl", "answers-rank1.jsonl", "answers.jsonl"
+    ]  # fmt: skip
+    assert set(cache.load()) == set(cache.for_rank(1).load()) == {"a", "b", "c"}
+
+
+def test_a_torn_line_in_another_writers_file_is_skipped_and_its_writer_cuts_it(tmp_path: Path) -> None:
+    cache = AnswerCache.open(tmp_path, KEY)
+    rank1 = cache.for_rank(1)
+    rank1.append([Prediction("a", "sad", "sad")])
+    with rank1.answers_path.open("ab") as handle:
+        handle.write(b'{"name": "b", "label": "happy", "out')  # rank 1 may still be writing: not ours to cut
+    assert set(cache.load()) == {"a"}
+    assert rank1.answers_path.read_bytes().endswith(b'"out')
+    rank1.append([Prediction("b", "happy", "happy")])
+    assert rank1.answers_path.read_bytes().count(b"\n") == 2
+    assert set(cache.load()) == {"a", "b"}
