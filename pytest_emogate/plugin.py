@@ -6,13 +6,14 @@ marker and two fixtures and imports nothing heavy.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+
+from pytest_emogate.options import VALUE_OPTIONS, add_options, path_option, value_option
 
 if TYPE_CHECKING:  # the gate's modules load only when the gate is on: pytest imports this module in every run
     from pytest_emogate.gate import Gate
@@ -21,86 +22,13 @@ if TYPE_CHECKING:  # the gate's modules load only when the gate is on: pytest im
 
 GATE_KEY = pytest.StashKey["Gate"]()
 
-PATH_OPTIONS = {
-    "predictions": "gate a predictions file (CSV or JSONL with name, label, output); activates the gate",
-    "ckpt": "run Emotion-LLaMA inference from this stage-2 checkpoint (.pth or .safetensors); activates the gate",
-    "data": "the Test3 data: a directory in the release layout, or a YAML manifest naming each path",
-    "llama": "the base Llama-2-7b-chat-hf directory (HF format, local only)",
-    "vit": "the EVA-ViT-g weights (eva_vit_g.pth format)",
-    "thresholds": "the gate file (default: thresholds.yaml at the rootdir)",
-    "report": "write the JSON report to this path",
-    "save_predictions": "write the answers as JSONL that --emogate-predictions accepts",
-}
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, found {text!r}")
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
-
-
-VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
-    "device": (str, "auto", "inference device: auto (CUDA when available), cpu, cuda or cuda:N"),
-    "batch_size": (_positive(int), 16, "samples per batch in inference (the original used 1)"),
-    "max_new_tokens": (_positive(int), 32, "cap on generated tokens per answer (the original's 500 reproduces it)"),
-    "image_size": (_positive(int), 448, "the ViT input size (the original's 448; the weights cannot tell it)"),
-    "lora_alpha": (_positive(float), None, "LoRA alpha (default: the checkpoint's saved config, else 16)"),
-    "head_dim": (_positive(int), 88, "EVA-ViT head dimension (the original's 88: 16 heads at width 1408)"),
-}
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register every `--emogate-*` option and its `emogate_*` ini twin (the command line wins)."""
-    group = parser.getgroup("emogate", "emotion-recognition quality gate")
-    for name, help_text in PATH_OPTIONS.items():
-        group.addoption(f"--emogate-{name.replace('_', '-')}", dest=f"emogate_{name}", metavar="PATH", help=help_text)
-        parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)")
-    for name, (kind, default, help_text) in VALUE_OPTIONS.items():
-        flag = f"--emogate-{name.replace('_', '-')}"
-        group.addoption(flag, dest=f"emogate_{name}", type=kind, help=f"{help_text}; default {default}")
-        parser.addini(f"emogate_{name}", f"{help_text}; default {default}")
-    group.addoption(
-        "--emogate-only", action="store_true", dest="emogate_only",
-        help="collect only the gate tests, not the project's own tests (a gate-only CI job)",
-    )  # fmt: skip
     from pytest_emogate import ci
 
+    group = parser.getgroup("emogate", "emotion-recognition quality gate")
+    add_options(parser, group)
     ci.add_options(parser, group)
-
-
-def _path_option(config: pytest.Config, name: str) -> Path | None:
-    """CLI paths are relative to the invocation directory, ini paths to the ini file's directory."""
-    value = config.getoption(f"emogate_{name}")
-    if value:
-        return config.invocation_params.dir / value
-    value = config.getini(f"emogate_{name}")
-    if value:
-        base = config.inipath.parent if config.inipath else config.rootpath
-        return base / str(value)
-    return None
-
-
-def _value_option(config: pytest.Config, name: str) -> Any:
-    """The command line, else the ini value parsed like the command line, else the default."""
-    kind, default, _ = VALUE_OPTIONS[name]
-    value = config.getoption(f"emogate_{name}")
-    if value is not None:
-        return value
-    text = config.getini(f"emogate_{name}")
-    if not text:
-        return default
-    try:
-        return kind(str(text))
-    except argparse.ArgumentTypeError as error:
-        raise pytest.UsageError(f"ini setting emogate_{name}: {error}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -110,10 +38,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if len(on_command_line) == 2:
         raise pytest.UsageError("--emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint")
     if on_command_line:  # a source given on the command line wins over the other one set in the ini file
-        predictions = _path_option(config, "predictions") if on_command_line == ["predictions"] else None
-        ckpt = _path_option(config, "ckpt") if on_command_line == ["ckpt"] else None
+        predictions = path_option(config, "predictions") if on_command_line == ["predictions"] else None
+        ckpt = path_option(config, "ckpt") if on_command_line == ["ckpt"] else None
     else:
-        predictions, ckpt = _path_option(config, "predictions"), _path_option(config, "ckpt")
+        predictions, ckpt = path_option(config, "predictions"), path_option(config, "ckpt")
         if predictions is not None and ckpt is not None:
             raise pytest.UsageError("ini settings emogate_predictions and emogate_ckpt are exclusive: keep one")
     if predictions is None and ckpt is None:
@@ -122,31 +50,35 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_emogate.sources import PredictionsFile
     from pytest_emogate.thresholds import load_thresholds
 
-    thresholds = load_thresholds(_path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
+    thresholds = load_thresholds(path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
     if predictions is not None:
         config.stash[GATE_KEY] = Gate(thresholds, PredictionsFile(predictions, thresholds.labels))
     else:
         config.stash[GATE_KEY] = Gate(thresholds, _inference_source(config, thresholds.labels))
     from pytest_emogate import ci
 
-    ci.configure(config, config.stash[GATE_KEY], lambda name: _path_option(config, name))
+    ci.configure(config, config.stash[GATE_KEY], lambda name: path_option(config, name))
 
 
 def _inference_source(config: pytest.Config, labels: tuple[str, ...]) -> CheckpointInference:
     from pytest_emogate.inference import InferenceSettings
     from pytest_emogate.sources import CheckpointInference
 
-    paths = {name: _path_option(config, name) for name in ("ckpt", "data", "llama", "vit")}
+    paths = {name: path_option(config, name) for name in ("ckpt", "data", "llama", "vit")}
     missing = [f"--emogate-{name} (or ini emogate_{name})" for name, path in paths.items() if path is None]
     if missing:
         raise pytest.UsageError(f"--emogate-ckpt also needs {', '.join(missing)}")
     settings = InferenceSettings(
-        ckpt=paths["ckpt"], llama=paths["llama"], vit=paths["vit"],
-        **{name: _value_option(config, name) for name in VALUE_OPTIONS},
+        ckpt=paths["ckpt"], llama=paths["llama"], vit=paths["vit"], labels=labels,
+        merge_lora=config.getoption("emogate_merge_lora"),
+        **{name: value_option(config, name) for name in VALUE_OPTIONS},
     )  # fmt: skip
+    cache = None
+    if not config.getoption("emogate_no_cache"):
+        cache = path_option(config, "cache") or config.rootpath / ".emogate" / "cache"
     capture = config.pluginmanager.getplugin("capturemanager")
     return CheckpointInference(
-        settings, paths["data"], labels,
+        settings, paths["data"], labels, cache,
         quiet_terminal=capture.global_and_fixture_disabled if capture else nullcontext,
         progress=config.get_verbosity() >= 0,
     )  # fmt: skip
@@ -221,12 +153,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from pytest_emogate.predictions import write_predictions_jsonl
     from pytest_emogate.report import report_dict, write_report
 
-    report_path = _path_option(config, "report")
+    report_path = path_option(config, "report")
     if report_path is not None:
         result = gate.result()
         report = report_dict(result, gate.outcomes(), gate.provenance(), gate.timings())
         write_report(report_path, {**report, **report_sections(gate)})
-    save_path = _path_option(config, "save_predictions")
+    save_path = path_option(config, "save_predictions")
     if save_path is not None:
         write_predictions_jsonl(save_path, gate.source.predictions())
 

@@ -8,6 +8,7 @@ any model is loaded, so a broken data set stops the run with exit 4 instead of d
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_emogate.cache import AnswerCache
 from pytest_emogate.files import display_path, usage_error
 from pytest_emogate.predictions import Prediction, read_predictions
 
@@ -72,29 +74,34 @@ class PredictionsFile:
 
 @dataclass
 class CheckpointInference:
-    """Answers made by running the model over the Test3 data, once, when first asked for."""
+    """Answers made by running the model over the Test3 data once, through the per-sample answer cache.
+
+    At configure time: the model paths are checked, the data is read and fingerprinted, and unless the cache
+    already holds every answer, the preflight checks every sample. When the answers are first asked for, the
+    cache folder is locked (pytest-xdist workers and ranks share it), the cached answers are read, and only the
+    missing samples are inferred, each batch appended to the cache as it finishes.
+    """
 
     settings: InferenceSettings
     data_path: Path
     labels: tuple[str, ...]
+    cache_root: Path | None = None
     quiet_terminal: Callable[[], AbstractContextManager[Any]] = nullcontext
     progress: bool = True
     description: str = ""
-    loaded: bool = False
     _data: Test3Data | None = None
+    _cache: AnswerCache | None = None
+    _answers: list[Prediction] | None = None
     _run: InferenceRun | None = None
+    _cached: int = 0
+    _key: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from pytest_emogate.data import load_test3
+
         self.description = (
             f"inference from checkpoint {display_path(self.settings.ckpt)} on data {display_path(self.data_path)}"
         )
-        self.preflight()
-
-    def preflight(self) -> None:
-        """Check the model paths and every sample's files before any model is loaded."""
-        from pytest_emogate.data import load_test3, preflight
-        from pytest_emogate.inference import checkpoint_feature_dims
-
         missing = [
             f"{option}: {path} does not exist"
             for option, path in (("--emogate-ckpt", self.settings.ckpt), ("--emogate-llama", self.settings.llama),
@@ -104,56 +111,141 @@ class CheckpointInference:
         if missing:
             raise usage_error("emogate inference", missing)
         self._data = load_test3(self.data_path)
+        self._key = answer_key(self.settings, self._data.fingerprint())
+        root = self.cache_root if self.cache_root is not None else Path(tempfile.mkdtemp(prefix="emogate-"))
+        self._cache = AnswerCache.open(root, self._key)
+        if len(self._cache.load().keys() & {s.name for s in self._data.samples}) < len(self._data.samples):
+            self.preflight()
+
+    def preflight(self) -> None:
+        """Check every sample's files, and their feature shapes against the checkpoint, before a model loads."""
+        from pytest_emogate.data import preflight
+        from pytest_emogate.inference import checkpoint_feature_dims
+
+        assert self._data is not None
         preflight(self._data, self.labels, checkpoint_feature_dims(self.settings.ckpt))
 
-    def predictions(self) -> list[Prediction]:
-        """Run the inference on the first call; later calls return the same answers."""
-        if self._run is None:
-            from pytest_emogate.gate import AnswersUnavailable
-            from pytest_emogate.inference import NonFiniteLogitsError, run_inference
+    @property
+    def loaded(self) -> bool:
+        """True once the answers are at hand, or when the cache already holds every one (no inference needed)."""
+        return self._answers is not None or self._complete(self._cache_answers()) is not None
 
-            assert self._data is not None  # set by the preflight in __post_init__
-            with self.quiet_terminal():
-                try:
-                    self._run = run_inference(self.settings, self._data, progress=self.progress)
-                except NonFiniteLogitsError as error:
-                    raise AnswersUnavailable(str(error)) from error
-            self.loaded = True
-        return self._run.predictions
+    def predictions(self) -> list[Prediction]:
+        """The answers in sample order: cached ones read back, missing ones inferred (once) and cached."""
+        if self._answers is None:
+            assert self._cache is not None and self._data is not None
+            with self._cache.locked():
+                done = self._cache.load()
+                self._cached = sum(sample.name in done for sample in self._data.samples)
+                missing = [i for i, sample in enumerate(self._data.samples) if sample.name not in done]
+                if missing:
+                    self._infer(missing)
+                    done = self._cache.load()
+            self._answers = self._complete(done)
+            assert self._answers is not None, "the inference left samples without an answer"
+        return self._answers
+
+    def _infer(self, missing: list[int]) -> None:
+        from pytest_emogate.gate import AnswersUnavailable
+        from pytest_emogate.inference import NonFiniteLogitsError, run_inference
+
+        assert self._cache is not None and self._data is not None
+        with self.quiet_terminal():
+            try:
+                self._run = run_inference(
+                    self.settings, self._data, progress=self.progress, indices=missing, on_batch=self._cache.append
+                )
+            except NonFiniteLogitsError as error:
+                raise AnswersUnavailable(str(error)) from error
+
+    def _cache_answers(self) -> dict[str, Prediction]:
+        return self._cache.load() if self._cache is not None else {}
+
+    def _complete(self, done: dict[str, Prediction]) -> list[Prediction] | None:
+        assert self._data is not None
+        if any(sample.name not in done for sample in self._data.samples):
+            return None
+        return [done[sample.name] for sample in self._data.samples]
 
     def provenance(self) -> dict[str, Any]:
         """Checkpoint hash, data fingerprint, device and the settings that shape the answers."""
-        run = self._require_run()
-        assert self._data is not None
+        answers = self.predictions()
         s = self.settings
         return {
-            "checkpoint_sha256": run.checkpoint_sha256,
-            "data_fingerprint": self._data.fingerprint(),
-            "device": run.device,
+            "checkpoint_sha256": self._key["checkpoint_sha256"],
+            "data_fingerprint": self._key["data_fingerprint"],
+            "device": self._run.device if self._run is not None else s.device,
             "inference": {
                 "batch_size": s.batch_size, "max_new_tokens": s.max_new_tokens, "image_size": s.image_size,
-                "lora_alpha": s.lora_alpha, "head_dim": s.head_dim, "capped": run.capped,
+                "lora_alpha": s.lora_alpha, "head_dim": s.head_dim, "mode": s.mode, "merge_lora": s.merge_lora,
+                "capped": _capped(answers), "cached": self._cached,
+                "cache": str(self._cache.folder) if self._cache is not None and self.cache_root is not None else None,
             },
         }  # fmt: skip
 
     def timings(self) -> dict[str, float | None]:
-        """Model load and inference seconds."""
-        run = self._require_run()
-        return {"load": run.timings_s.get("load"), "inference": run.timings_s.get("inference")}
+        """Model load and inference seconds (zero when every answer came from the cache)."""
+        self.predictions()
+        timings = self._run.timings_s if self._run is not None else {}
+        return {"load": timings.get("load", 0.0), "inference": timings.get("inference", 0.0)}
 
     def notes(self) -> list[str]:
-        """How the answers were made, and how many hit the token cap (they may be cut-off answers)."""
-        if self._run is None:
+        """How the answers were made, how many came from the cache, and how many hit the token cap."""
+        if self._answers is None:
             return []
-        run, s = self._run, self.settings
-        line = (
-            f"inference: {len(run.predictions)} samples on {run.device} in {run.timings_s.get('inference', 0.0):.1f} s "
-            f"(load {run.timings_s.get('load', 0.0):.1f} s, batch size {s.batch_size}, "
-            f"max {s.max_new_tokens} new tokens); {run.capped} answer{'s' if run.capped != 1 else ''} hit the cap"
-        )
-        return [line]
+        s, capped = self.settings, _capped(self._answers)
+        computed = len(self._answers) - self._cached
+        where = f"; cache {display_path(self._cache.folder)}" if self._cache and self.cache_root else ""
+        lines = [f"answers: {self._cached} from the cache, {computed} inferred{where}"]
+        if self._run is not None:
+            run = self._run
+            lines.append(
+                f"inference: {len(run.predictions)} samples on {run.device} in {run.timings_s.get('inference', 0.0):.1f} s "
+                f"(load {run.timings_s.get('load', 0.0):.1f} s, batch size {s.batch_size}, mode {s.mode}, "
+                f"max {s.max_new_tokens} new tokens)"
+            )
+            lines += list(getattr(run, "notes", []))
+        lines.append(f"{capped} answer{'s' if capped != 1 else ''} hit the cap of {s.max_new_tokens} new tokens")
+        return lines
 
-    def _require_run(self) -> InferenceRun:
-        self.predictions()
-        assert self._run is not None
-        return self._run
+
+def _capped(answers: list[Prediction]) -> int:
+    return sum(bool(answer.extra.get("hit_cap")) for answer in answers)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _identity(path: Path) -> list[tuple[str, int, int]]:
+    """Name, size and mtime of a weight file or of every file in a model folder: cheap, and any change shows."""
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    return [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files if file.is_file()]
+
+
+def answer_key(settings: InferenceSettings, data_fingerprint: str) -> dict[str, Any]:
+    """What determines the answers: the cache key.
+
+    The checkpoint and data are hashed; the base Llama and EVA files (gigabytes, fixed per project) are named by
+    size and modification time; the prompt by the source of the module that builds it; the decoding settings
+    and the package version as they are. Batch size is left out: in fp32 it does not change an answer.
+    """
+    from pytest_emogate import __version__
+
+    prompt_module = Path(__file__).with_name("model") / "prompt.py"
+    s = settings
+    return {
+        "version": __version__,
+        "checkpoint_sha256": _file_sha256(s.ckpt),
+        "data_fingerprint": data_fingerprint,
+        "llama": _identity(s.llama),
+        "vit": _identity(s.vit),
+        "prompt_sha256": _file_sha256(prompt_module),
+        "decoding": {"max_new_tokens": s.max_new_tokens, "mode": s.mode, "merge_lora": s.merge_lora},
+        "model": {"image_size": s.image_size, "head_dim": s.head_dim, "lora_alpha": s.lora_alpha},
+        "device": s.device,
+    }
