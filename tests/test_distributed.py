@@ -1,0 +1,174 @@
+"""Inference on several ranks (CPU, gloo): the same answers as one process, length-balanced shards, a failed
+rank's error surfaced with its finished answers kept, and pytest itself under torchrun.
+
+The runs use a 42-sample slice of the tiny data set (every 20th sample): a rank costs more to start (torch,
+transformers, the model) than its answers, and the slice keeps this file near a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_emogate import distributed
+from pytest_emogate.cache import AnswerCache
+from pytest_emogate.distributed import RankFailedError, parse_devices, shard, torchrun_rank
+from tests.conftest import REPO
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from pytest_emogate.data import Test3Data, load_test3, prompt_sentence  # noqa: E402
+from pytest_emogate.inference import InferenceSettings, run_inference  # noqa: E402
+from pytest_emogate.launch import run_distributed  # noqa: E402
+from pytest_emogate.predictions import Prediction  # noqa: E402
+
+TINY = REPO / "fixtures" / "tiny"
+STEP = 20
+SETTINGS = InferenceSettings(TINY / "checkpoint_best.pth", TINY / "llama", TINY / "eva_vit_g.pth", batch_size=8)
+
+
+def write_slice(root: Path, *, without_face: str | None = None) -> Path:
+    """A manifest over every 20th sample of the tiny data set. `without_face` names a sample whose Face feature
+    file is left out: it fails only when inference reaches it (these direct runs have no preflight)."""
+    data = TINY / "data"
+    lines = (data / "relative_test3_NCEV.txt").read_text(encoding="utf-8").splitlines()[::STEP]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "annotation.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    face = data / "mae_340_UTT"
+    if without_face is not None:
+        face = root / "face"
+        face.mkdir()
+        for line in lines:
+            name = line.split()[0]
+            if name != without_face:
+                (face / f"{name}.npy").symlink_to(data / "mae_340_UTT" / f"{name}.npy")
+    manifest = {
+        "annotation": str(root / "annotation.txt"), "transcripts": str(data / "transcription_en_all.csv"),
+        "features": {"face": str(face), "video": str(data / "maeV_399_UTT"), "audio": str(data / "HL-UTT")},
+        "frames": str(data / "test3"),
+    }  # fmt: skip
+    (root / "manifest.yaml").write_text(json.dumps(manifest), encoding="utf-8")
+    return root / "manifest.yaml"
+
+
+@pytest.fixture(scope="module")
+def sliced(tmp_path_factory: pytest.TempPathFactory) -> Test3Data:
+    """The 42-sample slice, read."""
+    return load_test3(write_slice(tmp_path_factory.mktemp("slice")))
+
+
+@pytest.fixture(scope="module")
+def reference(sliced: Test3Data) -> dict[str, Prediction]:
+    """The slice's answers from one process: what every distributed run must reproduce."""
+    return {p.name: p for p in run_inference(SETTINGS, sliced, progress=False).predictions}
+
+
+def everything(data: Test3Data) -> list[int]:
+    return list(range(len(data.samples)))
+
+
+@pytest.mark.parametrize(
+    ("text", "devices"),
+    [
+        ("cpu,cpu", ["cpu", "cpu"]),
+        (" cpu, cpu ,cpu", ["cpu", "cpu", "cpu"]),
+        ("cuda:1,cuda:0", ["cuda:1", "cuda:0"]),
+        ("cuda:00,cuda:1", ["cuda:0", "cuda:1"]),
+        ("all", ["cuda:0", "cuda:1"]),
+    ],
+)
+def test_devices(monkeypatch: pytest.MonkeyPatch, text: str, devices: list[str]) -> None:
+    monkeypatch.setattr(distributed, "cuda_count", lambda: 2)
+    assert parse_devices(text) == devices
+
+
+@pytest.mark.parametrize(
+    ("text", "visible", "message"),
+    [
+        ("gpu0", 2, "expected all, or a comma list of cuda:N or of cpu; found 'gpu0'"),
+        ("cuda", 2, "expected all, or a comma list of cuda:N or of cpu; found 'cuda'"),
+        ("cpu,", 2, "expected all, or a comma list of cuda:N or of cpu; found 'cpu,'"),
+        ("", 2, "expected all, or a comma list of cuda:N or of cpu; found ''"),
+        ("cuda:0,cpu", 2, "expected only CUDA devices or only cpu, found both in 'cuda:0,cpu'"),
+        ("cuda:0,cuda:1,cuda:0", 2, "cuda:0 named more than once: one rank per CUDA device"),
+        ("cuda:1,cuda:2,cuda:3", 2, "cuda:2, cuda:3: not visible (only cuda:0 to cuda:1 are)"),
+        ("cuda:0,cuda:1", 0, "cuda:0, cuda:1: not visible (no CUDA device is)"),
+        ("all", 0, "'all' means every visible CUDA device, and none is visible"),
+    ],
+)
+def test_bad_devices(monkeypatch: pytest.MonkeyPatch, text: str, visible: int, message: str) -> None:
+    monkeypatch.setattr(distributed, "cuda_count", lambda: visible)
+    with pytest.raises(argparse.ArgumentTypeError) as error:
+        parse_devices(text)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("world", [2, 3, 8])
+def test_shards_split_the_missing_samples_evenly_by_prompt_length(world: int) -> None:
+    data = load_test3(TINY / "data")
+    missing = [i for i in range(len(data.samples)) if i % 7 != 3]  # some answers are cached already
+    shards = [shard(data, missing, rank, world) for rank in range(world)]
+    assert sorted(i for part in shards for i in part) == missing
+    assert all(part == sorted(part) for part in shards)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    lengths = [sum(len(prompt_sentence(data.samples[i])) for i in part) for part in shards]
+    longest = max(len(prompt_sentence(data.samples[i])) for i in missing)
+    assert max(lengths) - min(lengths) <= longest  # snake dealing: within one transcript of each other
+    assert shards == [shard(data, list(reversed(missing)), rank, world) for rank in range(world)]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "4"}, (1, 4)),
+        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "0", "WORLD_SIZE": "1"}, None),  # one rank: an ordinary run
+        ({"RANK": "1", "WORLD_SIZE": "4"}, None),  # not started by torchrun
+        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "one", "WORLD_SIZE": "4"}, None),
+        ({}, None),
+    ],
+)
+def test_torchrun_rank(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: tuple[int, int] | None) -> None:
+    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert torchrun_rank() == expected
+    assert distributed.is_main_process() == (expected is None or expected[0] == 0)
+
+
+def test_two_launched_cpu_ranks_give_the_answers_of_one_process(
+    tmp_path: Path, sliced: Test3Data, reference: dict[str, Prediction]
+) -> None:
+    cache = AnswerCache.open(tmp_path, {"test": "launched"})
+    runs = run_distributed(SETTINGS, sliced, ["cpu", "cpu"], cache.folder, everything(sliced), progress=False)
+    assert [(run.rank, run.device, run.answered, run.error) for run in runs] == [(0, "cpu", 21, None), (1, "cpu", 21, None)]
+    assert cache.load() == reference
+    assert sorted(path.name for path in cache.folder.glob("answers*")) == ["answers-rank0.jsonl", "answers-rank1.jsonl"]
+    assert run_distributed(SETTINGS, sliced, ["cpu", "cpu"], cache.folder, [], progress=False) == []
+
+
+def test_a_failed_rank_fails_the_run_with_its_error_and_its_finished_answers_stay_cached(
+    tmp_path: Path, sliced: Test3Data, reference: dict[str, Prediction]
+) -> None:
+    # Rank 1's shortest prompt runs in its last batch: its two full batches of 8 are cached before it fails.
+    victim = min(shard(sliced, everything(sliced), 1, 2), key=lambda i: len(prompt_sentence(sliced.samples[i])))
+    name = sliced.samples[victim].name
+    broken = load_test3(write_slice(tmp_path / "broken", without_face=name))
+    cache = AnswerCache.open(tmp_path, {"test": "failure"})
+    with pytest.raises(RankFailedError) as error:
+        run_distributed(SETTINGS, broken, ["cpu", "cpu"], cache.folder, everything(broken), progress=False)
+    message = str(error.value)
+    assert message.startswith(f"rank 1 (cpu) failed: FileNotFoundError: sample {name}: no Face feature file\n")
+    assert "Traceback (most recent call last):" in message and error.value.error_type == "FileNotFoundError"
+    kept = cache.load()
+    assert (cache.folder / "answers-rank1.jsonl").read_text(encoding="utf-8").count("\n") >= 16
+    assert name not in kept and all(kept[n] == reference[n] for n in kept)
+    missing = [i for i, sample in enumerate(sliced.samples) if sample.name not in kept]
+    resumed = run_inference(SETTINGS, sliced, progress=False, indices=missing, on_batch=cache.append)
+    assert len(resumed.predictions) == len(missing) and cache.load() == reference
