@@ -23,7 +23,7 @@ import re
 import socket
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -127,14 +127,17 @@ def run_torchrun(
     cache_folder: Path,
     missing: Sequence[int],
     *,
+    identity: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> list[RankRun]:
     """Under torchrun: answer this rank's shard of rank 0's `missing` and gather every answer to rank 0.
 
-    Every rank calls it once at the same point (the others' `missing` is ignored). On rank 0 it returns every
-    rank's RankRun once all answers are in `cache_folder`; if a rank failed, it first caches the answers that
-    arrived, then raises that rank's error. Other ranks return their own RankRun and never raise an inference
-    error, which rank 0 reports: a rank exiting non-zero would make torchrun stop rank 0 before it could.
+    Every rank calls it once at the same point (the others' `missing` is ignored). `identity` is what every rank
+    must share with rank 0 (checkpoint hash, data fingerprint, decoding settings; not the paths or file times of
+    a node's own copies): a rank whose differs answers nothing and fails the run, naming the fields. On rank 0
+    it returns every rank's RankRun once all answers are in `cache_folder`; if a rank failed, it first caches
+    the answers that arrived, then raises that rank's error. Other ranks return their own RankRun and never raise
+    an inference error, which rank 0 reports: a rank exiting non-zero would make torchrun stop rank 0 first.
     """
     import torch
     import torch.distributed as dist
@@ -149,23 +152,12 @@ def run_torchrun(
     device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if cuda else "cpu"
     init_group(cuda)
     try:
-        plan: list[Any] = [list(missing), cache_folder.name] if rank == 0 else [None, None]
+        plan: list[Any] = [list(missing), dict(identity or {})] if rank == 0 else [None, None]
         dist.broadcast_object_list(plan, src=0)
-        run, answers, own_error = RankRun(rank, device, socket.gethostname()), [], None
-        try:
-            if plan[1] != cache_folder.name:
-                raise RuntimeError(f"answer cache key {cache_folder.name} differs from rank 0's {plan[1]}: "
-                                   "checkpoint, data or settings differ between the ranks")  # fmt: skip
-            if settings.device not in ("cpu", "auto") and not cuda:
-                raise RuntimeError(f"--emogate-device {settings.device}: no CUDA device is visible")
-            indices = shard(data, plan[0], rank, world)
-            cache = AnswerCache(cache_folder).for_rank(rank)
-            run, answers = answer_shard(settings, data, device, cache, indices, rank, progress=progress and rank == 0)
-        except Exception as error:  # travels to rank 0 in the gather instead of killing this rank
-            own_error = error
-            run = replace(run, error=f"{type(error).__name__}: {error}", error_traceback=traceback.format_exc())
+        shared = {"missing": plan[0], "identity": plan[1]}
+        run, finished, own_error = _own_shard(settings, data, device, cache_folder, shared, identity, progress)
         gathered: list[Any] | None = [None] * world if rank == 0 else None
-        dist.gather_object((run, answers), gathered, dst=0)
+        dist.gather_object((run, finished), gathered, dst=0)  # a failed rank's finished batches too
     finally:
         dist.destroy_process_group()
     if rank != 0:
@@ -185,23 +177,50 @@ def run_torchrun(
     return runs
 
 
+def _own_shard(
+    settings: InferenceSettings, data: Test3Data, device: str, cache_folder: Path, shared: dict[str, Any],
+    identity: Mapping[str, Any] | None, progress: bool,
+) -> tuple[RankRun, list[Prediction], Exception | None]:  # fmt: skip
+    """This torchrun rank's shard of rank 0's missing samples: its summary, the answers it finished, its error."""
+    from pytest_emogate.cache import AnswerCache
+
+    rank, world = torchrun_rank() or (0, 1)
+    run, finished, cache = RankRun(rank, device, socket.gethostname()), [], AnswerCache(cache_folder).for_rank(rank)
+
+    def keep(batch: list[Prediction]) -> None:
+        cache.append(batch)
+        finished.extend(batch)
+
+    try:
+        mine, theirs = dict(identity or {}), shared["identity"]
+        differ = sorted(name for name in mine.keys() | theirs.keys() if mine.get(name) != theirs.get(name))
+        if differ:
+            raise RuntimeError(f"{', '.join(differ)} differ from rank 0's: every rank must run the same model on "
+                               "the same data with the same settings")  # fmt: skip
+        if settings.device not in ("cpu", "auto") and not device.startswith("cuda"):
+            raise RuntimeError(f"--emogate-device {settings.device}: no CUDA device is visible")
+        indices = shard(data, shared["missing"], rank, world)
+        run = answer_shard(settings, data, device, indices, keep, rank, progress=progress and rank == 0)
+    except Exception as error:  # travels to rank 0 in the gather instead of killing this rank
+        failed = replace(run, error=f"{type(error).__name__}: {error}", error_traceback=traceback.format_exc())
+        return failed, finished, error
+    return run, finished, None
+
+
 def answer_shard(
-    settings: InferenceSettings, data: Test3Data, device: str, cache: AnswerCache, indices: Sequence[int],
-    rank: int, *, progress: bool,
-) -> tuple[RankRun, list[Prediction]]:  # fmt: skip
-    """One rank's work: load the model once on `device`, answer `indices`, append each batch to `cache`."""
+    settings: InferenceSettings, data: Test3Data, device: str, indices: Sequence[int],
+    on_batch: Callable[[list[Prediction]], None], rank: int, *, progress: bool,
+) -> RankRun:  # fmt: skip
+    """One rank's work: load the model once on `device`, answer `indices`, hand each finished batch to `on_batch`."""
     from pytest_emogate.inference import run_inference
 
     if device.startswith("cuda"):
         import torch
 
         torch.cuda.set_device(device)
-    run = run_inference(
-        replace(settings, device=device), data, progress=progress, indices=indices, on_batch=cache.append
-    )
-    summary = RankRun(rank, device, socket.gethostname(), len(run.predictions), run.capped, dict(run.timings_s),
-                      tuple(run.notes))  # fmt: skip
-    return summary, run.predictions
+    run = run_inference(replace(settings, device=device), data, progress=progress, indices=indices, on_batch=on_batch)
+    host = socket.gethostname()
+    return RankRun(rank, device, host, len(run.predictions), run.capped, dict(run.timings_s), tuple(run.notes))
 
 
 def init_group(cuda: bool) -> None:

@@ -93,7 +93,7 @@ def _launched_rank(
         try:
             cache = AnswerCache(cache_folder).for_rank(rank)
             indices = shard(data, missing, rank, world)
-            return answer_shard(settings, data, devices[rank], cache, indices, rank, progress=False)[0]
+            return answer_shard(settings, data, devices[rank], indices, cache.append, rank, progress=False)
         finally:
             dist.destroy_process_group()
     except Exception as error:

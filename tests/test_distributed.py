@@ -147,7 +147,9 @@ def test_two_launched_cpu_ranks_give_the_answers_of_one_process(
 ) -> None:
     cache = AnswerCache.open(tmp_path, {"test": "launched"})
     runs = run_distributed(SETTINGS, sliced, ["cpu", "cpu"], cache.folder, everything(sliced), progress=False)
-    assert [(run.rank, run.device, run.answered, run.error) for run in runs] == [(0, "cpu", 21, None), (1, "cpu", 21, None)]
+    assert [(run.rank, run.device, run.answered, run.error) for run in runs] == [
+        (0, "cpu", 21, None), (1, "cpu", 21, None)
+    ]  # fmt: skip
     assert cache.load() == reference
     assert sorted(path.name for path in cache.folder.glob("answers*")) == ["answers-rank0.jsonl", "answers-rank1.jsonl"]
     assert run_distributed(SETTINGS, sliced, ["cpu", "cpu"], cache.folder, [], progress=False) == []
@@ -172,3 +174,21 @@ def test_a_failed_rank_fails_the_run_with_its_error_and_its_finished_answers_sta
     missing = [i for i, sample in enumerate(sliced.samples) if sample.name not in kept]
     resumed = run_inference(SETTINGS, sliced, progress=False, indices=missing, on_batch=cache.append)
     assert len(resumed.predictions) == len(missing) and cache.load() == reference
+
+
+def test_under_torchrun_a_failed_rank_fails_rank_0_with_its_error_and_its_finished_answers_reach_rank_0(
+    tmp_path: Path, sliced: Test3Data, reference: dict[str, Prediction]
+) -> None:
+    victim = min(shard(sliced, everything(sliced), 1, 2), key=lambda i: len(prompt_sentence(sliced.samples[i])))
+    name = sliced.samples[victim].name
+    manifests = [write_slice(tmp_path / "good"), write_slice(tmp_path / "broken", without_face=name)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(REPO / "tests" / "torchrun_driver.py"), str(tmp_path), *map(str, manifests)]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr  # rank 1 leaves the failure for rank 0 to report
+    assert f"emogate rank 1: FileNotFoundError: sample {name}: no Face feature file (rank 0 reports it)" in done.stderr
+    result = json.loads((tmp_path / "rank0.json").read_text(encoding="utf-8"))
+    assert result["error"].startswith("rank 1 (cpu on ") and result["error_type"] == "FileNotFoundError"
+    assert f"failed: FileNotFoundError: sample {name}: no Face feature file\nTraceback" in result["error"]
+    kept = AnswerCache(Path(result["cache"])).load()  # rank 0's own node: rank 1's finished batches arrived
+    assert len(kept) >= 21 + 16 and name not in kept and all(kept[n] == reference[n] for n in kept)
