@@ -59,6 +59,15 @@ def _at_least_zero(text: str) -> int:
     return value
 
 
+def _devices(text: str) -> tuple[str, ...]:
+    from pytest_emogate.distributed import parse_devices  # imports torch: only when the option is given
+
+    return tuple(parse_devices(text))
+
+
+_devices.__name__ = "device list"
+
+
 VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "device": (str, "auto", "inference device: auto (CUDA when available), cpu, cuda or cuda:N"),
     "batch_size": (_positive(int), 16, "samples per batch in inference (the original used 1)"),
@@ -70,6 +79,11 @@ VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
              "generate: free greedy generation (the original's); score: label scoring with generation fallback"),
     "workers": (_at_least_zero, 0, "DataLoader worker processes preparing frames and features during inference"),
 }
+RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
+    "devices": (_devices, (), "one inference process per device through torch.distributed: cuda:0,cuda:1, all, "
+                              "or cpu,cpu"),
+}
+"""Options of the run rather than of the answers: they are not InferenceSettings fields."""
 FLAG_OPTIONS = {
     "only": "collect only the gate tests, not the project's own tests (a gate-only CI job)",
     "no_cache": "neither read nor write the per-sample answer cache",
@@ -82,7 +96,7 @@ def add_options(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
     for name, help_text in PATH_OPTIONS.items():
         group.addoption(f"--emogate-{name.replace('_', '-')}", dest=f"emogate_{name}", metavar="PATH", help=help_text)
         parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)")
-    for name, (kind, default, help_text) in VALUE_OPTIONS.items():
+    for name, (kind, default, help_text) in {**VALUE_OPTIONS, **RUN_OPTIONS}.items():
         flag = f"--emogate-{name.replace('_', '-')}"
         group.addoption(flag, dest=f"emogate_{name}", type=kind, help=f"{help_text}; default {default}")
         parser.addini(f"emogate_{name}", f"{help_text}; default {default}")
@@ -104,7 +118,7 @@ def path_option(config: pytest.Config, name: str) -> Path | None:
 
 def value_option(config: pytest.Config, name: str) -> Any:
     """The command line, else the ini value parsed like the command line, else the default."""
-    kind, default, _ = VALUE_OPTIONS[name]
+    kind, default, _ = {**VALUE_OPTIONS, **RUN_OPTIONS}[name]
     value = config.getoption(f"emogate_{name}")
     if value is not None:
         return value

@@ -7,7 +7,7 @@ marker and two fixtures and imports nothing heavy.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # the gate's modules load only when the gate is on: pytest im
     from pytest_emogate.sources import CheckpointInference
 
 GATE_KEY = pytest.StashKey["Gate"]()
+RANK_KEY = pytest.StashKey["CheckpointInference"]()
+"""Under torchrun: the source every rank answers its shard with at session start (rank 0 gates it too)."""
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register every `--emogate-*` option and its `emogate_*` ini twin (the command line wins)."""
@@ -54,7 +56,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if predictions is not None:
         config.stash[GATE_KEY] = Gate(thresholds, PredictionsFile(predictions, thresholds.labels))
     else:
-        config.stash[GATE_KEY] = Gate(thresholds, _inference_source(config, thresholds.labels))
+        from pytest_emogate.distributed import is_main_process, torchrun_rank
+
+        source = _inference_source(config, thresholds.labels)
+        if torchrun_rank() is not None:
+            config.stash[RANK_KEY] = source
+            if not is_main_process():
+                return  # a worker rank: it answers its shard at session start and gates nothing
+        config.stash[GATE_KEY] = Gate(thresholds, source)
     from pytest_emogate import ci
 
     ci.configure(config, config.stash[GATE_KEY], lambda name: path_option(config, name))
@@ -76,12 +85,34 @@ def _inference_source(config: pytest.Config, labels: tuple[str, ...]) -> Checkpo
     cache = None
     if not config.getoption("emogate_no_cache"):
         cache = path_option(config, "cache") or config.rootpath / ".emogate" / "cache"
-    capture = config.pluginmanager.getplugin("capturemanager")
     return CheckpointInference(
-        settings, paths["data"], labels, cache,
-        quiet_terminal=capture.global_and_fixture_disabled if capture else nullcontext,
+        settings, paths["data"], labels, cache, devices=value_option(config, "devices"),
+        quiet_terminal=lambda: _uncaptured(config),
         progress=config.get_verbosity() >= 0,
     )  # fmt: skip
+
+
+@contextmanager
+def _uncaptured(config: pytest.Config) -> Iterator[None]:
+    """Let the progress bar reach the terminal, on a line of its own, while inference runs inside a test."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        if reporter is not None:
+            reporter.ensure_newline()
+        yield
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under torchrun every rank infers here, at the same point, whatever tests it will run (rank 0: all)."""
+    source = session.config.stash.get(RANK_KEY, None)
+    if source is not None:
+        from pytest_emogate.gate import AnswersUnavailable
+
+        try:
+            source.answer_as_rank()
+        except AnswersUnavailable as error:
+            pytest.exit(f"emogate: {error}", returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -92,7 +123,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """With --emogate-only, skip the project's own test files (their imports may need other extras)."""
-    return True if config.getoption("emogate_only") and GATE_KEY in config.stash else None
+    gated = GATE_KEY in config.stash or RANK_KEY in config.stash
+    return True if config.getoption("emogate_only") and gated else None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -100,15 +132,28 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Put the gate tests first, before -k/-m selection and reordering plugins see the items."""
     if GATE_KEY in config.stash:
         items[:0] = list(_gate_items(session))
+    elif RANK_KEY in config.stash:  # a torchrun worker rank: only rank 0 runs tests
+        config.hook.pytest_deselected(items=list(items))
+        items.clear()
+
+
+class _GateModule(pytest.Module):
+    """The gate tests' module, without the parametrized tests whose thresholds section declares no check."""
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        from pytest_emogate.gate_tests import PARAMETRIZED
+
+        def declared(node: pytest.Item | pytest.Collector) -> bool:
+            unparametrized = isinstance(node, pytest.Function) and not hasattr(node, "callspec")
+            return not (unparametrized and node.originalname in PARAMETRIZED)
+
+        return [node for node in super().collect() if declared(node)]
 
 
 def _gate_items(session: pytest.Session) -> Iterator[pytest.Item]:
     from pytest_emogate import gate_tests
 
-    module = pytest.Module.from_parent(session, path=Path(gate_tests.__file__), nodeid="emogate")
-    for item in session.genitems(module):
-        if not (isinstance(item, pytest.Function) and item.originalname in gate_tests.PARAMETRIZED and not hasattr(item, "callspec")):
-            yield item
+    yield from session.genitems(_GateModule.from_parent(session, path=Path(gate_tests.__file__), nodeid="emogate"))
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +191,10 @@ def emogate_result(emogate_gate: Gate) -> GateResult:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Write the JSON report and the saved predictions (on the controlling process only)."""
     config = session.config
+    if RANK_KEY in config.stash and GATE_KEY not in config.stash:
+        if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK  # a worker rank has nothing to test; torchrun must see 0
+        return
     gate = config.stash.get(GATE_KEY, None)
     if gate is None or hasattr(config, "workerinput"):
         return

@@ -21,6 +21,7 @@ from pytest_emogate.files import display_path, usage_error
 from pytest_emogate.predictions import Prediction, read_predictions
 
 if TYPE_CHECKING:
+    from pytest_emogate.distributed import RankRun
     from pytest_emogate.data import Test3Data
     from pytest_emogate.inference import InferenceRun, InferenceSettings
 
@@ -88,11 +89,13 @@ class CheckpointInference:
     cache_root: Path | None = None
     quiet_terminal: Callable[[], AbstractContextManager[Any]] = nullcontext
     progress: bool = True
+    devices: tuple[str, ...] = ()
     description: str = ""
     _data: Test3Data | None = None
     _cache: AnswerCache | None = None
     _answers: list[Prediction] | None = None
     _run: InferenceRun | None = None
+    _ranks: list[RankRun] | None = None
     _cached: int = 0
     _key: dict[str, Any] = field(default_factory=dict)
 
@@ -145,17 +148,45 @@ class CheckpointInference:
             assert self._answers is not None, "the inference left samples without an answer"
         return self._answers
 
+    def answer_as_rank(self) -> None:
+        """Under torchrun, every rank calls this once at session start (no lock: the ranks may share the folder).
+
+        Rank 0's missing samples are sharded over the ranks and every answer is gathered into rank 0's cache;
+        the other ranks only answer their shard.
+        """
+        from pytest_emogate.distributed import RankFailedError, run_torchrun
+        from pytest_emogate.gate import AnswersUnavailable
+
+        assert self._cache is not None and self._data is not None
+        done = self._cache.load()
+        self._cached = sum(sample.name in done for sample in self._data.samples)
+        missing = [i for i, sample in enumerate(self._data.samples) if sample.name not in done]
+        with self.quiet_terminal():
+            try:
+                self._ranks = run_torchrun(self.settings, self._data, self._cache.folder, missing, progress=self.progress)
+            except RankFailedError as error:
+                raise AnswersUnavailable(str(error)) from error
+        self._answers = self._complete(self._cache.load())
+
     def _infer(self, missing: list[int]) -> None:
+        from pytest_emogate.distributed import RankFailedError
         from pytest_emogate.gate import AnswersUnavailable
         from pytest_emogate.inference import NonFiniteLogitsError, run_inference
+        from pytest_emogate.launch import run_distributed
 
         assert self._cache is not None and self._data is not None
         with self.quiet_terminal():
             try:
-                self._run = run_inference(
-                    self.settings, self._data, progress=self.progress, indices=missing, on_batch=self._cache.append
-                )
-            except NonFiniteLogitsError as error:
+                if len(self.devices) > 1:
+                    self._ranks = run_distributed(
+                        self.settings, self._data, self.devices, self._cache.folder, missing, progress=self.progress
+                    )
+                else:
+                    self._run = run_inference(
+                        self.settings, self._data, progress=self.progress, indices=missing,
+                        on_batch=self._cache.append,
+                    )  # fmt: skip
+            except (NonFiniteLogitsError, RankFailedError) as error:
                 raise AnswersUnavailable(str(error)) from error
 
     def _cache_answers(self) -> dict[str, Prediction]:
@@ -174,7 +205,7 @@ class CheckpointInference:
         return {
             "checkpoint_sha256": self._key["checkpoint_sha256"],
             "data_fingerprint": self._key["data_fingerprint"],
-            "device": self._run.device if self._run is not None else s.device,
+            "device": self._device(),
             "inference": {
                 "batch_size": s.batch_size, "max_new_tokens": s.max_new_tokens, "image_size": s.image_size,
                 "lora_alpha": s.lora_alpha, "head_dim": s.head_dim, "mode": s.mode, "merge_lora": s.merge_lora,
@@ -197,6 +228,14 @@ class CheckpointInference:
         computed = len(self._answers) - self._cached
         where = f"; cache {display_path(self._cache.folder)}" if self._cache and self.cache_root else ""
         lines = [f"answers: {self._cached} from the cache, {computed} inferred{where}"]
+        if self._ranks:
+            seconds = max((rank.timings_s.get("inference", 0.0) for rank in self._ranks), default=0.0)
+            lines.append(
+                f"inference: {sum(rank.answered for rank in self._ranks)} samples on {len(self._ranks)} ranks "
+                f"({self._device()}) in {seconds:.1f} s (batch size {s.batch_size}, mode {s.mode}, "
+                f"max {s.max_new_tokens} new tokens)"
+            )
+            lines += [note for rank in self._ranks for note in rank.notes]
         if self._run is not None:
             run = self._run
             lines.append(
@@ -207,6 +246,12 @@ class CheckpointInference:
             lines += list(getattr(run, "notes", []))
         lines.append(f"{capped} answer{'s' if capped != 1 else ''} hit the cap of {s.max_new_tokens} new tokens")
         return lines
+
+
+    def _device(self) -> str:
+        if self._ranks:
+            return ", ".join(f"{rank.device}@{rank.host}" for rank in self._ranks)
+        return self._run.device if self._run is not None else self.settings.device
 
 
 def _capped(answers: list[Prediction]) -> int:
