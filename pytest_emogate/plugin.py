@@ -60,6 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
         source = _inference_source(config, thresholds.labels)
         if torchrun_rank() is not None:
+            if source.devices:
+                raise pytest.UsageError("--emogate-devices is refused under torchrun: each rank is one device already")
             config.stash[RANK_KEY] = source
             if not is_main_process():
                 return  # a worker rank: it answers its shard at session start and gates nothing
