@@ -58,8 +58,8 @@ class RankRun:
 class RankFailedError(RuntimeError):
     """A rank failed; the message names it and carries its own error and traceback. Finished answers are cached."""
 
-    def __init__(self, rank: int, where: str, error_type: str, text: str) -> None:
-        super().__init__(f"rank {rank} ({where}) failed: {text}")
+    def __init__(self, rank: int | None, where: str, error_type: str, text: str) -> None:
+        super().__init__(f"rank {rank} ({where}) failed: {text}" if rank is not None else f"{where}: {text}")
         self.rank, self.error_type = rank, error_type
 
 
@@ -157,7 +157,13 @@ def run_torchrun(
         shared = {"missing": plan[0], "identity": plan[1]}
         run, finished, own_error = _own_shard(settings, data, device, cache_folder, shared, identity, progress)
         gathered: list[Any] | None = [None] * world if rank == 0 else None
-        dist.gather_object((run, finished), gathered, dst=0)  # a failed rank's finished batches too
+        try:
+            dist.gather_object((run, finished), gathered, dst=0)  # a failed rank's finished batches too
+        except RuntimeError as error:  # a peer died: gloo sees its sockets close
+            if rank != 0:
+                raise
+            where = "a rank died before its answers reached rank 0"
+            raise RankFailedError(None, where, type(error).__name__, f"{error}; rank 0's own answers are cached")
     finally:
         dist.destroy_process_group()
     if rank != 0:
