@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,15 @@ def usage_error(what: str, problems: list[str]) -> pytest.UsageError:
     if len(problems) > len(shown):
         lines.append(f"  ... and {len(problems) - len(shown)} more")
     return pytest.UsageError("\n".join(lines))
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks (weight files are gigabytes)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def display_path(path: Path) -> str:

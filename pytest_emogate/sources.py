@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.cache import AnswerCache
-from pytest_emogate.files import display_path, usage_error
+from pytest_emogate.files import display_path, file_sha256, usage_error
 from pytest_emogate.predictions import Prediction, read_predictions
 
 if TYPE_CHECKING:
@@ -258,14 +258,6 @@ def _capped(answers: list[Prediction]) -> int:
     return sum(bool(answer.extra.get("hit_cap")) for answer in answers)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _identity(path: Path) -> list[tuple[str, int, int]]:
     """Name, size and mtime of a weight file or of every file in a model folder: cheap, and any change shows."""
     files = sorted(path.iterdir()) if path.is_dir() else [path]
@@ -285,11 +277,11 @@ def answer_key(settings: InferenceSettings, data_fingerprint: str) -> dict[str, 
     s = settings
     return {
         "version": __version__,
-        "checkpoint_sha256": _file_sha256(s.ckpt),
+        "checkpoint_sha256": file_sha256(s.ckpt),
         "data_fingerprint": data_fingerprint,
         "llama": _identity(s.llama),
         "vit": _identity(s.vit),
-        "prompt_sha256": _file_sha256(prompt_module),
+        "prompt_sha256": file_sha256(prompt_module),
         "decoding": {"max_new_tokens": s.max_new_tokens, "mode": s.mode, "merge_lora": s.merge_lora},
         "model": {"image_size": s.image_size, "head_dim": s.head_dim, "lora_alpha": s.lora_alpha},
         "device": s.device,

@@ -10,7 +10,6 @@ Files are read with `torch.load(weights_only=True)` only (or safetensors): a pic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import re
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.files import usage_error
+from pytest_emogate.files import file_sha256, usage_error
 
 if TYPE_CHECKING:
     import torch
@@ -83,11 +82,7 @@ class VitWeights:
 
 def checkpoint_sha256(path: Path) -> str:
     """sha256 (hex) of a weight file's bytes, for the report's provenance."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def read_weights(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
