@@ -84,7 +84,7 @@ def parse_devices(text: str) -> list[str]:
     count = cuda_count() if devices[0] != "cpu" else 0
     absent = [device for device in devices if device != "cpu" and int(device[5:]) >= count]
     if absent:
-        visible = f"only cuda:0 to cuda:{count - 1} are" if count else "no CUDA device is"
+        visible = {0: "no CUDA device is", 1: "only cuda:0 is"}.get(count, f"only cuda:0 to cuda:{count - 1} are")
         raise argparse.ArgumentTypeError(f"{', '.join(absent)}: not visible ({visible})")
     return devices
 

@@ -1,8 +1,9 @@
-"""Inference on several ranks (CPU, gloo): the same answers as one process, length-balanced shards, a failed
-rank's error surfaced with its finished answers kept, and pytest itself under torchrun.
+"""Inference on several ranks (CPU, gloo): `--emogate-devices cpu,cpu` and a 2-rank torchrun run of pytest gate
+like one process, shards are length-balanced, and a failed rank fails the run with its error while its finished
+answers stay cached.
 
 The runs use a 42-sample slice of the tiny data set (every 20th sample): a rank costs more to start (torch,
-transformers, the model) than its answers, and the slice keeps this file near a minute on two cores.
+transformers, the model) than its answers, and the slice keeps this file near a minute on two idle cores.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +28,6 @@ pytest.importorskip("transformers")
 from pytest_emogate.data import Test3Data, load_test3, prompt_sentence  # noqa: E402
 from pytest_emogate.inference import InferenceSettings, run_inference  # noqa: E402
 from pytest_emogate.launch import run_distributed  # noqa: E402
-from pytest_emogate.predictions import Prediction  # noqa: E402
 
 TINY = REPO / "fixtures" / "tiny"
 STEP = 20
@@ -63,10 +64,38 @@ def sliced(tmp_path_factory: pytest.TempPathFactory) -> Test3Data:
     return load_test3(write_slice(tmp_path_factory.mktemp("slice")))
 
 
+def gate(root: Path, *extra: str, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """pytest with the gate on the slice's tiny model, its cache, report and answers under `root`."""
+    command = [
+        sys.executable, *launcher, "-m", "pytest", "-p", "no:cacheprovider", "--emogate-only", "--emogate-no-history",
+        f"--emogate-ckpt={TINY / 'checkpoint_best.pth'}", f"--emogate-llama={TINY / 'llama'}",
+        f"--emogate-vit={TINY / 'eva_vit_g.pth'}", f"--emogate-data={write_slice(root)}", "--emogate-device=cpu",
+        f"--emogate-thresholds={TINY / 'thresholds.yaml'}", "--emogate-batch-size=8", f"--emogate-cache={root / 'cache'}",
+        f"--emogate-report={root / 'report.json'}", f"--emogate-save-predictions={root / 'answers.jsonl'}", *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def outputs(root: Path) -> dict[str, str]:
+    """The answers a run saved, by sample name."""
+    rows = [json.loads(line) for line in (root / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    return {row["name"]: row["output"] for row in rows}
+
+
+def verdict(root: Path) -> dict[str, Any]:
+    """What a report says about the model: everything but provenance and timings."""
+    report = json.loads((root / "report.json").read_text(encoding="utf-8"))
+    return {key: value for key, value in report.items() if key not in ("provenance", "timings_s")}
+
+
 @pytest.fixture(scope="module")
-def reference(sliced: Test3Data) -> dict[str, Prediction]:
-    """The slice's answers from one process: what every distributed run must reproduce."""
-    return {p.name: p for p in run_inference(SETTINGS, sliced, progress=False).predictions}
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-process gate run on the slice: the report, answers and exit status every distributed run must
+    reproduce (the tiny model's floors are set for all 834 samples, so on the slice some checks fail)."""
+    root = tmp_path_factory.mktemp("one-process")
+    done = gate(root)
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
+    return root
 
 
 def everything(data: Test3Data) -> list[int]:
@@ -99,6 +128,7 @@ def test_devices(monkeypatch: pytest.MonkeyPatch, text: str, devices: list[str])
         ("cuda:0,cuda:1,cuda:0", 2, "cuda:0 named more than once: one rank per CUDA device"),
         ("cuda:1,cuda:2,cuda:3", 2, "cuda:2, cuda:3: not visible (only cuda:0 to cuda:1 are)"),
         ("cuda:0,cuda:1", 0, "cuda:0, cuda:1: not visible (no CUDA device is)"),
+        ("cuda:0,cuda:1", 1, "cuda:1: not visible (only cuda:0 is)"),
         ("all", 0, "'all' means every visible CUDA device, and none is visible"),
     ],
 )
@@ -142,21 +172,8 @@ def test_torchrun_rank(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], exp
     assert distributed.is_main_process() == (expected is None or expected[0] == 0)
 
 
-def test_two_launched_cpu_ranks_give_the_answers_of_one_process(
-    tmp_path: Path, sliced: Test3Data, reference: dict[str, Prediction]
-) -> None:
-    cache = AnswerCache.open(tmp_path, {"test": "launched"})
-    runs = run_distributed(SETTINGS, sliced, ["cpu", "cpu"], cache.folder, everything(sliced), progress=False)
-    assert [(run.rank, run.device, run.answered, run.error) for run in runs] == [
-        (0, "cpu", 21, None), (1, "cpu", 21, None)
-    ]  # fmt: skip
-    assert cache.load() == reference
-    assert sorted(path.name for path in cache.folder.glob("answers*")) == ["answers-rank0.jsonl", "answers-rank1.jsonl"]
-    assert run_distributed(SETTINGS, sliced, ["cpu", "cpu"], cache.folder, [], progress=False) == []
-
-
-def test_a_failed_rank_fails_the_run_with_its_error_and_its_finished_answers_stay_cached(
-    tmp_path: Path, sliced: Test3Data, reference: dict[str, Prediction]
+def test_a_failed_launched_rank_fails_the_run_with_its_error_and_its_finished_answers_stay_cached(
+    tmp_path: Path, sliced: Test3Data, one_process: Path
 ) -> None:
     # Rank 1's shortest prompt runs in its last batch: its two full batches of 8 are cached before it fails.
     victim = min(shard(sliced, everything(sliced), 1, 2), key=lambda i: len(prompt_sentence(sliced.samples[i])))
@@ -170,14 +187,16 @@ def test_a_failed_rank_fails_the_run_with_its_error_and_its_finished_answers_sta
     assert "Traceback (most recent call last):" in message and error.value.error_type == "FileNotFoundError"
     kept = cache.load()
     assert (cache.folder / "answers-rank1.jsonl").read_text(encoding="utf-8").count("\n") >= 16
-    assert name not in kept and all(kept[n] == reference[n] for n in kept)
+    reference = outputs(one_process)
+    assert name not in kept and all(kept[n].output == reference[n] for n in kept)
     missing = [i for i, sample in enumerate(sliced.samples) if sample.name not in kept]
     resumed = run_inference(SETTINGS, sliced, progress=False, indices=missing, on_batch=cache.append)
-    assert len(resumed.predictions) == len(missing) and cache.load() == reference
+    assert len(resumed.predictions) == len(missing)
+    assert {n: p.output for n, p in cache.load().items()} == reference
 
 
 def test_under_torchrun_a_failed_rank_fails_rank_0_with_its_error_and_its_finished_answers_reach_rank_0(
-    tmp_path: Path, sliced: Test3Data, reference: dict[str, Prediction]
+    tmp_path: Path, sliced: Test3Data, one_process: Path
 ) -> None:
     victim = min(shard(sliced, everything(sliced), 1, 2), key=lambda i: len(prompt_sentence(sliced.samples[i])))
     name = sliced.samples[victim].name
@@ -191,4 +210,22 @@ def test_under_torchrun_a_failed_rank_fails_rank_0_with_its_error_and_its_finish
     assert result["error"].startswith("rank 1 (cpu on ") and result["error_type"] == "FileNotFoundError"
     assert f"failed: FileNotFoundError: sample {name}: no Face feature file\nTraceback" in result["error"]
     kept = AnswerCache(Path(result["cache"])).load()  # rank 0's own node: rank 1's finished batches arrived
-    assert len(kept) >= 21 + 16 and name not in kept and all(kept[n] == reference[n] for n in kept)
+    reference = outputs(one_process)
+    assert len(kept) >= 21 + 16 and name not in kept and all(kept[n].output == reference[n] for n in kept)
+
+
+def test_devices_cpu_cpu_gate_exactly_like_one_process(tmp_path: Path, one_process: Path) -> None:
+    done = gate(tmp_path, "--emogate-devices=cpu,cpu")
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
+    assert outputs(tmp_path) == outputs(one_process) and verdict(tmp_path) == verdict(one_process)
+    assert sorted(path.name for path in (tmp_path / "cache").glob("*/answers*")) == [
+        "answers-rank0.jsonl", "answers-rank1.jsonl"
+    ]  # fmt: skip
+
+
+def test_pytest_under_torchrun_gates_exactly_like_one_process(tmp_path: Path, one_process: Path) -> None:
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
+    done = gate(tmp_path, launcher=torchrun)
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr  # rank 0's verdict
+    assert outputs(tmp_path) == outputs(one_process) and verdict(tmp_path) == verdict(one_process)
+    assert done.stdout.count("emogate summary") == 1  # only rank 0 gates and prints
