@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -180,8 +181,10 @@ def test_a_failed_launched_rank_fails_the_run_with_its_error_and_its_finished_an
     name = sliced.samples[victim].name
     broken = load_test3(write_slice(tmp_path / "broken", without_face=name))
     cache = AnswerCache.open(tmp_path, {"test": "failure"})
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(RankFailedError) as error:
         run_distributed(SETTINGS, broken, ["cpu", "cpu"], cache.folder, everything(broken), progress=False)
+    assert {number: signal.getsignal(number) for number in handlers} == handlers  # the launcher's are gone
     message = str(error.value)
     assert message.startswith(f"rank 1 (cpu) failed: FileNotFoundError: sample {name}: no Face feature file\n")
     assert "Traceback (most recent call last):" in message and error.value.error_type == "FileNotFoundError"
