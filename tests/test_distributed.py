@@ -71,8 +71,9 @@ def gate(root: Path, *extra: str, launcher: tuple[str, ...] = ()) -> subprocess.
         sys.executable, *launcher, "-m", "pytest", "-p", "no:cacheprovider", "--emogate-only", "--emogate-no-history",
         f"--emogate-ckpt={TINY / 'checkpoint_best.pth'}", f"--emogate-llama={TINY / 'llama'}",
         f"--emogate-vit={TINY / 'eva_vit_g.pth'}", f"--emogate-data={write_slice(root)}", "--emogate-device=cpu",
-        f"--emogate-thresholds={TINY / 'thresholds.yaml'}", "--emogate-batch-size=8", f"--emogate-cache={root / 'cache'}",
-        f"--emogate-report={root / 'report.json'}", f"--emogate-save-predictions={root / 'answers.jsonl'}", *extra,
+        f"--emogate-thresholds={TINY / 'thresholds.yaml'}", "--emogate-batch-size=8",
+        f"--emogate-cache={root / 'cache'}", f"--emogate-report={root / 'report.json'}",
+        f"--emogate-save-predictions={root / 'answers.jsonl'}", *extra,
     ]  # fmt: skip
     return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
 
@@ -231,7 +232,8 @@ def test_pytest_under_torchrun_gates_exactly_like_one_process(tmp_path: Path, on
 
 
 def test_a_usage_error_in_a_rank_stays_a_usage_error_and_others_carry_their_traceback() -> None:
-    usage = distributed.rank_error(1, "cuda:1", "UsageError: checkpoint x.pth: 1 problem\n  - truncated", "Traceback ...")
+    text = "UsageError: checkpoint x.pth: 1 problem\n  - truncated"
+    usage = distributed.rank_error(1, "cuda:1", text, "Traceback ...")
     assert isinstance(usage, pytest.UsageError)
     assert str(usage) == "rank 1 (cuda:1): checkpoint x.pth: 1 problem\n  - truncated"
     other = distributed.rank_error(0, "cpu on node-a", "ValueError: boom", "Traceback (most recent call last):\n")
