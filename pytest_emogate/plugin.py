@@ -108,7 +108,7 @@ def _uncaptured(config: pytest.Config) -> Iterator[None]:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under torchrun every rank infers here, at the same point, whatever tests it will run (rank 0: all)."""
     source = session.config.stash.get(RANK_KEY, None)
-    if source is not None:
+    if source is not None and not session.config.option.collectonly:  # every rank sees the same flag
         from pytest_emogate.gate import AnswersUnavailable
 
         try:

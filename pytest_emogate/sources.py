@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +114,8 @@ class CheckpointInference:
         if missing:
             raise usage_error("emogate inference", missing)
         self._data = load_test3(self.data_path)
-        self._key = answer_key(self.settings, self._data.fingerprint())
+        ran_on = replace(self.settings, device=self.devices[0].split(":")[0]) if self.devices else self.settings
+        self._key = answer_key(ran_on, self._data.fingerprint())
         root = self.cache_root if self.cache_root is not None else Path(tempfile.mkdtemp(prefix="emogate-"))
         self._cache = AnswerCache.open(root, self._key)
         if len(self._cache.load().keys() & {s.name for s in self._data.samples}) < len(self._data.samples):
@@ -156,6 +157,7 @@ class CheckpointInference:
         """
         from pytest_emogate.distributed import RankFailedError, run_torchrun
         from pytest_emogate.gate import AnswersUnavailable
+        from pytest_emogate.inference import NonFiniteLogitsError
 
         assert self._cache is not None and self._data is not None
         done = self._cache.load()
@@ -163,8 +165,12 @@ class CheckpointInference:
         missing = [i for i, sample in enumerate(self._data.samples) if sample.name not in done]
         with self.quiet_terminal():
             try:
-                self._ranks = run_torchrun(self.settings, self._data, self._cache.folder, missing, progress=self.progress)
-            except RankFailedError as error:
+                # llama/vit are named by file times, which differ between machines holding the same files
+                identity = {key: value for key, value in self._key.items() if key not in ("llama", "vit")}
+                self._ranks = run_torchrun(
+                    self.settings, self._data, self._cache.folder, missing, identity=identity, progress=self.progress
+                )
+            except (NonFiniteLogitsError, RankFailedError) as error:
                 raise AnswersUnavailable(str(error)) from error
         self._answers = self._complete(self._cache.load())
 
@@ -182,8 +188,9 @@ class CheckpointInference:
                         self.settings, self._data, self.devices, self._cache.folder, missing, progress=self.progress
                     )
                 else:
+                    settings = replace(self.settings, device=self.devices[0]) if self.devices else self.settings
                     self._run = run_inference(
-                        self.settings, self._data, progress=self.progress, indices=missing,
+                        settings, self._data, progress=self.progress, indices=missing,
                         on_batch=self._cache.append,
                     )  # fmt: skip
             except (NonFiniteLogitsError, RankFailedError) as error:
