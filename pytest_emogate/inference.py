@@ -1,11 +1,10 @@
-"""Samples -> answers: Emotion-LLaMA run over the Test3 set once, batched, greedy, with a progress bar.
+"""Samples -> answers: Emotion-LLaMA run over the Test3 set once, batched, with a progress bar.
 
-The original generated one sample at a time (spec §6). Batching changes no answer: prompts are left-padded with
-zero vectors under an attention mask, positions come from the mask (cumsum - 1), so every row computes what it
-would alone; in fp32 on CPU the answers equal batch size 1's (a test checks every sample of the tiny model).
-Prompts are sorted by length so a batch wastes little padding, and the answers are put back in input order.
-Decoding is greedy with a KV cache and last-position logits; a row ends at EOS (id 2) or at the cap, the
-batch as soon as every row has ended. Non-finite logits are an error naming the samples, never an answer.
+The original generated one sample at a time with up to 500 new tokens (spec §6). Here prompts run in
+length-sorted batches (decoding.py: greedy generation; scoring.py: label scoring, answers equal to
+generation's), their frames and features prepared ahead by DataLoader workers (loader.py). Optionally the LoRA
+is merged into the base weights, and the first batch is answered both ways to report the agreement. Non-finite
+logits are an error naming the samples, never an answer.
 """
 
 from __future__ import annotations
@@ -24,9 +23,10 @@ if TYPE_CHECKING:
     import torch
 
     from pytest_emogate.data import Test3Data
+    from pytest_emogate.decoding import BatchDone, Generation
+    from pytest_emogate.loader import SampleInputs
     from pytest_emogate.model import EmotionLlama, PromptIds
 
-InputLoader = Callable[[Sequence[int]], "tuple[torch.Tensor, list[torch.Tensor]]"]
 MAX_NAMED_SAMPLES = 20
 MODES = ("generate", "score")
 MER2023_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
@@ -53,7 +53,7 @@ class InferenceSettings:
 
 @dataclass(frozen=True)
 class InferenceRun:
-    """The answers in the data's sample order, and what produced them."""
+    """The answers, in the order of the samples asked for (the data's order by default), and what produced them."""
 
     predictions: list[Prediction]
     capped: int  # answers that hit max_new_tokens without EOS
@@ -61,15 +61,6 @@ class InferenceRun:
     timings_s: dict[str, float] = field(default_factory=dict)
     checkpoint_sha256: str = ""
     notes: list[str] = field(default_factory=list)  # one line each: merge agreement, score-mode fallbacks
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One sample's generated ids (EOS included when reached)."""
-
-    ids: tuple[int, ...]
-    hit_cap: bool
-    finite: bool
 
 
 class NonFiniteLogitsError(RuntimeError):
@@ -108,11 +99,9 @@ def run_inference(
     loading anything. Raise NonFiniteLogitsError if any sample's logits are not finite, pytest.UsageError for a
     bad setting or weight file.
     """
-    import numpy as np
-    import torch
-
-    from pytest_emogate.data import image_tensor, prompt_sentence, read_features, read_frame
-    from pytest_emogate.model import ModelFiles, answer_text, checkpoint_sha256, load_emotion_llama, tokenize_prompt
+    from pytest_emogate.data import prompt_sentence
+    from pytest_emogate.loader import SampleInputs
+    from pytest_emogate.model import ModelFiles, answer_text, checkpoint_sha256, load_emotion_llama, tokenize_prompts
 
     _check_settings(settings)
     samples = data.samples if indices is None else [data.samples[i] for i in indices]
@@ -126,17 +115,18 @@ def run_inference(
     model, tokenizer = load_emotion_llama(files, device)
     sha256 = checkpoint_sha256(settings.ckpt)
     loaded = time.perf_counter()
-    prompts = [tokenize_prompt(tokenizer, prompt_sentence(sample)) for sample in samples]
-
-    def load_inputs(rows: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        images = np.stack([image_tensor(read_frame(samples[i]), settings.image_size) for i in rows])
-        features = [[np.asarray(row, np.float32).reshape(-1) for row in read_features(samples[i])] for i in rows]
-        slots = [torch.from_numpy(np.stack(column)) for column in zip(*features, strict=True)]
-        return torch.from_numpy(images), slots
+    prompts = tokenize_prompts(tokenizer, [prompt_sentence(sample) for sample in samples])
+    answers = _Answers(model, tokenizer, prompts, SampleInputs(samples, settings.image_size), settings)
+    notes = [answers.merge_lora()] if settings.merge_lora else []
+    merge_s = time.perf_counter() - loaded if settings.merge_lora else 0.0
+    made: dict[int, Prediction] = {}
 
     def prediction(i: int, generation: Generation) -> Prediction:
-        extra = {"n_new_tokens": len(generation.ids), "hit_cap": generation.hit_cap}
-        return Prediction(samples[i].name, samples[i].label, answer_text(tokenizer, list(generation.ids)), extra)
+        if i not in made:
+            extra = {"n_new_tokens": len(generation.ids), "hit_cap": generation.hit_cap}
+            text = answer_text(tokenizer, list(generation.ids))
+            made[i] = Prediction(samples[i].name, samples[i].label, text, extra)
+        return made[i]
 
     with progress_bar(len(samples), enabled=progress) as advance:
 
@@ -145,14 +135,75 @@ def run_inference(
                 on_batch([prediction(i, g) for i, g in zip(rows, generations, strict=True) if g.finite])
             advance(len(rows))
 
-        generations = generate(model, prompts, load_inputs, settings.batch_size, settings.max_new_tokens, finished)
+        generations = answers.all(finished)
+    notes += answers.notes()
     bad = [sample.name for sample, generation in zip(samples, generations, strict=True) if not generation.finite]
     if bad:
         raise NonFiniteLogitsError(bad)
     predictions = [prediction(i, generation) for i, generation in enumerate(generations)]
-    timings = {"load": loaded - started, "inference": time.perf_counter() - loaded}
+    timings = {"load": loaded - started, "inference": time.perf_counter() - loaded - merge_s}
+    if settings.merge_lora:
+        timings["merge"] = merge_s  # the merge and the first batch answered twice to check it
     capped = sum(generation.hit_cap for generation in generations)
-    return InferenceRun(predictions, capped, str(device), timings, sha256)
+    return InferenceRun(predictions, capped, str(device), timings, sha256, notes)
+
+
+class _Answers:
+    """The chosen mode (generate or score) over the prompts, and what it has to report."""
+
+    def __init__(
+        self,
+        model: EmotionLlama,
+        tokenizer: Any,
+        prompts: list[PromptIds],
+        load: SampleInputs,
+        settings: InferenceSettings,
+    ) -> None:
+        self.model, self.tokenizer, self.prompts, self.load, self.settings = model, tokenizer, prompts, load, settings
+        self.fallbacks = 0
+
+    def all(self, on_batch: BatchDone) -> list[Generation]:
+        """Every prompt's generation, in input order, `on_batch` called after each batch."""
+        generations, self.fallbacks = self._run(self.prompts, self.load, on_batch, self.settings.workers)
+        return generations
+
+    def merge_lora(self) -> str:
+        """Merge the LoRA; answer the first batch before and after, and say how many answers agree."""
+        from pytest_emogate.loader import SampleInputs, length_sorted_batches
+        from pytest_emogate.model import answer_text
+
+        first = length_sorted_batches(self.prompts, self.settings.batch_size)[0]
+        prompts = [self.prompts[i] for i in first]
+        load = SampleInputs([self.load.samples[i] for i in first], self.load.image_size)
+        before, _ = self._run(prompts, load, None, 0)
+        self.model.merge_lora()
+        after, _ = self._run(prompts, load, None, 0)
+        texts = [[answer_text(self.tokenizer, list(g.ids)) for g in run] for run in (before, after)]
+        agree = sum(a == b for a, b in zip(*texts, strict=True))
+        return (
+            f"LoRA merged into the base weights; checked by answering the first batch unmerged and merged: "
+            f"{agree}/{len(first)} answers agree"
+        )
+
+    def notes(self) -> list[str]:
+        """What the run reports besides its answers."""
+        if self.settings.mode != "score":
+            return []
+        total = len(self.prompts)
+        line = f"score mode: {total - self.fallbacks}/{total} answers from one forward pass, {self.fallbacks} fell "
+        return [line + "back to greedy generation"]
+
+    def _run(
+        self, prompts: list[PromptIds], load: SampleInputs, on_batch: BatchDone | None, workers: int
+    ) -> tuple[list[Generation], int]:
+        from pytest_emogate.decoding import generate
+        from pytest_emogate.scoring import label_chains, score
+
+        s = self.settings
+        if s.mode == "generate":
+            return generate(self.model, prompts, load, s.batch_size, s.max_new_tokens, on_batch, workers=workers), 0
+        chains = label_chains(self.tokenizer, s.labels)
+        return score(self.model, prompts, load, s.batch_size, s.max_new_tokens, chains, on_batch, workers=workers)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -171,91 +222,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise usage_error("--emogate-device", [f"{name}: no CUDA device is available (torch {torch.__version__})"])
     return device
-
-
-def generate(
-    model: EmotionLlama,
-    prompts: Sequence[PromptIds],
-    load_inputs: InputLoader,
-    batch_size: int,
-    max_new_tokens: int,
-    on_batch: Callable[[Sequence[int], Sequence[Generation]], None] | None = None,
-) -> list[Generation]:
-    """Greedy answers for every prompt, in input order; `load_inputs(indices)` gives their images and features.
-
-    Prompts run longest first in batches of `batch_size`; `on_batch(indices, generations)` is called after each.
-    """
-    import torch
-
-    order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i].before) + len(prompts[i].after)))
-    results: dict[int, Generation] = {}
-    with torch.inference_mode(), model.autocast():
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
-            images, features = load_inputs(indices)
-            block = model.multimodal_block(images.to(model.device), [feature.to(model.device) for feature in features])
-            embeds = [prompt_embeddings(model, prompts[i], block[row]) for row, i in enumerate(indices)]
-            batch = greedy(model, embeds, max_new_tokens)
-            results.update(zip(indices, batch, strict=True))
-            if on_batch is not None:
-                on_batch(indices, batch)
-    return [results[i] for i in range(len(prompts))]
-
-
-def prompt_embeddings(model: EmotionLlama, prompt: PromptIds, block: torch.Tensor) -> torch.Tensor:
-    """One sample's input embeddings [L, hidden]: the tokens before, the multimodal block, the tokens after."""
-    import torch
-
-    before = model.embed(torch.tensor(prompt.before, device=model.device))
-    after = model.embed(torch.tensor(prompt.after, device=model.device))
-    return torch.cat((before, block.to(before.dtype), after))
-
-
-def greedy(model: EmotionLlama, embeds: Sequence[torch.Tensor], max_new_tokens: int) -> list[Generation]:
-    """Greedy decoding of one left-padded batch of prompt embeddings, with a KV cache."""
-    import torch
-    from transformers import DynamicCache
-
-    from pytest_emogate.model.prompt import EOS_ID
-
-    size = len(embeds)
-    padded, mask = left_pad(embeds)
-    cache = DynamicCache()
-    logits = model.next_logits(padded, mask, positions_from_mask(mask), cache)
-    ids: list[list[int]] = [[] for _ in range(size)]
-    running, finite = [True] * size, [True] * size
-    for step in range(max_new_tokens):
-        ok, chosen = torch.isfinite(logits).all(-1).tolist(), logits.argmax(-1)
-        for row, token in enumerate(chosen.tolist()):
-            if running[row] and not ok[row]:
-                running[row] = finite[row] = False
-            elif running[row]:
-                ids[row].append(token)
-                running[row] = token != EOS_ID
-        if not any(running) or step + 1 == max_new_tokens:
-            break
-        # Ended rows keep stepping with whatever they chose: their outputs are ignored, and rows never mix.
-        mask = torch.cat((mask, mask.new_ones(size, 1)), dim=1)
-        logits = model.next_logits(model.embed(chosen[:, None]), mask, mask.sum(-1, keepdim=True) - 1, cache)
-    return [Generation(tuple(ids[row]), running[row], finite[row]) for row in range(size)]
-
-
-def left_pad(embeds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack [L_i, hidden] embeddings into [B, max L, hidden], zero vectors on the left; and the mask [B, max L]."""
-    import torch
-
-    longest = max(embed.shape[0] for embed in embeds)
-    padded = embeds[0].new_zeros(len(embeds), longest, embeds[0].shape[-1])
-    mask = torch.zeros(len(embeds), longest, dtype=torch.long, device=padded.device)
-    for row, embed in enumerate(embeds):
-        padded[row, longest - embed.shape[0] :] = embed
-        mask[row, longest - embed.shape[0] :] = 1
-    return padded, mask
-
-
-def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that start at 0 on each row's first real token (cumsum - 1); pads get 0."""
-    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 @contextlib.contextmanager

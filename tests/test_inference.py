@@ -15,14 +15,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from pytest_emogate.data import Test3Data, image_tensor, load_test3, prompt_sentence, read_features, read_frame  # noqa: E402
+from pytest_emogate.decoding import generate, greedy, prompt_embeddings  # noqa: E402
 from pytest_emogate.inference import (  # noqa: E402
     InferenceRun,
     InferenceSettings,
     NonFiniteLogitsError,
-    generate,
-    greedy,
     progress_bar,
-    prompt_embeddings,
     resolve_device,
     run_inference,
 )

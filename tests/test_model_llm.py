@@ -30,7 +30,7 @@ def logits(model: EmotionLlama) -> torch.Tensor:
         block = model.multimodal_block(images, features)
         embeds = torch.cat((model.embed(torch.tensor([[1, 1, 5, 6]])), block, model.embed(torch.tensor([[7, 8]]))), 1)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long)
-        return model.next_logits(embeds, mask, torch.arange(embeds.shape[1])[None], DynamicCache())
+        return model.logits(embeds, mask, torch.arange(embeds.shape[1])[None], DynamicCache())[:, -1]
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,14 @@
 The frame is the first decoded frame of `{name}.mp4`, else `{name}.avi` (OpenCV, BGR converted to RGB), else
 the pre-extracted `{name}.jpg` (PIL). The ViT input is torchvision's Resize((size, size), BICUBIC) on the PIL
 image, ToTensor and Normalize with the CLIP mean and std, computed here with PIL and numpy in float32 with the
-same operations in the same order, so no torchvision is needed.
+same operations in the same order, so no torchvision is needed. After the resize each output value depends only
+on its channel and its uint8 pixel, so the float32 arithmetic is done once for the 3 x 256 possible inputs and
+looked up per pixel: bit-identical to computing it per pixel (a test checks), and about 3x cheaper.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,8 +61,35 @@ def decode_frame(path: Path) -> Image.Image:
 
 def image_tensor(image: Image.Image, size: int) -> np.ndarray:
     """The ViT input for `image`: float32 [3, size, size], bicubic-resized ignoring aspect, CLIP-normalized."""
-    resized = image.convert("RGB").resize((size, size), Image.BICUBIC)
-    pixels = np.asarray(resized, dtype=np.uint8).astype(np.float32) / np.float32(255)
-    mean = np.asarray(CLIP_MEAN, dtype=np.float32)
-    std = np.asarray(CLIP_STD, dtype=np.float32)
-    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+    return normalize_planes(resized_planes(image, size))
+
+
+def resized_planes(image: Image.Image, size: int) -> np.ndarray:
+    """The resize half of `image_tensor`: uint8 [3, size, size], channel-first (a quarter of the float bytes,
+    which is what crosses from a DataLoader worker)."""
+    resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def normalize_planes(planes: np.ndarray) -> np.ndarray:
+    """The ToTensor + Normalize half of `image_tensor`, by table lookup: uint8 [..., 3, H, W] -> float32."""
+    table = normalize_table()
+    out = np.empty(planes.shape, dtype=np.float32)
+    flat_in, flat_out = planes.reshape(-1, *planes.shape[-3:]), out.reshape(-1, *planes.shape[-3:])
+    for image, result in zip(flat_in, flat_out):
+        for channel in range(3):
+            # One contiguous plane at a time; "wrap" skips the bounds check a uint8 index cannot fail (3x faster).
+            np.take(table[channel], image[channel], out=result[channel], mode="wrap")
+    return out
+
+
+@functools.cache
+def normalize_table() -> np.ndarray:
+    """ToTensor + Normalize of every uint8 value, per channel: float32 [3, 256], the same float32 operations
+    (divide by 255, subtract the mean, divide by the std) as applying them to each pixel."""
+    values = np.arange(256, dtype=np.uint8).astype(np.float32) / np.float32(255)
+    mean = np.asarray(CLIP_MEAN, dtype=np.float32)[:, None]
+    std = np.asarray(CLIP_STD, dtype=np.float32)[:, None]
+    table = (values[None, :] - mean) / std
+    table.flags.writeable = False  # shared by every call
+    return table

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pytest_emogate.model.checkpoint import checkpoint_sha256, feature_dims, read_stage_two, read_vit
 from pytest_emogate.model.emotion_llama import EmotionLlama, ModelFiles, load_emotion_llama
-from pytest_emogate.model.prompt import PromptIds, answer_text, prompt_text, tokenize_prompt
+from pytest_emogate.model.prompt import PromptIds, answer_text, prompt_text, tokenize_prompt, tokenize_prompts
 
 __all__ = [
     "EmotionLlama",
@@ -21,4 +21,5 @@ __all__ = [
     "read_stage_two",
     "read_vit",
     "tokenize_prompt",
+    "tokenize_prompts",
 ]

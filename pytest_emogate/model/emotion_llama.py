@@ -38,7 +38,7 @@ class ModelFiles:
 
 
 class EmotionLlama(nn.Module):
-    """The model at inference: `multimodal_block` encodes images and features, `next_logits` runs the LLM."""
+    """The model at inference: `multimodal_block` encodes images and features, `logits` runs the LLM."""
 
     def __init__(self, vit: EvaVit, llm: Any, projections: dict[str, nn.Linear], ln_vision: nn.LayerNorm) -> None:
         super().__init__()
@@ -81,14 +81,26 @@ class EmotionLlama(nn.Module):
         """Token embeddings [..., hidden] of the language model."""
         return self.decoder.embed_tokens(ids)
 
-    def next_logits(
-        self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any
+    def logits(
+        self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any = None, last: int = 1
     ) -> torch.Tensor:
-        """fp32 logits [B, vocab] of the last position only; `cache` (a transformers Cache) is extended."""
+        """fp32 logits [B, last, vocab] of the last `last` positions only (the full vocabulary at every position
+        would cost gigabytes per batch at 7B). `mask` is the 2-D padding mask or a ready 4-D additive one;
+        `cache` (a transformers Cache) is extended, or None for a single pass."""
         out = self.decoder(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=cache is not None,
         )
-        return self.lm_head(out.last_hidden_state[:, -1]).float()
+        return self.lm_head(out.last_hidden_state[:, -last:]).float()
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA into the base weights (W + scale * B @ A) and drop the adapter modules: faster steps,
+        answers that may differ by rounding (the caller checks and reports the agreement)."""
+        self.llm = self.llm.merge_and_unload()
+        self.decoder, self.lm_head = self.llm.model, self.llm.lm_head
 
 
 def load_emotion_llama(files: ModelFiles, device: torch.device) -> tuple[EmotionLlama, Any]:

@@ -7,6 +7,7 @@ before `[emotion]` and `[/INST]`, and the 9-label instruction of a 6-class test.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,19 @@ def tokenize_prompt(tokenizer: Any, sentence: str) -> PromptIds:
         before=tuple(tokenizer(before, add_special_tokens=True)["input_ids"]),
         after=tuple(tokenizer(after, add_special_tokens=False)["input_ids"]),
     )
+
+
+def tokenize_prompts(tokenizer: Any, sentences: Sequence[str]) -> list[PromptIds]:
+    """`tokenize_prompt` for many sentences; the part before the block is the same text for all, so it is
+    tokenized once."""
+    before: dict[str, tuple[int, ...]] = {}
+    prompts = []
+    for sentence in sentences:
+        head, tail = prompt_text(sentence).split(IMAGE_PLACE, 1)
+        if head not in before:
+            before[head] = tuple(tokenizer(head, add_special_tokens=True)["input_ids"])
+        prompts.append(PromptIds(before[head], tuple(tokenizer(tail, add_special_tokens=False)["input_ids"])))
+    return prompts
 
 
 def answer_text(tokenizer: Any, generated: list[int]) -> str:

@@ -1,0 +1,97 @@
+"""The speed levers keep the answers: length-sorted batches, DataLoader workers, merged LoRA (agreement noted)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from pytest_emogate.data import Test3Data, load_test3
+from pytest_emogate.inference import InferenceRun, InferenceSettings, run_inference
+from pytest_emogate.loader import SampleInputs, compute_threads, input_batches, length_sorted_batches
+from pytest_emogate.model import PromptIds, load_emotion_llama
+from pytest_emogate.model.emotion_llama import ModelFiles
+
+TINY = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
+SETTINGS = InferenceSettings(TINY / "checkpoint_best.pth", TINY / "llama", TINY / "eva_vit_g.pth")
+FEW = range(100, 148)
+
+
+@pytest.fixture(scope="module")
+def data() -> Test3Data:
+    """The committed tiny Test3 set (834 samples)."""
+    return load_test3(TINY / "data")
+
+
+@pytest.fixture(scope="module")
+def plain(data: Test3Data) -> InferenceRun:
+    """48 samples through the default path: no workers, LoRA unmerged, generation."""
+    return run_inference(SETTINGS, data, progress=False, indices=FEW)
+
+
+def test_batches_run_longest_prompt_first_ties_in_input_order() -> None:
+    lengths = [3, 9, 5, 9, 1, 5, 7]
+    prompts = [PromptIds((1,), (0,) * (n - 1)) for n in lengths]
+    assert length_sorted_batches(prompts, 3) == [[1, 3, 6], [2, 5, 0], [4]]
+
+
+def test_workers_deliver_the_same_batches_in_order(data: Test3Data) -> None:
+    load = SampleInputs(data.samples[:30], 448)
+    batches = [[5, 0, 7], [29], list(range(8, 20)), [1, 2]]
+    inline = list(input_batches(load, batches))
+    assert [indices for indices, _, _ in inline] == batches
+    assert inline[0][1].dtype == torch.uint8 and inline[0][1].shape == (3, 3, 448, 448)
+    for (indices, images, features), (want, want_images, want_features) in zip(
+        input_batches(load, batches, workers=2), inline, strict=True
+    ):
+        assert indices == want and torch.equal(images, want_images)
+        assert all(torch.equal(a, b) for a, b in zip(features, want_features, strict=True))
+
+
+def test_workers_leave_the_answers_unchanged(data: Test3Data, plain: InferenceRun) -> None:
+    settings = dataclasses.replace(SETTINGS, workers=2, batch_size=8)
+    handed: list[str] = []
+    run = run_inference(
+        settings, data, progress=False, indices=FEW, on_batch=lambda ps: handed.extend(p.name for p in ps)
+    )
+    assert run.predictions == plain.predictions
+    assert sorted(handed) == sorted(p.name for p in plain.predictions)
+
+
+def test_cpu_threads_leave_a_core_to_each_worker_while_they_run() -> None:
+    saved, cores = torch.get_num_threads(), len(os.sched_getaffinity(0))
+    with compute_threads(torch.device("cpu"), 1):
+        assert torch.get_num_threads() == max(1, min(saved, cores - 1))
+    assert torch.get_num_threads() == saved
+    with compute_threads(torch.device("cpu"), 0), compute_threads(torch.device("cuda"), 4):
+        assert torch.get_num_threads() == saved
+
+
+def test_merged_lora_keeps_the_answers_and_reports_the_check(data: Test3Data, plain: InferenceRun) -> None:
+    handed: list[str] = []
+    run = run_inference(
+        dataclasses.replace(SETTINGS, merge_lora=True), data, progress=False, indices=FEW,
+        on_batch=lambda ps: handed.extend(p.name for p in ps),
+    )  # fmt: skip
+    assert run.predictions == plain.predictions
+    note = "LoRA merged into the base weights; checked by answering the first batch unmerged and merged: "
+    assert run.notes == [note + "16/16 answers agree"]
+    assert set(run.timings_s) == {"load", "inference", "merge"}
+    assert len(handed) == len(FEW)  # the check's answers are not handed over: only the run's, once each
+
+
+def test_merging_folds_the_adapters_into_the_base_weights() -> None:
+    model, _ = load_emotion_llama(ModelFiles(SETTINGS.ckpt, SETTINGS.llama, SETTINGS.vit), torch.device("cpu"))
+    embeds = model.embed(torch.tensor([[1, 1, 5, 6, 7, 8, 9]]))
+    mask, positions = torch.ones(1, 7, dtype=torch.long), torch.arange(7)[None]
+    with torch.inference_mode():
+        unmerged = model.logits(embeds, mask, positions)
+        model.merge_lora()
+        merged = model.logits(embeds, mask, positions)
+    assert not any("lora_" in name for name, _ in model.named_parameters())
+    torch.testing.assert_close(merged, unmerged, rtol=1e-4, atol=1e-4)
