@@ -1,16 +1,21 @@
 """GPU check of the inference path at the real shapes, with random weights, in one command under 10 minutes.
 
     python bench/gpu_infer.py                    # on a GPU: Llama-2-7B + EVA-ViT-g/448 + LoRA r=64, 834 samples
-    python bench/gpu_infer.py --tiny             # the same code at toy shapes, on CPU, in well under a minute
+    python bench/gpu_infer.py --tiny             # the same code at toy shapes, on CPU, in about a minute
 
 Builds the model directly on the device without running weight initialisation (then fills it with small
-random values), makes 834 synthetic samples whose prompts have about 337 positions (8 + 260 + ~69, as spec
-§5.3), and times: the model build; the original-style loop (batch 1, Hugging Face `generate`, unmerged LoRA)
-on a subset, each sample stopping after --answer-tokens as a real "label</s>" answer does, plus one sample
-left to run the original's full 500 tokens; and our batched path on all samples, at --answer-tokens and at
-the default cap (every row runs to the cap: random weights never say EOS). Prints a table and appends it to
-bench/RESULTS.md with the card, the command and the date. Random weights say nothing about accuracy: the
-answers of the two paths are compared for agreement only.
+random values) and makes 834 synthetic samples whose prompts have about 337 positions (8 + 260 + ~69, as spec
+§5.3). Random weights would never say EOS, so a few embedding and lm_head rows are set to make the answers
+look like a trained model's: a prompt ending in marker token k is answered "label_k </s>" (2 tokens), except
+for --ramble of the samples, whose prompts end in an ordinary token and which run to the cap (in score mode
+they fall back to generation), as a rare rambling answer does. It times: the model build; the original-style
+loop (batch 1, Hugging Face `generate` with up to 500 new tokens, unmerged LoRA) on a subset, projected to 834;
+one rambling sample through that loop (the original's 500 tokens); and the whole 834-sample inference of our
+path in generation mode and in score mode, with the LoRA unmerged and merged (targets on one H100: generation
+<= 25 s, scoring <= 15 s). Answers are compared for agreement: batched vs batch 1 (subset), score vs
+generation, merged vs unmerged. Inputs are made on the device: the frame decoding and resizing of a real run
+(DataLoader workers) are not in these figures. Prints a table and appends it to bench/RESULTS.md with the
+card, the command and the date. Random weights say nothing about accuracy.
 """
 
 from __future__ import annotations
@@ -27,16 +32,21 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_emogate.inference import generate, prompt_embeddings
+from pytest_emogate.decoding import Generation, generate, prompt_embeddings
 from pytest_emogate.model.emotion_llama import EmotionLlama
 from pytest_emogate.model.eva import EvaVit
-from pytest_emogate.model.prompt import PromptIds
+from pytest_emogate.model.prompt import EOS_ID, PromptIds
+from pytest_emogate.scoring import score
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REAL = {"hidden": 4096, "layers": 32, "heads": 32, "mlp": 11008, "vocab": 32000, "width": 1408, "patch": 14,
         "vit_mlp": 6144, "depth": 39, "head_dim": 88, "image": 448, "feature": 1024, "r": 64}  # fmt: skip
 TINY = {"hidden": 64, "layers": 2, "heads": 4, "mlp": 172, "vocab": 600, "width": 88, "patch": 56,
         "vit_mlp": 384, "depth": 2, "head_dim": 88, "image": 448, "feature": 32, "r": 8}  # fmt: skip
+LABEL_IDS = (100, 101, 102, 103, 104, 105)  # six "label" tokens, below every vocabulary size used here
+MARKER_IDS = (200, 201, 202, 203, 204, 205)  # a prompt ending in MARKER_IDS[k] answers LABEL_IDS[k] </s>
+RAMBLE_ID, FILLER_ID = 206, 207  # a prompt ending in RAMBLE_ID answers FILLER_ID forever
+MARKER_RMS = 400.0  # the marker/label embeddings dwarf what 32 random layers add to the residual (~15 rms)
 
 
 def build(shapes: dict[str, int], device: torch.device) -> EmotionLlama:
@@ -85,15 +95,36 @@ def _fill(module: nn.Module) -> None:
                 param.normal_(0.0, 0.02)
 
 
-def synthetic_prompts(count: int, vocab: int) -> list[PromptIds]:
-    """8 ids before the block (two BOS), 55-83 after: about 337 positions with the 260-token block."""
+def synthetic_prompts(count: int, vocab: int, ramble: float) -> list[PromptIds]:
+    """8 ids before the block (two BOS), 55-83 after: about 337 positions with the 260-token block. The last id
+    is a marker: sample i answers label i % 6, or every 1/ramble-th sample rambles."""
     generator = torch.Generator().manual_seed(834)
+    ordinary = [i for i in range(3, vocab) if i not in (*MARKER_IDS, *LABEL_IDS, RAMBLE_ID, FILLER_ID)]
+    step = round(1 / ramble) if ramble > 0 else 0
     prompts = []
-    for _ in range(count):
+    for index in range(count):
         after = int(torch.randint(55, 84, (1,), generator=generator))
-        ids = torch.randint(3, vocab, (6 + after,), generator=generator).tolist()
+        ids = [ordinary[i % len(ordinary)] for i in torch.randint(0, vocab, (6 + after,), generator=generator).tolist()]
+        rambles = step and index % step == step // 2
+        ids[-1] = RAMBLE_ID if rambles else MARKER_IDS[index % len(MARKER_IDS)]
         prompts.append(PromptIds((1, 1, *ids[:6]), tuple(ids[6:])))
     return prompts
+
+
+def shape_answers(model: EmotionLlama, hidden: int) -> None:
+    """Make greedy answers look like a trained model's: after marker k the top token is label k, after any
+    label it is EOS; after RAMBLE_ID or FILLER_ID it is FILLER_ID. The marker embeddings point along random
+    directions u_k, every label embedding along one direction v, the ramble tokens along w, large enough to
+    dominate the last hidden state; lm_head row label_k is u_k, row EOS is v, row FILLER_ID is w."""
+    generator = torch.Generator().manual_seed(6)
+    directions = torch.nn.functional.normalize(torch.randn(len(MARKER_IDS) + 2, hidden, generator=generator), dim=-1)
+    *markers, v, w = (direction * MARKER_RMS * hidden**0.5 for direction in directions)
+    embed, head = model.decoder.embed_tokens.weight, model.lm_head.weight
+    with torch.no_grad():
+        for marker, label, u, unit in zip(MARKER_IDS, LABEL_IDS, markers, directions, strict=False):
+            embed[marker], embed[label], head[label] = u.to(embed), v.to(embed), unit.to(head)
+        embed[RAMBLE_ID], embed[FILLER_ID] = w.to(embed), w.to(embed)
+        head[EOS_ID], head[FILLER_ID] = directions[-2].to(head), directions[-1].to(head)
 
 
 class Inputs:
@@ -150,33 +181,51 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=834)
     parser.add_argument("--subset", type=int, default=24, help="samples for the original-style loop")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--answer-tokens", type=int, default=2, help="a real answer: the label and </s>")
     parser.add_argument("--cap", type=int, default=32, help="the default --emogate-max-new-tokens")
-    parser.add_argument("--long-tokens", type=int, default=500, help="the original's cap, timed on one sample")
+    parser.add_argument("--long-tokens", type=int, default=500, help="the original's cap")
+    parser.add_argument("--ramble", type=float, default=0.01, help="share of samples that ramble to the cap")
     parser.add_argument("--no-append", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
     device, shapes = torch.device(args.device), TINY if args.tiny else REAL
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     rows: list[tuple[str, str]] = []
     model = timed("build model on the device (no init pass)", rows, lambda: build(shapes, device), device)
-    prompts, inputs = synthetic_prompts(args.samples, shapes["vocab"]), Inputs(shapes, device)
+    shape_answers(model, shapes["hidden"])
+    prompts, inputs = synthetic_prompts(args.samples, shapes["vocab"], args.ramble), Inputs(shapes, device)
+    chains = [(label,) for label in LABEL_IDS]
     generate(model, prompts[:2], inputs, 2, 2)  # warm-up: kernels, allocator
+    score(model, prompts[:2], inputs, 2, 2, chains)
     subset = prompts[: args.subset]
-    loop = timed(f"original loop, batch 1, {len(subset)} samples x {args.answer_tokens} tokens", rows,
-                 lambda: original_loop(model, subset, inputs, args.answer_tokens), device)  # fmt: skip
+    loop = timed(f"original loop, batch 1, {len(subset)} samples, cap {args.long_tokens}", rows,
+                 lambda: original_loop(model, subset, inputs, args.long_tokens), device)  # fmt: skip
     per_sample = float(rows[-1][1]) / max(len(subset), 1)
-    rows.append(
-        (f"  -> per sample; projected for {len(prompts)}", f"{per_sample:.3f}; {per_sample * len(prompts):.1f}")
-    )
-    timed(f"original loop, batch 1, 1 sample x {args.long_tokens} tokens", rows,
-          lambda: original_loop(model, prompts[:1], inputs, args.long_tokens), device)  # fmt: skip
-    ours = timed(f"batched, batch {args.batch_size}, {len(prompts)} samples, cap {args.answer_tokens}", rows,
-                 lambda: generate(model, prompts, inputs, args.batch_size, args.answer_tokens), device)  # fmt: skip
-    timed(f"batched, batch {args.batch_size}, {len(prompts)} samples, cap {args.cap}", rows,
-          lambda: generate(model, prompts, inputs, args.batch_size, args.cap), device)  # fmt: skip
-    agree = sum(a == g.ids for a, g in zip(loop, ours[: len(loop)], strict=True))
-    rows.append(("answers equal to batch 1 (subset)", f"{agree}/{len(loop)}"))
-    rows.append(("non-finite rows (batched)", str(sum(not g.finite for g in ours))))
+    rows.append((f"  -> per sample; projected for {len(prompts)}", f"{per_sample:.3f}; {per_sample * len(prompts):.1f}"))
+    rambler = next((i for i, p in enumerate(prompts) if p.after[-1] == RAMBLE_ID), None)
+    if rambler is not None:
+        timed(f"original loop, batch 1, 1 rambling sample x {args.long_tokens} tokens", rows,
+              lambda: original_loop(model, [prompts[rambler]], inputs, args.long_tokens), device)  # fmt: skip
+    runs: dict[str, tuple[list[Generation], int]] = {}
+    for merged in (False, True):
+        if merged:
+            timed("merge the LoRA into the base weights", rows, model.merge_lora, device)
+        lora = "merged" if merged else "unmerged"
+        runs[f"generate {lora}"] = timed(
+            f"generation, batch {args.batch_size}, {len(prompts)} samples, cap {args.cap}, LoRA {lora}", rows,
+            lambda: (generate(model, prompts, inputs, args.batch_size, args.cap), 0), device)  # fmt: skip
+        runs[f"score {lora}"] = timed(
+            f"score mode, batch {args.batch_size}, {len(prompts)} samples, cap {args.cap}, LoRA {lora}", rows,
+            lambda: score(model, prompts, inputs, args.batch_size, args.cap, chains), device)  # fmt: skip
+    generated = runs["generate unmerged"][0]
+    ended = sum(g.ids[-1:] == (EOS_ID,) for g in generated)
+    rows.append(("answers ending in EOS (generation, unmerged)", f"{ended}/{len(generated)}"))
+    agree = sum(a == g.ids for a, g in zip(loop, generated[: len(loop)], strict=True))
+    rows.append(("batched answers equal to batch 1 (subset, unmerged)", f"{agree}/{len(loop)}"))
+    for name in ("score unmerged", "generate merged", "score merged"):
+        same = sum(a.ids == b.ids for a, b in zip(runs[name][0], generated, strict=True))
+        rows.append((f"{name}: answers equal to generation unmerged", f"{same}/{len(generated)}"))
+    for name in ("score unmerged", "score merged"):
+        rows.append((f"{name}: fell back to generation", str(runs[name][1])))
+    rows.append(("non-finite rows (any run)", str(sum(not g.finite for run, _ in runs.values() for g in run))))
     table = _markdown(rows, card, argv)
     print(table)
     if not args.no_append:
