@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.util
+import io
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from pytest_emogate.data import (
     read_features,
     read_frame,
 )
+from pytest_emogate.data.features import read_npy_header
 from pytest_emogate.data.test3 import gold_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,6 +281,33 @@ def test_read_features_stacks_vectors_of_either_shape_as_float32(tmp_path: Path)
     np.save(paths[2], np.array([5, 6, 7], dtype=np.float32))
     with pytest.raises(ValueError, match="expected three features of one width, found Face 2, Video 2, Audio 3"):
         read_features(sample)
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_npy_headers_read_as_numpy_reads_them(version: tuple[int, int]) -> None:
+    arrays = [
+        np.zeros(5, "<f4"), np.zeros((1, 7), "<f2"), np.zeros((), "<f8"), np.zeros((2, 3, 4), ">i4"),
+        np.zeros(3, "|u1"), np.zeros(3, "<M8[ns]"), np.zeros(2, "U3"), np.asfortranarray(np.zeros((2, 3))),
+    ]  # fmt: skip
+    for array in arrays:
+        handle = io.BytesIO()
+        np.lib.format.write_array(handle, array, version=version)
+        handle.seek(0)
+        np.lib.format.read_magic(handle)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(handle)
+        payload = handle.tell()
+        handle.seek(0)
+        assert read_npy_header(handle) == (shape, dtype) and handle.tell() == payload, array.dtype
+
+
+def test_npy_headers_numpy_refuses_stay_refused() -> None:
+    handle = io.BytesIO()
+    np.lib.format.write_array(handle, np.zeros(4, "<f4"), version=(1, 0))
+    whole = handle.getvalue()
+    for broken in (whole[:20], whole.replace(b"'shape': (4,)", b"'shape': (4)  "), whole.replace(b"}", b"{")):
+        with pytest.raises(ValueError):
+            read_npy_header(io.BytesIO(broken))
 
 
 def test_fingerprint_changes_with_any_input(tmp_path: Path) -> None:

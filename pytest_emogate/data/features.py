@@ -9,8 +9,11 @@ one, can run code and is refused before any of it is read.
 
 from __future__ import annotations
 
+import re
+import struct
+from tokenize import TokenError
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +25,12 @@ if TYPE_CHECKING:
 SLOT_NAMES = ("Face", "Video", "Audio")
 NPY_MAGIC = b"\x93NUMPY"
 PICKLE_PROTOCOL_BYTE = b"\x80"
+# The header dict exactly as numpy's writer spells it for a plain dtype; shapes as Python writes a tuple of ints.
+NUMPY_HEADER = re.compile(
+    r"\{'descr': '([<>|=][a-z][0-9]+)', 'fortran_order': (False|True), "
+    r"'shape': \((|[0-9]+,|[0-9]+(?:, [0-9]+)+)\), \} *\n"
+)
+MAX_HEADER_BYTES = 10_000  # numpy refuses longer headers without allow_pickle: those go to its parser
 
 
 def load_vector(path: Path, dim: int | None = None) -> np.ndarray:
@@ -33,11 +42,7 @@ def load_vector(path: Path, dim: int | None = None) -> np.ndarray:
             raise DataFileError(path, "a plain .npy array (allow_pickle=False)", found)
         handle.seek(0)
         try:
-            version = np.lib.format.read_magic(handle)
-            # Format 3.0 differs from 2.0 only for non-latin-1 field names, which no float vector has.
-            formats = np.lib.format
-            read_header = formats.read_array_header_1_0 if version == (1, 0) else formats.read_array_header_2_0
-            shape, _, dtype = read_header(handle)
+            shape, dtype = read_npy_header(handle)
         except ValueError as error:
             raise DataFileError(path, "a readable .npy file", " ".join(str(error).split())) from None
         # The header alone decides, so a refused file is never unpickled nor read in full.
@@ -60,6 +65,36 @@ def load_vector(path: Path, dim: int | None = None) -> np.ndarray:
         bad = int((~np.isfinite(vector)).sum())
         raise DataFileError(path, "finite values", f"{bad} NaN or infinite value{'s' if bad != 1 else ''}")
     return vector
+
+
+def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of the .npy file open at its start, the handle left at the payload; ValueError as
+    numpy's own reader raises it.
+
+    The header numpy writes is read directly (numpy parses it with `ast.literal_eval`: two thirds of a small
+    file's reading time, all of it holding the GIL); any other header goes to numpy's parser, so what is
+    accepted, and what it means, is numpy's.
+    """
+    version = np.lib.format.read_magic(handle)
+    start = handle.tell()
+    size_format = "<H" if version == (1, 0) else "<I"
+    size_bytes = handle.read(struct.calcsize(size_format))
+    size = struct.unpack(size_format, size_bytes)[0] if len(size_bytes) == struct.calcsize(size_format) else 0
+    if 0 < size <= MAX_HEADER_BYTES:
+        header = handle.read(size)
+        match = NUMPY_HEADER.fullmatch(header.decode("latin1")) if len(header) == size else None
+        if match:
+            descr, _, dims = match.groups()
+            return tuple(int(dim) for dim in dims.split(",") if dim), np.dtype(descr)
+    handle.seek(start)
+    # Format 3.0 differs from 2.0 only for non-latin-1 field names, which no float vector has.
+    formats = np.lib.format
+    read_header = formats.read_array_header_1_0 if version == (1, 0) else formats.read_array_header_2_0
+    try:
+        shape, _, dtype = read_header(handle)
+    except (SyntaxError, TokenError) as error:  # numpy lets its tokenizer's errors through on a broken dict
+        raise ValueError(f"a header that does not parse ({error})") from None
+    return shape, dtype
 
 
 def read_features(sample: Sample) -> np.ndarray:
