@@ -116,7 +116,8 @@ def run_inference(
     sha256 = checkpoint_sha256(settings.ckpt)
     loaded = time.perf_counter()
     prompts = tokenize_prompts(tokenizer, [prompt_sentence(sample) for sample in samples])
-    answers = _Answers(model, tokenizer, prompts, SampleInputs(samples, settings.image_size), settings)
+    load = SampleInputs.for_device(samples, settings.image_size, device, settings.workers)
+    answers = _Answers(model, tokenizer, prompts, load, settings)
     notes = [answers.merge_lora()] if settings.merge_lora else []
     merge_s = time.perf_counter() - loaded if settings.merge_lora else 0.0
     made: dict[int, Prediction] = {}
@@ -169,12 +170,12 @@ class _Answers:
 
     def merge_lora(self) -> str:
         """Merge the LoRA; answer the first batch before and after, and say how many answers agree."""
-        from pytest_emogate.loader import SampleInputs, length_sorted_batches
+        from pytest_emogate.loader import length_sorted_batches
         from pytest_emogate.model import answer_text
 
         first = length_sorted_batches(self.prompts, self.settings.batch_size)[0]
         prompts = [self.prompts[i] for i in first]
-        load = SampleInputs([self.load.samples[i] for i in first], self.load.image_size)
+        load = self.load.subset(first)
         before, _ = self._run(prompts, load, None, 0)
         self.model.merge_lora()
         after, _ = self._run(prompts, load, None, 0)

@@ -1,4 +1,5 @@
-"""The speed levers keep the answers: length-sorted batches, DataLoader workers, merged LoRA (agreement noted)."""
+"""The speed levers keep the answers: length-sorted batches, reading ahead (threads or DataLoader workers),
+merged LoRA (agreement noted)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,22 @@ import dataclasses
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from pytest_emogate.data import Test3Data, load_test3
+from pytest_emogate.data.image import normalize_planes
 from pytest_emogate.inference import InferenceRun, InferenceSettings, run_inference
-from pytest_emogate.loader import SampleInputs, compute_threads, input_batches, length_sorted_batches
+from pytest_emogate.loader import (
+    SampleInputs,
+    compute_threads,
+    input_batches,
+    length_sorted_batches,
+    reading_threads,
+)
 from pytest_emogate.model import PromptIds, load_emotion_llama
 from pytest_emogate.model.emotion_llama import ModelFiles
 
@@ -63,13 +72,48 @@ def test_workers_leave_the_answers_unchanged(data: Test3Data, plain: InferenceRu
     assert sorted(handed) == sorted(p.name for p in plain.predictions)
 
 
-def test_cpu_threads_leave_a_core_to_each_worker_while_they_run() -> None:
+def test_cpu_threads_leave_the_reading_cores_to_the_readers_while_they_run() -> None:
     saved, cores = torch.get_num_threads(), len(os.sched_getaffinity(0))
     with compute_threads(torch.device("cpu"), 1):
-        assert torch.get_num_threads() == max(1, min(saved, cores - 1))
+        assert torch.get_num_threads() == max(1, min(saved, cores) - 1)
     assert torch.get_num_threads() == saved
-    with compute_threads(torch.device("cpu"), 0), compute_threads(torch.device("cuda"), 4):
+    readers = reading_threads(torch.device("cpu"))
+    assert readers == max(1, saved // 2) and reading_threads(torch.device("cuda")) == saved
+    with compute_threads(torch.device("cpu"), 0):
+        assert torch.get_num_threads() == max(1, min(saved, cores) - readers)
+    with compute_threads(torch.device("cuda"), 4):
         assert torch.get_num_threads() == saved
+
+
+def test_reading_threads_make_the_float_input_of_the_uint8_frames(data: Test3Data) -> None:
+    rows = [7, 3, 11, 0, 5]
+    frames, features = SampleInputs(data.samples[:12], 448)(rows)
+    floats, same_features = SampleInputs(data.samples[:12], 448, threads=3, floats=True)(rows)
+    assert floats.dtype == torch.float32 and np.array_equal(floats.numpy(), normalize_planes(frames.numpy()))
+    assert all(torch.equal(a, b) for a, b in zip(features, same_features, strict=True))
+
+
+def test_float_frames_take_turns_in_two_buffers(data: Test3Data) -> None:
+    load = SampleInputs(data.samples[:6], 448, floats=True)
+    first, second, third = (load(rows)[0] for rows in ([0, 1], [2], [3, 4]))
+    assert not np.shares_memory(first.numpy(), second.numpy())  # the batch computed and the one read ahead
+    assert np.shares_memory(first.numpy(), third.numpy())  # two calls later the first buffer is used again
+    assert np.array_equal(third.numpy(), normalize_planes(SampleInputs(data.samples[:6], 448)([3, 4])[0].numpy()))
+
+
+def test_a_read_error_reaches_the_caller_at_its_batch(data: Test3Data) -> None:
+    load = SampleInputs(data.samples[:6], 448)
+
+    def failing(rows: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if 4 in rows:
+            raise FileNotFoundError("sample 4: no frame")
+        return load(rows)
+
+    seen = []
+    with pytest.raises(FileNotFoundError, match="sample 4: no frame"):
+        for indices, _, _ in input_batches(failing, [[0, 1], [2, 3], [4, 5]]):
+            seen.append(indices)
+    assert seen == [[0, 1], [2, 3]]
 
 
 def test_merged_lora_keeps_the_answers_and_reports_the_check(data: Test3Data, plain: InferenceRun) -> None:

@@ -64,23 +64,36 @@ def image_tensor(image: Image.Image, size: int) -> np.ndarray:
     return normalize_planes(resized_planes(image, size))
 
 
+def resized_pixels(image: Image.Image, size: int) -> np.ndarray:
+    """The resize half of `image_tensor`: uint8 [size, size, 3], as PIL lays the pixels out."""
+    return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
 def resized_planes(image: Image.Image, size: int) -> np.ndarray:
-    """The resize half of `image_tensor`: uint8 [3, size, size], channel-first (a quarter of the float bytes,
-    which is what crosses from a DataLoader worker)."""
-    resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))
+    """`resized_pixels` channel-first: uint8 [3, size, size] (a quarter of the float bytes, which is what crosses
+    from a DataLoader worker)."""
+    return np.ascontiguousarray(resized_pixels(image, size).transpose(2, 0, 1))
 
 
 def normalize_planes(planes: np.ndarray) -> np.ndarray:
     """The ToTensor + Normalize half of `image_tensor`, by table lookup: uint8 [..., 3, H, W] -> float32."""
-    table = normalize_table()
     out = np.empty(planes.shape, dtype=np.float32)
     flat_in, flat_out = planes.reshape(-1, *planes.shape[-3:]), out.reshape(-1, *planes.shape[-3:])
     for image, result in zip(flat_in, flat_out):
-        for channel in range(3):
-            # One contiguous plane at a time; "wrap" skips the bounds check a uint8 index cannot fail (3x faster).
-            np.take(table[channel], image[channel], out=result[channel], mode="wrap")
+        normalize_into(image, result)
     return out
+
+
+def normalize_into(planes: np.ndarray, out: np.ndarray) -> None:
+    """ToTensor + Normalize of one image's uint8 planes [3, H, W] (any strides) into float32 `out` [3, H, W].
+
+    Writing into a caller's buffer that is used again skips the page faults of fresh memory, which on a CPU
+    cost as much as the lookup itself.
+    """
+    table = normalize_table()
+    for channel in range(3):
+        # "wrap" skips the bounds check a uint8 index cannot fail (3x faster).
+        np.take(table[channel], planes[channel], out=out[channel], mode="wrap")
 
 
 @functools.cache
