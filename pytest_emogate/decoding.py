@@ -11,7 +11,8 @@ its mask machinery on every step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,23 +47,38 @@ def generate(
 ) -> list[Generation]:
     """Greedy answers for every prompt, in input order; `load_inputs(indices)` gives their images and features.
 
-    Prompts run longest first in batches of `batch_size`, their inputs loaded by `workers` processes ahead of
-    the model; `on_batch(indices, generations)` is called after each batch.
+    Prompts run longest first in batches of `batch_size`, their inputs read ahead of the model (by `workers`
+    processes, or a thread with none); `on_batch(indices, generations)` is called after each batch.
     """
-    import torch
-
     results: dict[int, Generation] = {}
-    batches = length_sorted_batches(prompts, batch_size)
-    with torch.inference_mode(), model.autocast(), compute_threads(model.device, workers):
-        for indices, images, features in input_batches(
-            load_inputs, batches, workers=workers, pin_memory=model.device.type == "cuda"
-        ):
-            embeds = batch_embeddings(model, [prompts[i] for i in indices], images, features)
+    with computing(model, workers):
+        for indices, embeds in embedded_batches(model, prompts, load_inputs, batch_size, workers):
             batch = greedy(model, embeds, max_new_tokens)
             results.update(zip(indices, batch, strict=True))
             if on_batch is not None:
                 on_batch(indices, batch)
     return [results[i] for i in range(len(prompts))]
+
+
+@contextlib.contextmanager
+def computing(model: EmotionLlama, workers: int) -> Iterator[None]:
+    """The state the model answers in: no autograd, its autocast, torch's threads sharing the cores with the
+    readers (`compute_threads`)."""
+    import torch
+
+    with torch.inference_mode(), model.autocast(), compute_threads(model.device, workers):
+        yield
+
+
+def embedded_batches(
+    model: EmotionLlama, prompts: Sequence[PromptIds], load_inputs: InputLoader, batch_size: int, workers: int
+) -> Iterator[tuple[list[int], list[torch.Tensor]]]:
+    """(indices, each prompt's input embeddings) for the length-sorted batches of `batch_size`, their inputs
+    read ahead; run it inside `computing`."""
+    batches = length_sorted_batches(prompts, batch_size)
+    pin = model.device.type == "cuda"
+    for indices, images, features in input_batches(load_inputs, batches, workers=workers, pin_memory=pin):
+        yield indices, batch_embeddings(model, [prompts[i] for i in indices], images, features)
 
 
 def batch_embeddings(

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_emogate.cache import AnswerCache
     from pytest_emogate.data import Test3Data
     from pytest_emogate.inference import InferenceSettings
     from pytest_emogate.predictions import Prediction

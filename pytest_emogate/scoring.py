@@ -21,12 +21,13 @@ from pytest_emogate.decoding import (
     BatchDone,
     Generation,
     additive_mask,
-    batch_embeddings,
+    computing,
+    embedded_batches,
     greedy,
     left_pad,
     positions_from_mask,
 )
-from pytest_emogate.loader import InputLoader, compute_threads, input_batches, length_sorted_batches
+from pytest_emogate.loader import InputLoader
 
 if TYPE_CHECKING:
     import torch
@@ -55,8 +56,6 @@ def score(
     Batches as `generate`; `on_batch(indices, generations)` gets each batch's scored samples, and the fallback
     samples once a batch of them has been generated (so a killed run loses at most two batches of work).
     """
-    import torch
-
     from pytest_emogate.model.prompt import EOS_ID
 
     # A label that generation could not finish under the cap would be capped there: leave those to generation.
@@ -76,12 +75,8 @@ def score(
             if on_batch is not None:
                 on_batch([i for i, _ in group], generated)
 
-    batches = length_sorted_batches(prompts, batch_size)
-    with torch.inference_mode(), model.autocast(), compute_threads(model.device, workers):
-        for indices, images, features in input_batches(
-            load_inputs, batches, workers=workers, pin_memory=model.device.type == "cuda"
-        ):
-            embeds = batch_embeddings(model, [prompts[i] for i in indices], images, features)
+    with computing(model, workers):
+        for indices, embeds in embedded_batches(model, prompts, load_inputs, batch_size, workers):
             answers = score_batch(model, embeds, usable)
             done = []
             for row, (i, chain) in enumerate(zip(indices, answers, strict=True)):

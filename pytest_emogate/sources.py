@@ -21,8 +21,8 @@ from pytest_emogate.files import display_path, file_sha256, usage_error
 from pytest_emogate.predictions import Prediction, read_predictions
 
 if TYPE_CHECKING:
-    from pytest_emogate.distributed import RankRun
     from pytest_emogate.data import Test3Data
+    from pytest_emogate.distributed import RankRun
     from pytest_emogate.inference import InferenceRun, InferenceSettings
 
 

@@ -11,6 +11,14 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "fixtures" / "seed_test3_predictions.csv"
 THRESHOLDS = REPO / "thresholds.yaml"
+REGRESSED = REPO / "fixtures" / "candidate_17_broken_5_fixed.csv"
+SLIPPED = REPO / "fixtures" / "candidate_1_surprise_broken.csv"
+LENIENT = (
+    THRESHOLDS.read_text(encoding="utf-8")
+    .replace("max_invalid: 0", "max_invalid: 1")
+    .replace("surprise: 0.35 ", "surprise: 0.30 ")
+)
+"""The shipped thresholds, tolerating the seed's one "doubt" and with a surprise floor one slip can clear."""
 
 
 def literal(line: str) -> str:
@@ -22,3 +30,12 @@ def literal(line: str) -> str:
 def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs in GitHub Actions must not append these tests' summaries to the real step summary."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project with the shipped thresholds.yaml, the seed as base.csv and the two candidates."""
+    pytester.makefile(".yaml", thresholds=THRESHOLDS.read_text(encoding="utf-8"))
+    for name, source in {"base.csv": SEED, "regressed.csv": REGRESSED, "slipped.csv": SLIPPED}.items():
+        (pytester.path / name).write_bytes(source.read_bytes())
+    return pytester

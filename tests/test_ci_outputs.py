@@ -16,25 +16,7 @@ from pytest_emogate.markdown import MarkdownInput, escape, render_markdown
 from pytest_emogate.metrics import compute_result, score_samples
 from pytest_emogate.predictions import read_predictions
 from pytest_emogate.thresholds import load_thresholds
-from tests.conftest import REPO, SEED, THRESHOLDS
-
-REGRESSED = REPO / "fixtures" / "candidate_17_broken_5_fixed.csv"
-SLIPPED = REPO / "fixtures" / "candidate_1_surprise_broken.csv"
-PASSING = (
-    THRESHOLDS.read_text(encoding="utf-8")
-    .replace("max_invalid: 0", "max_invalid: 1")
-    .replace("surprise: 0.35 ", "surprise: 0.30 ")
-)
-"""The shipped thresholds, tolerating the seed's "doubt", with a surprise floor the slipped candidate clears."""
-
-
-@pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A project with the shipped thresholds, the seed as base.csv and both candidates."""
-    pytester.makefile(".yaml", thresholds=THRESHOLDS.read_text(encoding="utf-8"))
-    for name, source in {"base.csv": SEED, "regressed.csv": REGRESSED, "slipped.csv": SLIPPED}.items():
-        (pytester.path / name).write_bytes(source.read_bytes())
-    return pytester
+from tests.conftest import LENIENT, SEED, SLIPPED, THRESHOLDS
 
 
 def gate(project: pytest.Pytester, answers: str, *args: str) -> pytest.RunResult:
@@ -144,7 +126,7 @@ def test_the_baseline_is_updated_only_when_the_gate_passes(project: pytest.Pytes
     failed = gate(project, "regressed.csv", "--emogate-update-baseline", "accepted.jsonl", "-q")
     failed.stdout.fnmatch_lines(["emogate: baseline accepted.jsonl NOT updated: the gate failed"])
     assert not (project.path / "accepted.jsonl").exists()
-    project.makefile(".yaml", thresholds=PASSING)
+    project.makefile(".yaml", thresholds=LENIENT)
     passed = gate(project, "slipped.csv", "--emogate-update-baseline", "accepted.jsonl", "-q")
     passed.stdout.fnmatch_lines(["emogate: baseline accepted.jsonl updated with this run's 834 answers"])
     labels = load_thresholds(project.path / "thresholds.yaml").labels

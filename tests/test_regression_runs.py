@@ -4,25 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO, SEED, THRESHOLDS, literal
-
-REGRESSED = REPO / "fixtures" / "candidate_17_broken_5_fixed.csv"
-SLIPPED = REPO / "fixtures" / "candidate_1_surprise_broken.csv"
-LENIENT = (
-    THRESHOLDS.read_text(encoding="utf-8")
-    .replace("max_invalid: 0", "max_invalid: 1")
-    .replace("surprise: 0.35 ", "surprise: 0.30 ")
-)
-"""The shipped thresholds, tolerating the seed's one "doubt" and with a surprise floor one slip can clear."""
-
-
-@pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A project with the shipped thresholds.yaml, the seed as base.csv and the two candidates."""
-    pytester.makefile(".yaml", thresholds=THRESHOLDS.read_text(encoding="utf-8"))
-    for name, source in {"base.csv": SEED, "regressed.csv": REGRESSED, "slipped.csv": SLIPPED}.items():
-        (pytester.path / name).write_bytes(source.read_bytes())
-    return pytester
+from tests.conftest import LENIENT, SEED, THRESHOLDS, literal
 
 
 def test_the_regressed_candidate_fails_on_accuracy_only(project: pytest.Pytester) -> None:

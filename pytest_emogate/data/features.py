@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import struct
-from tokenize import TokenError
 from pathlib import Path
+from tokenize import TokenError
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
