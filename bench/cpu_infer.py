@@ -8,7 +8,8 @@ the frame preprocessed with the straightforward float32 formula (ToTensor + Norm
 tokenized, Hugging Face `generate` with up to 500 new tokens (it stops at EOS), the LoRA unmerged, no workers.
 The model is loaded once for it, and `run_inference` loads its own for each other path: model loads are
 timed apart and not in the per-sample figures. The other paths are `run_inference` with the default settings
-(batch 16, cap 32, no workers) and with one change each: score mode, merged LoRA, both, DataLoader workers.
+(batch 16, cap 32, no workers: a thread reads the next batch while the model computes) and with one change each:
+score mode, merged LoRA, both, a DataLoader worker process instead of the reading thread.
 Every path's answers are compared with the original loop's, text and token count. Prints a table and appends
 it to bench/RESULTS.md with the machine, the command and the date; the machine's load average is printed with
 it, since a CPU shared with other work makes every figure slower and noisier.

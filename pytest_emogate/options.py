@@ -77,7 +77,8 @@ VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "head_dim": (_positive(int), 88, "EVA-ViT head dimension (the original's 88: 16 heads at width 1408)"),
     "mode": (_choice("generate", "score"), "generate",
              "generate: free greedy generation (the original's); score: label scoring with generation fallback"),
-    "workers": (_at_least_zero, 0, "DataLoader worker processes preparing frames and features during inference"),
+    "workers": (_at_least_zero, 0,
+                "DataLoader processes preparing frames and features during inference (0: a thread reads ahead)"),
 }
 RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "devices": (_devices, (), "one inference process per device through torch.distributed: cuda:0,cuda:1, all, "
