@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class SampleInputs:
     fault per 4 KiB, as much as the lookup itself): a batch's float frames stay valid until two more calls,
     which is what reading one batch ahead needs.
     `threads` samples are read at once: decoding, resizing and the lookup run in C without the GIL, so
-    threads scale with the cores while the model is not computing (the two take turns, never compete).
+    threads scale with the cores left to them (`reading_threads`, `compute_threads`).
     A plain object (no closure, no pool) so DataLoader workers can receive it under any start method.
     """
 
@@ -187,11 +187,12 @@ def _read_ahead(
         return images, features
 
     with ThreadPoolExecutor(1, thread_name_prefix="emogate-read") as reader:
-        ahead = reader.submit(read, batches[0]) if batches else None
+        ahead: Future[tuple[torch.Tensor, list[torch.Tensor]]] | None = None
         for k, indices in enumerate(batches):
-            assert ahead is not None
-            images, features = ahead.result()
+            current = ahead if ahead is not None else reader.submit(read, indices)
+            # Queued behind the current batch: read while the caller computes it.
             ahead = reader.submit(read, batches[k + 1]) if k + 1 < len(batches) else None
+            images, features = current.result()
             yield list(indices), images, features
 
 
@@ -206,8 +207,8 @@ def reading_threads(device: torch.device) -> int:
 
 @contextlib.contextmanager
 def compute_threads(device: torch.device, workers: int) -> Iterator[None]:
-    """On CPU the model's intra-op threads leave the cores that read ahead to them (`workers` processes, else
-    the reading threads of `reading_threads`), then are restored.
+    """On CPU the model's intra-op threads leave the cores that read ahead to the readers (`workers` processes,
+    else the threads of `reading_threads`), then are restored.
 
     OpenMP threads that share cores with busy readers spin-wait for each other: on 2 cores, 2 torch threads
     and 1 worker ran slower than no worker at all, 1 thread and 1 worker about 25 % faster (bench/RESULTS.md).
@@ -218,8 +219,11 @@ def compute_threads(device: torch.device, workers: int) -> Iterator[None]:
         yield
         return
     saved = torch.get_num_threads()
-    readers = workers or reading_threads(device)
-    torch.set_num_threads(max(1, min(saved, len(os.sched_getaffinity(0))) - readers))
+    if workers:  # processes: the OS gives them cores torch does not use
+        threads = min(saved, len(os.sched_getaffinity(0)) - workers)
+    else:  # threads of this process: out of torch's own share
+        threads = saved - reading_threads(device)
+    torch.set_num_threads(max(1, threads))
     try:
         yield
     finally:

@@ -75,12 +75,12 @@ def test_workers_leave_the_answers_unchanged(data: Test3Data, plain: InferenceRu
 def test_cpu_threads_leave_the_reading_cores_to_the_readers_while_they_run() -> None:
     saved, cores = torch.get_num_threads(), len(os.sched_getaffinity(0))
     with compute_threads(torch.device("cpu"), 1):
-        assert torch.get_num_threads() == max(1, min(saved, cores) - 1)
+        assert torch.get_num_threads() == max(1, min(saved, cores - 1))
     assert torch.get_num_threads() == saved
     readers = reading_threads(torch.device("cpu"))
     assert readers == max(1, saved // 2) and reading_threads(torch.device("cuda")) == saved
     with compute_threads(torch.device("cpu"), 0):
-        assert torch.get_num_threads() == max(1, min(saved, cores) - readers)
+        assert torch.get_num_threads() == max(1, saved - readers)
     with compute_threads(torch.device("cuda"), 4):
         assert torch.get_num_threads() == saved
 
