@@ -183,7 +183,7 @@ def _read_ahead(
     def read(indices: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         images, features = load(indices)
         if pin_memory:
-            return images.pin_memory(), [feature.pin_memory() for feature in features]
+            return _pinned(images), [_pinned(feature) for feature in features]
         return images, features
 
     with ThreadPoolExecutor(1, thread_name_prefix="emogate-read") as reader:
@@ -194,6 +194,11 @@ def _read_ahead(
             ahead = reader.submit(read, batches[k + 1]) if k + 1 < len(batches) else None
             images, features = current.result()
             yield list(indices), images, features
+
+
+def _pinned(tensor: torch.Tensor) -> torch.Tensor:
+    """A host tensor copied into pinned memory; one already on a device (a benchmark's inputs) as it is."""
+    return tensor.pin_memory() if tensor.device.type == "cpu" else tensor
 
 
 def reading_threads(device: torch.device) -> int:

@@ -101,6 +101,14 @@ def test_float_frames_take_turns_in_two_buffers(data: Test3Data) -> None:
     assert np.array_equal(third.numpy(), normalize_planes(SampleInputs(data.samples[:6], 448)([3, 4])[0].numpy()))
 
 
+def test_pinning_passes_inputs_already_on_a_device_through() -> None:
+    def on_device(rows: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return torch.empty(len(rows), 3, 4, 4, device="meta"), [torch.empty(len(rows), 2, device="meta")] * 3
+
+    batches = list(input_batches(on_device, [[0, 1], [2]], pin_memory=True))  # pinning these would raise
+    assert [(indices, images.device.type) for indices, images, _ in batches] == [([0, 1], "meta"), ([2], "meta")]
+
+
 def test_a_read_error_reaches_the_caller_at_its_batch(data: Test3Data) -> None:
     load = SampleInputs(data.samples[:6], 448)
 
