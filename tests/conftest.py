@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from pytest_emogate.inference import InferenceSettings
+
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "fixtures" / "seed_test3_predictions.csv"
 THRESHOLDS = REPO / "thresholds.yaml"
+TINY = REPO / "fixtures" / "tiny"
+TINY_SETTINGS = InferenceSettings(TINY / "checkpoint_best.pth", TINY / "llama", TINY / "eva_vit_g.pth")
+"""The tiny model's files with the default settings (the inference module imports nothing heavy)."""
 REGRESSED = REPO / "fixtures" / "candidate_17_broken_5_fixed.csv"
 SLIPPED = REPO / "fixtures" / "candidate_1_surprise_broken.csv"
 LENIENT = (

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import TINY
 
 pytest.importorskip("torch")
-TINY = REPO / "fixtures" / "tiny"
 SLICE = 240
 
 

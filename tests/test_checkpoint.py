@@ -20,8 +20,8 @@ from pytest_emogate.model.checkpoint import (  # noqa: E402
     read_stage_two,
     read_vit,
 )
+from tests.conftest import TINY  # noqa: E402
 
-TINY = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
 CKPT = TINY / "checkpoint_best.pth"
 VIT = TINY / "eva_vit_g.pth"
 LORA = "llama_model.base_model.model.model.layers.{}.self_attn.{}.lora_{}.weight"

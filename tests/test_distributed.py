@@ -9,6 +9,7 @@ transformers, the model) than its answers, and the slice keeps this file near a 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import subprocess
@@ -21,18 +22,16 @@ import pytest
 from pytest_emogate import distributed
 from pytest_emogate.cache import AnswerCache
 from pytest_emogate.distributed import RankFailedError, parse_devices, shard, torchrun_rank
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY, TINY_SETTINGS
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from pytest_emogate.data import Test3Data, load_test3, prompt_sentence  # noqa: E402
-from pytest_emogate.inference import InferenceSettings  # noqa: E402
 from pytest_emogate.launch import run_distributed  # noqa: E402
 
-TINY = REPO / "fixtures" / "tiny"
 STEP = 20
-SETTINGS = InferenceSettings(TINY / "checkpoint_best.pth", TINY / "llama", TINY / "eva_vit_g.pth", batch_size=8)
+SETTINGS = dataclasses.replace(TINY_SETTINGS, batch_size=8)
 
 
 def write_slice(root: Path, *, without_face: str | None = None) -> Path:

@@ -18,7 +18,6 @@ from pytest_emogate.data import Test3Data, image_tensor, load_test3, prompt_sent
 from pytest_emogate.decoding import generate, greedy, prompt_embeddings  # noqa: E402
 from pytest_emogate.inference import (  # noqa: E402
     InferenceRun,
-    InferenceSettings,
     NonFiniteLogitsError,
     progress_bar,
     resolve_device,
@@ -32,9 +31,8 @@ from pytest_emogate.model import (  # noqa: E402
     load_emotion_llama,
     tokenize_prompt,
 )
+from tests.conftest import TINY, TINY_SETTINGS  # noqa: E402
 
-TINY = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
-SETTINGS = InferenceSettings(TINY / "checkpoint_best.pth", TINY / "llama", TINY / "eva_vit_g.pth")
 ACCURACY_BAND = (0.75, 0.90)
 
 
@@ -47,13 +45,14 @@ def data() -> Test3Data:
 @pytest.fixture(scope="module")
 def run(data: Test3Data) -> InferenceRun:
     """The default path (batch 16) over all 834 samples, once."""
-    return run_inference(SETTINGS, data, progress=False)
+    return run_inference(TINY_SETTINGS, data, progress=False)
 
 
 @pytest.fixture(scope="module")
 def loaded() -> tuple[EmotionLlama, object]:
     """The tiny model and its tokenizer, loaded once for the tests that drive `generate` directly."""
-    return load_emotion_llama(ModelFiles(SETTINGS.ckpt, SETTINGS.llama, SETTINGS.vit), torch.device("cpu"))
+    files = ModelFiles(TINY_SETTINGS.ckpt, TINY_SETTINGS.llama, TINY_SETTINGS.vit)
+    return load_emotion_llama(files, torch.device("cpu"))
 
 
 class Inputs:
@@ -125,7 +124,7 @@ def test_greedy_equals_hugging_face_generate_at_batch_size_1(
 
 def test_answers_that_hit_the_cap_are_counted(data: Test3Data) -> None:
     few = dataclasses.replace(data, samples=data.samples[:10])
-    run = run_inference(dataclasses.replace(SETTINGS, max_new_tokens=1, batch_size=4), few, progress=False)
+    run = run_inference(dataclasses.replace(TINY_SETTINGS, max_new_tokens=1, batch_size=4), few, progress=False)
     assert run.capped == 10
     assert all(p.extra == {"n_new_tokens": 1, "hit_cap": True} for p in run.predictions)
 
@@ -179,7 +178,7 @@ def test_indices_pick_the_samples_and_their_order_and_each_batch_is_handed_over(
     indices = [700, 3, 3, 41, 0, 833, 12]
     batches: list[list[str]] = []
     part = run_inference(
-        dataclasses.replace(SETTINGS, batch_size=3), data, progress=False, indices=indices,
+        dataclasses.replace(TINY_SETTINGS, batch_size=3), data, progress=False, indices=indices,
         on_batch=lambda predictions: batches.append([p.name for p in predictions]),
     )  # fmt: skip
     assert part.predictions == [run.predictions[i] for i in indices]
@@ -188,7 +187,7 @@ def test_indices_pick_the_samples_and_their_order_and_each_batch_is_handed_over(
 
 
 def test_no_indices_return_at_once_without_loading_the_model(data: Test3Data) -> None:
-    missing = dataclasses.replace(SETTINGS, ckpt=Path("/nonexistent/checkpoint.pth"))
+    missing = dataclasses.replace(TINY_SETTINGS, ckpt=Path("/nonexistent/checkpoint.pth"))
     done = run_inference(missing, data, progress=False, indices=[], on_batch=lambda predictions: pytest.fail())
     assert done.predictions == [] and done.capped == 0 and done.notes == []
 
@@ -205,4 +204,4 @@ def test_no_indices_return_at_once_without_loading_the_model(data: Test3Data) ->
 )
 def test_bad_settings_are_usage_errors(data: Test3Data, change: dict[str, object], problem: str) -> None:
     with pytest.raises(pytest.UsageError, match=problem):
-        run_inference(dataclasses.replace(SETTINGS, **change), data, progress=False)  # type: ignore[arg-type]
+        run_inference(dataclasses.replace(TINY_SETTINGS, **change), data, progress=False)  # type: ignore[arg-type]

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from pytest_emogate.model.emotion_llama import EmotionLlama, ModelFiles, load_emotion_llama  # noqa: E402
+from tests.conftest import TINY  # noqa: E402
 
-TINY = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
 FILES = ModelFiles(TINY / "checkpoint_best.pth", TINY / "llama", TINY / "eva_vit_g.pth")
 CPU = torch.device("cpu")
 

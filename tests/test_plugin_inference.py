@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import TINY
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
-TINY = REPO / "fixtures" / "tiny"
 
 
 def model_args(data: Path = TINY / "data") -> list[str]:

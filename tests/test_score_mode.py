@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -12,14 +11,13 @@ pytest.importorskip("peft")
 
 from pytest_emogate.data import Test3Data, load_test3, prompt_sentence
 from pytest_emogate.decoding import Generation, batch_embeddings, generate
-from pytest_emogate.inference import MER2023_LABELS, InferenceSettings, run_inference
+from pytest_emogate.inference import MER2023_LABELS, run_inference
 from pytest_emogate.loader import SampleInputs
 from pytest_emogate.model import EmotionLlama, PromptIds, answer_text, load_emotion_llama, tokenize_prompts
 from pytest_emogate.model.emotion_llama import ModelFiles
 from pytest_emogate.scoring import branch_logits, greedy_chain, label_chains, score
+from tests.conftest import TINY, TINY_SETTINGS  # noqa: E402
 
-TINY = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
-SETTINGS = InferenceSettings(TINY / "checkpoint_best.pth", TINY / "llama", TINY / "eva_vit_g.pth")
 EOS = 2
 
 
@@ -32,7 +30,8 @@ def data() -> Test3Data:
 @pytest.fixture(scope="module")
 def loaded() -> tuple[EmotionLlama, object]:
     """The tiny model and its tokenizer, loaded once."""
-    return load_emotion_llama(ModelFiles(SETTINGS.ckpt, SETTINGS.llama, SETTINGS.vit), torch.device("cpu"))
+    files = ModelFiles(TINY_SETTINGS.ckpt, TINY_SETTINGS.llama, TINY_SETTINGS.vit)
+    return load_emotion_llama(files, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +140,9 @@ def test_a_label_is_taken_only_when_greedy_would_produce_it_and_stop(
 
 
 def test_run_inference_in_score_mode_says_how_many_fell_back(data: Test3Data) -> None:
-    settings = dataclasses.replace(SETTINGS, mode="score", labels=("sad", "angry", "neutral"))
+    settings = dataclasses.replace(TINY_SETTINGS, mode="score", labels=("sad", "angry", "neutral"))
     run = run_inference(settings, data, progress=False, indices=range(48))
-    generated = run_inference(SETTINGS, data, progress=False, indices=range(48))
+    generated = run_inference(TINY_SETTINGS, data, progress=False, indices=range(48))
     assert run.predictions == generated.predictions
     other = sum(p.output not in settings.labels for p in generated.predictions)
     assert other > 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ pytest.importorskip("peft")
 
 from pytest_emogate.data import Test3Data, load_test3
 from pytest_emogate.data.image import normalize_planes
-from pytest_emogate.inference import InferenceRun, InferenceSettings, run_inference
+from pytest_emogate.inference import InferenceRun, run_inference
 from pytest_emogate.loader import (
     SampleInputs,
     compute_threads,
@@ -25,9 +24,8 @@ from pytest_emogate.loader import (
 )
 from pytest_emogate.model import PromptIds, load_emotion_llama
 from pytest_emogate.model.emotion_llama import ModelFiles
+from tests.conftest import TINY, TINY_SETTINGS  # noqa: E402
 
-TINY = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
-SETTINGS = InferenceSettings(TINY / "checkpoint_best.pth", TINY / "llama", TINY / "eva_vit_g.pth")
 FEW = range(100, 148)
 
 
@@ -40,7 +38,7 @@ def data() -> Test3Data:
 @pytest.fixture(scope="module")
 def plain(data: Test3Data) -> InferenceRun:
     """48 samples through the default path: no workers, LoRA unmerged, generation."""
-    return run_inference(SETTINGS, data, progress=False, indices=FEW)
+    return run_inference(TINY_SETTINGS, data, progress=False, indices=FEW)
 
 
 def test_batches_run_longest_prompt_first_ties_in_input_order() -> None:
@@ -63,7 +61,7 @@ def test_workers_deliver_the_same_batches_in_order(data: Test3Data) -> None:
 
 
 def test_workers_leave_the_answers_unchanged(data: Test3Data, plain: InferenceRun) -> None:
-    settings = dataclasses.replace(SETTINGS, workers=2, batch_size=8)
+    settings = dataclasses.replace(TINY_SETTINGS, workers=2, batch_size=8)
     handed: list[str] = []
     run = run_inference(
         settings, data, progress=False, indices=FEW, on_batch=lambda ps: handed.extend(p.name for p in ps)
@@ -127,7 +125,7 @@ def test_a_read_error_reaches_the_caller_at_its_batch(data: Test3Data) -> None:
 def test_merged_lora_keeps_the_answers_and_reports_the_check(data: Test3Data, plain: InferenceRun) -> None:
     handed: list[str] = []
     run = run_inference(
-        dataclasses.replace(SETTINGS, merge_lora=True), data, progress=False, indices=FEW,
+        dataclasses.replace(TINY_SETTINGS, merge_lora=True), data, progress=False, indices=FEW,
         on_batch=lambda ps: handed.extend(p.name for p in ps),
     )  # fmt: skip
     assert run.predictions == plain.predictions
@@ -138,7 +136,8 @@ def test_merged_lora_keeps_the_answers_and_reports_the_check(data: Test3Data, pl
 
 
 def test_merging_folds_the_adapters_into_the_base_weights() -> None:
-    model, _ = load_emotion_llama(ModelFiles(SETTINGS.ckpt, SETTINGS.llama, SETTINGS.vit), torch.device("cpu"))
+    files = ModelFiles(TINY_SETTINGS.ckpt, TINY_SETTINGS.llama, TINY_SETTINGS.vit)
+    model, _ = load_emotion_llama(files, torch.device("cpu"))
     embeds = model.embed(torch.tensor([[1, 1, 5, 6, 7, 8, 9]]))
     mask, positions = torch.ones(1, 7, dtype=torch.long), torch.arange(7)[None]
     with torch.inference_mode():
