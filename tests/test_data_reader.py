@@ -25,7 +25,8 @@ from pytest_emogate.data import (
     read_features,
     read_frame,
 )
-from pytest_emogate.data.features import read_npy_header
+from pytest_emogate.data.errors import DataFileError
+from pytest_emogate.data.features import load_vector, read_npy_header
 from pytest_emogate.data.test3 import gold_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,6 +309,16 @@ def test_npy_headers_numpy_refuses_stay_refused() -> None:
     for broken in (whole[:20], whole.replace(b"'shape': (4,)", b"'shape': (4)  "), whole.replace(b"}", b"{")):
         with pytest.raises(ValueError):
             read_npy_header(io.BytesIO(broken))
+
+
+def test_a_header_that_does_not_parse_names_the_file(tmp_path: Path) -> None:
+    handle = io.BytesIO()
+    np.lib.format.write_array(handle, np.zeros(4, "<f4"), version=(1, 0))
+    broken = tmp_path / "s01.npy"
+    broken.write_bytes(handle.getvalue().replace(b"}", b"{"))  # numpy's tokenizer raises, not its ValueError
+    with pytest.raises(DataFileError) as caught:
+        load_vector(broken)
+    assert str(caught.value).startswith(f"{broken}: expected a readable .npy file, found a header that does not parse")
 
 
 def test_fingerprint_changes_with_any_input(tmp_path: Path) -> None:
