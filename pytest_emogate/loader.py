@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from pytest_emogate.data import Sample
     from pytest_emogate.model import PromptIds
 
-Inputs = "tuple[torch.Tensor, list[torch.Tensor]]"
 InputLoader = Callable[[Sequence[int]], "tuple[torch.Tensor, list[torch.Tensor]]"]
 READ_AHEAD_BUFFERS = 2  # the batch the model computes and the one being read
 PREFETCH_BATCHES = 2  # per worker: enough to hide a slow frame, little memory (a batch of 16 is ~40 MB at 448 px)

@@ -284,6 +284,13 @@ def test_read_features_stacks_vectors_of_either_shape_as_float32(tmp_path: Path)
         read_features(sample)
 
 
+def npy_bytes(array: np.ndarray, version: tuple[int, int] = (1, 0)) -> bytes:
+    """The bytes numpy writes for `array` in .npy format `version`."""
+    handle = io.BytesIO()
+    np.lib.format.write_array(handle, array, version=version)
+    return handle.getvalue()
+
+
 @pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
 def test_npy_headers_read_as_numpy_reads_them(version: tuple[int, int]) -> None:
     arrays = [
@@ -291,9 +298,7 @@ def test_npy_headers_read_as_numpy_reads_them(version: tuple[int, int]) -> None:
         np.zeros(3, "|u1"), np.zeros(3, "<M8[ns]"), np.zeros(2, "U3"), np.asfortranarray(np.zeros((2, 3))),
     ]  # fmt: skip
     for array in arrays:
-        handle = io.BytesIO()
-        np.lib.format.write_array(handle, array, version=version)
-        handle.seek(0)
+        handle = io.BytesIO(npy_bytes(array, version))
         np.lib.format.read_magic(handle)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read(handle)
@@ -303,19 +308,15 @@ def test_npy_headers_read_as_numpy_reads_them(version: tuple[int, int]) -> None:
 
 
 def test_npy_headers_numpy_refuses_stay_refused() -> None:
-    handle = io.BytesIO()
-    np.lib.format.write_array(handle, np.zeros(4, "<f4"), version=(1, 0))
-    whole = handle.getvalue()
+    whole = npy_bytes(np.zeros(4, "<f4"))
     for broken in (whole[:20], whole.replace(b"'shape': (4,)", b"'shape': (4)  "), whole.replace(b"}", b"{")):
         with pytest.raises(ValueError):
             read_npy_header(io.BytesIO(broken))
 
 
 def test_a_header_that_does_not_parse_names_the_file(tmp_path: Path) -> None:
-    handle = io.BytesIO()
-    np.lib.format.write_array(handle, np.zeros(4, "<f4"), version=(1, 0))
     broken = tmp_path / "s01.npy"
-    broken.write_bytes(handle.getvalue().replace(b"}", b"{"))  # numpy's tokenizer raises, not its ValueError
+    broken.write_bytes(npy_bytes(np.zeros(4, "<f4")).replace(b"}", b"{"))  # numpy's tokenizer raises, not its ValueError
     with pytest.raises(DataFileError) as caught:
         load_vector(broken)
     assert str(caught.value).startswith(f"{broken}: expected a readable .npy file, found a header that does not parse")

@@ -78,8 +78,9 @@ def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
     version = np.lib.format.read_magic(handle)
     start = handle.tell()
     size_format = "<H" if version == (1, 0) else "<I"
-    size_bytes = handle.read(struct.calcsize(size_format))
-    size = struct.unpack(size_format, size_bytes)[0] if len(size_bytes) == struct.calcsize(size_format) else 0
+    width = struct.calcsize(size_format)
+    size_bytes = handle.read(width)
+    size = struct.unpack(size_format, size_bytes)[0] if len(size_bytes) == width else 0
     if 0 < size <= MAX_HEADER_BYTES:
         header = handle.read(size)
         match = NUMPY_HEADER.fullmatch(header.decode("latin1")) if len(header) == size else None
