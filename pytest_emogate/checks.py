@@ -48,14 +48,44 @@ def inconclusive(stats: ClassStats, floor: float) -> bool:
     return stats.n > 0 and low < floor < high
 
 
-def check_ids(thresholds: Thresholds) -> dict[str, list[str]]:
-    """The parameters of each gate test, in file order: {"overall": ["accuracy", ...], ...}."""
-    return {
+TEST_NAMES = {
+    "overall": "test_overall",
+    "class_floor": "test_class_floor",
+    "label_validity": "test_label_validity",
+    "confusion": "test_confusion_limit",
+    "regression": "test_no_regression",
+}
+"""Each kind of check -> the name of its gate test (design.md's ids)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One declared check: its kind (a thresholds section) and parameter (a metric, class or pair)."""
+
+    kind: str
+    param: str
+
+    @property
+    def id(self) -> str:
+        """The check id of the JSON report: `overall[accuracy]`, `label_validity`, ..."""
+        return self.kind if self.kind == "label_validity" else f"{self.kind}[{self.param}]"
+
+    @property
+    def test_name(self) -> str:
+        """The gate test's name: `test_overall[accuracy]`, `test_label_validity`, ..."""
+        name = TEST_NAMES[self.kind]
+        return name if self.kind == "label_validity" else f"{name}[{self.param}]"
+
+
+def declared_checks(thresholds: Thresholds) -> list[Check]:
+    """The checks the thresholds declare, in file order (the regression checks come with a baseline)."""
+    params = {
         "overall": list(thresholds.overall),
         "class_floor": list(thresholds.per_class),
         "label_validity": [] if thresholds.max_invalid is None else ["label_validity"],
         "confusion": list(thresholds.confusion),
     }
+    return [Check(kind, param) for kind, names in params.items() for param in names]
 
 
 def overall(thresholds: Thresholds, result: GateResult, metric: str) -> Outcome:
@@ -92,7 +122,8 @@ def class_floor(thresholds: Thresholds, result: GateResult, label: str) -> Outco
 
 def label_validity(thresholds: Thresholds, result: GateResult, _: str = "label_validity") -> Outcome:
     """Answers outside the taxonomy against `label_validity.max_invalid`, naming them and a few samples."""
-    limit = thresholds.max_invalid if thresholds.max_invalid is not None else 0
+    limit = thresholds.max_invalid
+    assert limit is not None, "label_validity is declared only by a label_validity: section"
     count = result.invalid_count
     passed = count <= limit
     source = thresholds.source("label_validity.max_invalid")
@@ -136,4 +167,4 @@ CHECKS: dict[str, Callable[[Thresholds, GateResult, str], Outcome]] = {
 
 def evaluate_all(thresholds: Thresholds, result: GateResult) -> list[Outcome]:
     """Every check the thresholds declare, in file order."""
-    return [CHECKS[kind](thresholds, result, param) for kind, params in check_ids(thresholds).items() for param in params]
+    return [CHECKS[check.kind](thresholds, result, check.param) for check in declared_checks(thresholds)]

@@ -39,14 +39,15 @@ def csv_text(runs: Sequence[Run]) -> str:
     """One row per run: the run's fields, every metric, then each class's n, correct, recall and interval."""
     labels = list(dict.fromkeys(label for run in runs for label in run.per_class))
     header = ["id", "time", "git_commit", "checkpoint_sha256", "data_fingerprint", "predictions_sha256",
-              "thresholds_sha256", "n", "passed", "failed_checks", *METRICS,
+              "thresholds_sha256", "n", "passed", "failed_checks", "verdict", "not_run", *METRICS,
               *(f"{label}_{name}" for label in labels for name in CLASS_FIELDS)]  # fmt: skip
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for run in runs:
         fields = [run.id, run.time, run.git_commit, run.checkpoint_sha256, run.data_fingerprint, run.predictions_sha256,
-                  run.thresholds_sha256, run.n, run.passed, " ".join(run.failed_checks)]  # fmt: skip
+                  run.thresholds_sha256, run.n, run.passed, " ".join(run.failed_checks), run.verdict,
+                  " ".join(run.not_run)]  # fmt: skip
         metrics = [run.metrics.get(metric, "") for metric in METRICS]
         classes = [run.per_class.get(label, {}).get(name, "") for label in labels for name in CLASS_FIELDS]
         writer.writerow(["" if value is None else value for value in (*fields, *metrics, *classes)])
@@ -72,7 +73,9 @@ def print_tables(runs: Sequence[Run], db: Path) -> None:
     class_table = table("Per-class recall", ("run", "commit", *labels), left=("commit",))
     for run in runs:
         commit = (run.git_commit or "-")[:7]
-        verdict = "[green]pass[/]" if run.passed else f"[red]FAIL[/] {len(run.failed_checks)}"
+        verdict = {"passed": "[green]pass[/]", "failed": f"[red]FAIL[/] {len(run.failed_checks)}"}.get(
+            run.verdict, f"[yellow]incomplete[/] {len(run.not_run)}"
+        )
         metrics = (f"{100 * run.metrics[m]:.2f}%" if m in run.metrics else "-" for m in TABLE_METRICS)
         runs_table.add_row(str(run.id), run.time.replace("T", " ")[:16], commit, verdict, *metrics)
         recalls = (f"{100 * run.per_class[name]['recall']:.1f}%" if name in run.per_class else "-" for name in labels)

@@ -1,4 +1,5 @@
-"""The gate of one pytest session: where the answers come from, the thresholds, and the result computed once.
+"""The gate of one pytest session: the thresholds, where the answers come from, an optional baseline, and the
+result, every declared check's outcome and the verdict, each computed once.
 
 The answers come from an `AnswerSource` (a predictions file, or inference from a checkpoint); everything after
 that is the same for every source.
@@ -8,16 +9,21 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pytest_emogate.checks import CHECKS, Outcome, check_ids, evaluate_all
-from pytest_emogate.compare import Comparison
+import pytest
+
+from pytest_emogate.checks import CHECKS, Check, Outcome, declared_checks
+from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict, judge
 from pytest_emogate.files import display_path
 from pytest_emogate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import Prediction
 from pytest_emogate.regression import Baseline, regression_ids, regression_outcome
 from pytest_emogate.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from pytest_emogate.compare import Comparison
 
 
 class AnswersUnavailable(RuntimeError):
@@ -27,9 +33,15 @@ class AnswersUnavailable(RuntimeError):
 class AnswerSource(Protocol):
     """Something that yields one Prediction per sample, with what determined them."""
 
-    description: str
-    loaded: bool
-    """True when the answers are at hand without inference (the summary may then compute the result)."""
+    @property
+    def description(self) -> str:
+        """What the answers are, for the header: `predictions preds.csv (834 rows)`."""
+        ...
+
+    @property
+    def loaded(self) -> bool:
+        """True when the answers are at hand without inference (the summary may then compute the result)."""
+        ...
 
     def predictions(self) -> list[Prediction]:
         """The answers, computed or read once."""
@@ -37,6 +49,10 @@ class AnswerSource(Protocol):
 
     def provenance(self) -> dict[str, Any]:
         """Fingerprints of what produced the answers (checkpoint, data, device)."""
+        ...
+
+    def signature(self) -> dict[str, str]:
+        """What is known of the answers' origin before any inference, shortened for the session header."""
         ...
 
     def timings(self) -> dict[str, float | None]:
@@ -50,20 +66,33 @@ class AnswerSource(Protocol):
 
 @dataclass
 class Gate:
-    """The thresholds, the answer source and, once asked for, the result and every check's outcome."""
+    """The thresholds, the answer source, the baseline and, once asked for, the result, the outcomes and what ran."""
 
     thresholds: Thresholds
     source: AnswerSource
     baseline: Baseline | None = None
     """The accepted model's answers (--emogate-baseline); with them, the regression checks run."""
+    checks: tuple[Check, ...] = ()
+    """Every declared check, in thresholds order, then the regression checks (set from the thresholds)."""
     _result: GateResult | None = None
     _comparison: Comparison | None = None
+    _outcomes: dict[str, Outcome] | None = None
+    _ran: dict[str, str] = field(default_factory=dict)
     _gate_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        regressions = regression_ids(self.thresholds) if self.baseline is not None else []
+        self.checks = (*declared_checks(self.thresholds), *(Check("regression", key) for key in regressions))
 
     @property
     def ready(self) -> bool:
         """Whether the result has been computed (the summary never triggers inference by itself)."""
         return self._result is not None
+
+    @property
+    def available(self) -> bool:
+        """Whether the result is at hand or can be computed without inference."""
+        return self.ready or self.source.loaded
 
     def result(self) -> GateResult:
         """Score every answer and compute the metrics, once."""
@@ -73,7 +102,7 @@ class Gate:
             t = self.thresholds
             samples = score_samples(predictions, t.labels, t.aliases, t.invalid)
             self._result = compute_result(samples, t.labels, t.invalid)
-            self._gate_s = time.perf_counter() - start
+            self._gate_s += time.perf_counter() - start
         return self._result
 
     def comparison(self) -> Comparison | None:
@@ -84,22 +113,30 @@ class Gate:
             self._gate_s += time.perf_counter() - start
         return self._comparison
 
-    def check_ids(self) -> dict[str, list[str]]:
-        """Each gate test's parameters; the regression checks exist only with a baseline."""
-        return {**check_ids(self.thresholds), "regression": regression_ids(self.thresholds) if self.baseline else []}
+    def outcomes(self) -> dict[str, Outcome]:
+        """Every declared check's outcome by check id, in declared order, computed once."""
+        if self._outcomes is None:
+            outcomes = {}
+            for check in self.checks:
+                if check.kind == "regression":
+                    comparison = self.comparison()
+                    assert comparison is not None, "regression checks are declared only with a baseline"
+                    outcomes[check.id] = regression_outcome(self.thresholds, comparison, check.param)
+                else:
+                    outcomes[check.id] = CHECKS[check.kind](self.thresholds, self.result(), check.param)
+            self._outcomes = outcomes
+        return self._outcomes
 
-    def evaluate(self, kind: str, param: str) -> Outcome:
-        """One check's outcome, e.g. evaluate("class_floor", "surprise") or evaluate("regression", "accuracy")."""
-        if kind == "regression":
-            comparison = self.comparison()
-            assert comparison is not None, "regression checks are collected only with a baseline"
-            return regression_outcome(self.thresholds, comparison, param)
-        return CHECKS[kind](self.thresholds, self.result(), param)
+    def record(self, check_id: str, report: pytest.TestReport) -> None:
+        """Note how one phase of a gate test ended: any failed phase fails the check, a passed call passes it."""
+        if report.failed:
+            self._ran[check_id] = FAILED
+        elif report.when == "call" and report.passed and self._ran.get(check_id) != FAILED:
+            self._ran[check_id] = PASSED
 
-    def outcomes(self) -> list[Outcome]:
-        """Every declared check's outcome, in thresholds order, then the regression checks."""
-        regressions = [self.evaluate("regression", key) for key in self.check_ids()["regression"]]
-        return evaluate_all(self.thresholds, self.result()) + regressions
+    def verdict(self) -> Verdict:
+        """The verdict from what ran: passed, failed, or incomplete (some declared checks did not run)."""
+        return judge([check.id for check in self.checks], self._ran)
 
     def header(self) -> str:
         """What determines the numbers, in one line."""
@@ -110,22 +147,34 @@ class Gate:
             + (f"; compared with {self.baseline.description}" if self.baseline else "")
         )
 
+    def signature(self) -> str:
+        """The reproducibility signature of the session header, like pytest-randomly's seed line."""
+        known = {**self.source.signature(), "thresholds": self.thresholds.sha256[:12]}
+        versions = versions_of(("pytest-emogate",))
+        return "emogate signature: " + ", ".join(f"{name} {value}" for name, value in {**known, **versions}.items())
+
     def summary_header(self) -> str:
         """The header and what the source has to say about how the answers were made."""
         return "\n".join([self.header(), *self.source.notes()])
 
     def provenance(self) -> dict[str, Any]:
         """The reproducibility signature of the JSON report."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        versions = {"python": platform.python_version()}
-        for package in ("pytest", "pytest-emogate", "torch", "transformers", "peft"):
-            try:
-                versions[package] = version(package)
-            except PackageNotFoundError:
-                continue
+        versions = versions_of(("pytest", "pytest-emogate", "torch", "transformers", "peft"))
         return {**self.source.provenance(), "thresholds_sha256": self.thresholds.sha256, "versions": versions}
 
     def timings(self) -> dict[str, float | None]:
         """Seconds per phase: load, inference, gate."""
         return {**self.source.timings(), "gate": self._gate_s}
+
+
+def versions_of(packages: tuple[str, ...]) -> dict[str, str]:
+    """Python's version and each installed package's (packages that are not installed are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions

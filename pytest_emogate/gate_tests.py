@@ -1,78 +1,99 @@
-"""The gate tests: one pytest test per check of thresholds.yaml, collected only when the gate is active.
+"""The gate's own pytest items: one per declared check, under one collector node `emogate`.
 
-The plugin parametrizes them from the thresholds (`pytest_generate_tests` below) and adds them to the session;
-ids follow design.md: `test_overall[accuracy]`, `test_class_floor[worried]`, `test_label_validity`,
-`test_confusion_limit[neutral->happy]`, and with a baseline `test_no_regression[accuracy]`.
+They are built from thresholds.yaml (and the baseline), not collected from Python files, so a project's own
+`python_files` / `python_functions` / `python_classes` cannot hide them. Ids follow design.md:
+`emogate::test_overall[accuracy]`, `emogate::test_class_floor[worried]`, `emogate::test_label_validity`,
+`emogate::test_confusion_limit[neutral->happy]`, and with a baseline `emogate::test_no_regression[accuracy]`.
+Every item carries the `emogate` marker, so `-k`, `-m`, `--deselect`, `--lf` and `-x` select them as usual.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from pytest_emogate.gate import Gate
+from pytest_emogate.checks import Check
+from pytest_emogate.gate import AnswersUnavailable, Gate
 from pytest_emogate.regression import junit_properties
+from pytest_emogate.stash import GATE_KEY
 
-PARAMETRIZED = {
-    "test_overall": "overall",
-    "test_class_floor": "class_floor",
-    "test_confusion_limit": "confusion",
-    "test_no_regression": "regression",
-}
+NODE = "emogate"
+"""The collector's node id: the gate tests' ids start with `emogate::`."""
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize each gate test with the checks its thresholds section declares."""
-    kind = PARAMETRIZED.get(metafunc.function.__name__)
-    if kind is not None:
-        from pytest_emogate.plugin import GATE_KEY
-
-        params = metafunc.config.stash[GATE_KEY].check_ids()[kind]
-        if params:  # an empty set would add a skipped test; unparametrized, the plugin drops the test instead
-            metafunc.parametrize("check", params, ids=params)
+def gate_items(session: pytest.Session, gate: Gate) -> Iterator[pytest.Item]:
+    """The gate's items, collected through pytest (so collection hooks and reports see them)."""
+    collector = GateCollector.from_parent(session, name=NODE, nodeid=NODE, path=gate.thresholds.path)
+    yield from session.genitems(collector)
 
 
-def _enforce(gate: Gate, kind: str, check: str, record_property: Any) -> None:
-    __tracebackhide__ = True
-    outcome = gate.evaluate(kind, check)
-    record_property("emogate_check", outcome.id)
-    record_property("emogate_value", outcome.value)
-    record_property("emogate_limit", outcome.limit)
-    record_property("emogate_n", outcome.n)
-    if not outcome.passed:
-        pytest.fail(outcome.message, pytrace=False)
+class VerdictRecorder:
+    """A plugin object that notes how each gate test ended, for the verdict; it reads test reports, so on the
+    xdist controller (which never collects the items) the workers' reports count too."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.check_ids = {f"{NODE}::{check.test_name}": check.id for check in gate.checks}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Record one phase of a gate test."""
+        check_id = self.check_ids.get(report.nodeid)
+        if check_id is not None:
+            self.gate.record(check_id, report)
 
 
-@pytest.mark.emogate
-def test_overall(emogate_gate: Gate, check: str, record_property: Any) -> None:
-    """An aggregate metric clears its floor (thresholds.yaml: overall)."""
-    _enforce(emogate_gate, "overall", check, record_property)
+def gate_result(gate: Gate) -> Gate:
+    """The gate with its result computed; a source that cannot give answers ends the session."""
+    try:
+        gate.result()
+    except pytest.UsageError as error:  # a weight file found broken only when the model loads: still exit 4
+        pytest.exit(f"ERROR: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+    except AnswersUnavailable as error:  # e.g. non-finite logits: no answer can be gated, so no check can pass
+        pytest.exit(f"emogate: {error}", returncode=pytest.ExitCode.TESTS_FAILED)
+    return gate
 
 
-@pytest.mark.emogate
-def test_class_floor(emogate_gate: Gate, check: str, record_property: Any) -> None:
-    """A class's recall clears its floor (thresholds.yaml: per_class)."""
-    _enforce(emogate_gate, "class_floor", check, record_property)
+class GateCollector(pytest.Collector):
+    """The `emogate` node: one GateItem per declared check, in thresholds order."""
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        """The items of the gate's declared checks."""
+        gate = self.config.stash[GATE_KEY]
+        return [GateItem.from_parent(self, name=check.test_name, check=check) for check in gate.checks]
 
 
-@pytest.mark.emogate
-def test_label_validity(emogate_gate: Gate, record_property: Any) -> None:
-    """Answers stay inside the taxonomy (thresholds.yaml: label_validity)."""
-    _enforce(emogate_gate, "label_validity", "label_validity", record_property)
+class GateItem(pytest.Item):
+    """One check of the gate: it passes or fails with the check's one-line message."""
+
+    def __init__(self, *, check: Check, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+        self.add_marker(pytest.mark.emogate)
+
+    def runtest(self) -> None:
+        """Compute the session's result (once), then judge this check."""
+        __tracebackhide__ = True
+        gate = gate_result(self.config.stash[GATE_KEY])
+        outcome = gate.outcomes()[self.check.id]
+        if not _junit_forbids_case_properties(self.config):
+            self.user_properties += [
+                ("emogate_check", outcome.id), ("emogate_value", outcome.value), ("emogate_limit", outcome.limit),
+                ("emogate_n", outcome.n),
+            ]  # fmt: skip
+            comparison = gate.comparison()
+            if self.check.kind == "regression" and comparison is not None:
+                self.user_properties += junit_properties(comparison, self.check.param)
+        if not outcome.passed:
+            pytest.fail(outcome.message, pytrace=False)
+
+    def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
+        """The thresholds file (where the check is declared) and the test name."""
+        return self.path, None, self.name
 
 
-@pytest.mark.emogate
-def test_confusion_limit(emogate_gate: Gate, check: str, record_property: Any) -> None:
-    """A gold class is not answered as another class too often (thresholds.yaml: confusion)."""
-    _enforce(emogate_gate, "confusion", check, record_property)
-
-
-@pytest.mark.emogate
-def test_no_regression(emogate_gate: Gate, check: str, record_property: Any) -> None:
-    """A metric or a class's recall does not drop against the baseline (thresholds.yaml: regression)."""
-    comparison = emogate_gate.comparison()
-    if comparison is not None:
-        for name, value in junit_properties(comparison, check):
-            record_property(name, value)
-    _enforce(emogate_gate, "regression", check, record_property)
+def _junit_forbids_case_properties(config: pytest.Config) -> bool:
+    """The xunit2 schema (pytest's default JUnit family) allows no properties inside a testcase."""
+    return bool(config.getoption("xmlpath", None)) and config.getini("junit_family") == "xunit2"

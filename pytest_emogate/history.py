@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_emogate.checks import Outcome, pct
+from pytest_emogate.checks import pct
+from pytest_emogate.evaluate.verdict import Verdict
 from pytest_emogate.files import display_path
 from pytest_emogate.metrics import GateResult
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
     from rich.console import RenderableType
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added the verdict (passed, failed, incomplete) and the checks that did not run; version 1 files are migrated."""
 BUSY_TIMEOUT_S = 60.0
 TREND_RUNS = 10
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -44,7 +46,9 @@ CREATE TABLE IF NOT EXISTS runs (
     thresholds_sha256 TEXT NOT NULL,
     n INTEGER NOT NULL,
     passed INTEGER NOT NULL,
-    failed_checks TEXT NOT NULL
+    failed_checks TEXT NOT NULL,
+    verdict TEXT,
+    not_run TEXT
 );
 CREATE TABLE IF NOT EXISTS run_metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -67,7 +71,8 @@ CREATE TABLE IF NOT EXISTS run_classes (
 """
 CLASS_FIELDS = ("n", "correct", "recall", "recall_low", "recall_high", "precision", "f1")
 RUN_FIELDS = ("id", "time", "git_commit", "checkpoint_sha256", "data_fingerprint", "predictions_sha256",
-              "thresholds_sha256", "n", "passed", "failed_checks")  # fmt: skip
+              "thresholds_sha256", "n", "passed", "failed_checks", "verdict", "not_run")  # fmt: skip
+ADDED_IN_2 = ("verdict", "not_run")
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,12 @@ class Run:
     metrics: Mapping[str, float]
     per_class: Mapping[str, Mapping[str, float]]
     id: int | None = None
+    verdict: str = ""
+    """passed, failed or incomplete (a run recorded before version 2: passed or failed)."""
+    not_run: tuple[str, ...] = ()
 
 
-def run_of(result: GateResult, outcomes: Sequence[Outcome], provenance: Mapping[str, Any], commit: str | None) -> Run:
+def run_of(result: GateResult, verdict: Verdict, provenance: Mapping[str, Any], commit: str | None) -> Run:
     """The history row of this session's result."""
     return Run(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -98,8 +106,10 @@ def run_of(result: GateResult, outcomes: Sequence[Outcome], provenance: Mapping[
         predictions_sha256=provenance.get("predictions_sha256"),
         thresholds_sha256=str(provenance.get("thresholds_sha256", "")),
         n=result.n,
-        passed=all(outcome.passed for outcome in outcomes),
-        failed_checks=tuple(outcome.id for outcome in outcomes if not outcome.passed),
+        passed=verdict.passed,
+        failed_checks=verdict.failed,
+        verdict=verdict.status,
+        not_run=verdict.not_run,
         metrics=dict(result.metrics),
         per_class={
             label: dict(zip(CLASS_FIELDS, (s.n, s.correct, s.recall, *s.recall_ci95, s.precision, s.f1), strict=True))
@@ -135,13 +145,14 @@ def _connect(path: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
         raise pytest.UsageError(f"history {path}: expected an emogate SQLite history, found: {error}") from None
 
 
-def _check_version(db: sqlite3.Connection, path: Path) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+def _check_version(db: sqlite3.Connection, path: Path) -> int:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise pytest.UsageError(
             f"history {path}: schema version {version} is newer than this pytest-emogate's {SCHEMA_VERSION}; "
             "upgrade pytest-emogate or pass another --emogate-history"
         )
+    return version
 
 
 def check_history(path: Path) -> None:
@@ -156,13 +167,17 @@ def record_run(path: Path, run: Run) -> int:
     with _connect(path, create=True) as db:
         db.execute("BEGIN IMMEDIATE")
         try:
-            _check_version(db, path)
+            if _check_version(db, path) == 1:
+                for column in ADDED_IN_2:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
             for statement in SCHEMA.split(";"):
                 db.execute(statement)  # not executescript: it would commit first and drop the lock
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             row = (run.time, run.git_commit, run.checkpoint_sha256, run.data_fingerprint, run.predictions_sha256,
-                   run.thresholds_sha256, run.n, int(run.passed), json.dumps(list(run.failed_checks)))  # fmt: skip
-            cursor = db.execute(f"INSERT INTO runs ({', '.join(RUN_FIELDS[1:])}) VALUES ({', '.join('?' * 9)})", row)
+                   run.thresholds_sha256, run.n, int(run.passed), json.dumps(list(run.failed_checks)), run.verdict,
+                   json.dumps(list(run.not_run)))  # fmt: skip
+            fields = RUN_FIELDS[1:]
+            cursor = db.execute(f"INSERT INTO runs ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})", row)
             run_id = int(cursor.lastrowid or 0)
             db.executemany("INSERT INTO run_metrics VALUES (?, ?, ?)", [(run_id, k, v) for k, v in run.metrics.items()])
             db.executemany(
@@ -179,10 +194,11 @@ def record_run(path: Path, run: Run) -> int:
 def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None = None) -> list[Run]:
     """The stored runs, oldest first: the `last` ones, of one evaluation set when `data_fingerprint` is given."""
     with _connect(path, create=False) as db:
-        _check_version(db, path)
+        old = _check_version(db, path) == 1
         where, args = ("WHERE data_fingerprint = ?", [data_fingerprint]) if data_fingerprint else ("", [])
         limit = f"LIMIT {int(last)}" if last else ""
-        rows = db.execute(f"SELECT {', '.join(RUN_FIELDS)} FROM runs {where} ORDER BY id DESC {limit}", args).fetchall()
+        columns = ", ".join("NULL" if old and name in ADDED_IN_2 else name for name in RUN_FIELDS)
+        rows = db.execute(f"SELECT {columns} FROM runs {where} ORDER BY id DESC {limit}", args).fetchall()
         runs = []
         for row in reversed(rows):
             record = dict(zip(RUN_FIELDS, row, strict=True))
@@ -194,7 +210,12 @@ def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None 
                     (record["id"],),
                 )
             }
-            record.update(passed=bool(record["passed"]), failed_checks=tuple(json.loads(record["failed_checks"])))
+            passed = bool(record["passed"])
+            record.update(
+                passed=passed, failed_checks=tuple(json.loads(record["failed_checks"])),
+                verdict=record["verdict"] or ("passed" if passed else "failed"),
+                not_run=tuple(json.loads(record["not_run"] or "[]")),
+            )  # fmt: skip
             runs.append(Run(**record, metrics=metrics, per_class=per_class))
     return runs
 

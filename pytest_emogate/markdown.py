@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pytest_emogate.checks import Outcome, ci_range, inconclusive, pct
 from pytest_emogate.compare import Comparison, Delta
+from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict
 from pytest_emogate.history import Run, sparkline
 from pytest_emogate.metrics import METRICS, GateResult
 from pytest_emogate.regression import p_text
@@ -27,6 +28,7 @@ class MarkdownInput:
     result: GateResult
     thresholds: Thresholds
     outcomes: Sequence[Outcome]
+    verdict: Verdict
     header: str
     comparison: Comparison | None = None
     baseline: str = ""
@@ -49,10 +51,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [_row(header), _row(align), *(_row(row) for row in rows), ""]
 
 
-def _verdict(outcome: Outcome | None, unsure: bool = False) -> str:
-    if outcome is None:
+def _status(verdict: Verdict, check_id: str, unsure: bool = False) -> str:
+    status = verdict.statuses.get(check_id)
+    if status is None:
         return "-"
-    text = "pass" if outcome.passed else "**FAIL**"
+    text = {PASSED: "pass", FAILED: "**FAIL**"}.get(status, "not run")
     return f"{text} · {INCONCLUSIVE}" if unsure else text
 
 
@@ -66,25 +69,26 @@ def _ci_points(delta: Delta) -> str:
 
 def render_markdown(data: MarkdownInput) -> str:
     """The whole summary as GitHub-flavoured Markdown."""
+    verdict = data.verdict
     by_id = {outcome.id: outcome for outcome in data.outcomes}
-    failed = [outcome for outcome in data.outcomes if not outcome.passed]
-    total = len(data.outcomes)
-    title = f"❌ FAILED ({len(failed)} of {total} checks)" if failed else f"✅ PASSED ({total} checks)"
-    lines = [f"## emogate: {title}", "", escape(data.header), ""]
-    if failed:
-        lines += ["**Failed checks**", ""] + [f"- `{o.id}`: {escape(o.message)}" for o in failed] + [""]
-    lines += _class_section(data, by_id)
-    lines += _overall_section(data, by_id)
+    mark = {PASSED: "✅", FAILED: "❌"}.get(verdict.status, "⚠️")
+    lines = [f"## emogate: {mark} {verdict.headline()}", "", escape(data.header), ""]
+    if verdict.failed:
+        lines += ["**Failed checks**", ""] + [f"- `{c}`: {escape(by_id[c].message)}" for c in verdict.failed] + [""]
+    if verdict.not_run:
+        lines += [f"**Not run** ({len(verdict.not_run)}): " + ", ".join(f"`{c}`" for c in verdict.not_run), ""]
+    lines += _class_section(data)
+    lines += _overall_section(data)
     if data.comparison is not None:
         lines += _paired_section(data)
     lines += _confusion_section(data.result)
     lines += ["<details><summary>Every check</summary>", ""]
-    rows = [[f"`{o.id}`", "pass" if o.passed else "**FAIL**", escape(o.message)] for o in data.outcomes]
+    rows = [[f"`{o.id}`", _status(verdict, o.id), escape(o.message)] for o in data.outcomes]
     lines += [*_table(["check", "verdict", "message"], rows), "</details>", ""]
     return "\n".join(lines)
 
 
-def _class_section(data: MarkdownInput, by_id: dict[str, Outcome]) -> list[str]:
+def _class_section(data: MarkdownInput) -> list[str]:
     result, comparison = data.result, data.comparison
     header = ["class", "n", "correct", "recall", "95% CI", "floor", "floor check"]
     if comparison is not None:
@@ -99,11 +103,11 @@ def _class_section(data: MarkdownInput, by_id: dict[str, Outcome]) -> list[str]:
         unsure_any |= unsure
         floor = "-" if rule is None else pct(rule.floor) + (" (lower bound)" if rule.on == "lower_bound" else "")
         row = [label, str(stats.n), str(stats.correct), pct(stats.recall), ci_range(stats.recall_ci95), floor,
-               _verdict(by_id.get(f"class_floor[{label}]"), unsure)]  # fmt: skip
+               _status(data.verdict, f"class_floor[{label}]", unsure)]  # fmt: skip
         if comparison is not None:
             delta = comparison.per_class[label]
             row += [pct(delta.baseline), _points(delta), str(delta.fixed), str(delta.broken), p_text(delta.p_value),
-                    _verdict(by_id.get(f"regression[{label}]"))]  # fmt: skip
+                    _status(data.verdict, f"regression[{label}]")]  # fmt: skip
         if data.history:
             row += [sparkline([run.per_class[label]["recall"] for run in data.history if label in run.per_class])]
         rows.append(row)
@@ -116,7 +120,7 @@ def _class_section(data: MarkdownInput, by_id: dict[str, Outcome]) -> list[str]:
     return lines
 
 
-def _overall_section(data: MarkdownInput, by_id: dict[str, Outcome]) -> list[str]:
+def _overall_section(data: MarkdownInput) -> list[str]:
     comparison = data.comparison
     header = ["metric", "value", "floor", "floor check"]
     if comparison is not None:
@@ -125,12 +129,12 @@ def _overall_section(data: MarkdownInput, by_id: dict[str, Outcome]) -> list[str
     for metric in METRICS:
         floor = data.thresholds.overall.get(metric)
         row = [metric, f"{100 * data.result.metrics[metric]:.2f}%", "-" if floor is None else f"{100 * floor:.2f}%",
-               _verdict(by_id.get(f"overall[{metric}]"))]  # fmt: skip
+               _status(data.verdict, f"overall[{metric}]")]  # fmt: skip
         if comparison is not None:
             delta = comparison.metrics[metric]
             test = "exact McNemar" if delta.test == "mcnemar" else "paired bootstrap"
             row += [f"{100 * delta.baseline:.2f}%", _points(delta), _ci_points(delta), p_text(delta.p_value), test,
-                    _verdict(by_id.get(f"regression[{metric}]"))]  # fmt: skip
+                    _status(data.verdict, f"regression[{metric}]")]  # fmt: skip
         rows.append(row)
     return ["### Overall", "", *_table(header, rows)]
 

@@ -1,6 +1,8 @@
-"""The `--emogate-*` options and their `emogate_*` ini twins: definitions, and reading them (the CLI wins).
+"""Every `--emogate-*` option and its `emogate_*` ini twin: definitions, defaults, and reading them (the CLI wins).
 
-Light on purpose: pytest imports it with the plugin in every run.
+Light on purpose: pytest imports it with the plugin in every run. The gate fails closed: a gate option given
+without an answer source, or an answer source given an empty value, is a usage error, never a green run of the
+project's own tests.
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ from typing import Any
 
 import pytest
 
+SOURCES = ("predictions", "ckpt")
+"""The two answer sources: a predictions file made elsewhere, or inference from a checkpoint."""
+HISTORY_DEFAULT = Path(".emogate") / "history.sqlite"
+CACHE_DEFAULT = Path(".emogate") / "cache"
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+
 PATH_OPTIONS = {
     "predictions": "gate a predictions file (CSV or JSONL with name, label, output); activates the gate",
     "ckpt": "run Emotion-LLaMA inference from this stage-2 checkpoint (.pth or .safetensors); activates the gate",
@@ -21,8 +29,13 @@ PATH_OPTIONS = {
     "thresholds": "the gate file (default: thresholds.yaml at the rootdir)",
     "report": "write the JSON report to this path",
     "save_predictions": "write the answers as JSONL that --emogate-predictions accepts",
-    "cache": "the per-sample answer cache with resume (default .emogate/cache at the rootdir)",
+    "cache": f"the per-sample answer cache with resume (default {CACHE_DEFAULT} at the rootdir)",
+    "baseline": "compare with an accepted model's predictions (CSV or JSONL): adds the test_no_regression checks",
+    "markdown": f"write a Markdown summary to this path (it is also appended to ${STEP_SUMMARY} when set)",
+    "plot": "write a PNG: labelled confusion heatmap and per-class recall with intervals (pytest-emogate[plot])",
+    "history": f"the SQLite run history every gated run appends to (default {HISTORY_DEFAULT} at the rootdir)",
 }
+"""Path options, each with an ini twin whose relative paths start at the ini file's folder."""
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -79,41 +92,99 @@ VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
              "generate: free greedy generation (the original's); score: label scoring with generation fallback"),
     "workers": (_at_least_zero, 0,
                 "DataLoader processes preparing frames and features during inference (0: a thread reads ahead)"),
-}
+}  # fmt: skip
 RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "devices": (_devices, (), "one inference process per device through torch.distributed: cuda:0,cuda:1, all, "
                               "or cpu,cpu"),
-}
+}  # fmt: skip
 """Options of the run rather than of the answers: they are not InferenceSettings fields."""
 FLAG_OPTIONS = {
     "only": "collect only the gate tests, not the project's own tests (a gate-only CI job)",
     "no_cache": "neither read nor write the per-sample answer cache",
     "merge_lora": "merge the LoRA into the base weights for speed (agreement with the unmerged model is reported)",
+    "no_history": "do not record this run in the history",
+    "ratchet": "raise the floors this run clears with margin (only when the gate passes)",
 }
+"""Switches; none has an ini twin, so the explicit update step never runs by accident."""
+STEP_OPTIONS = {
+    "update_baseline": "write this run's answers (JSONL) as the new baseline, only when the gate passes",
+}
+"""Paths of explicit update steps: no ini twin."""
 
 
-def add_options(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
-    """Register the gate's and the inference's options, each with its `emogate_*` ini twin where it makes sense."""
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option in one `emogate` group, each with its `emogate_*` ini twin where it makes sense."""
+    group = parser.getgroup("emogate", "emotion-recognition quality gate")
     for name, help_text in PATH_OPTIONS.items():
-        group.addoption(f"--emogate-{name.replace('_', '-')}", dest=f"emogate_{name}", metavar="PATH", help=help_text)
-        parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)")
+        group.addoption(_flag(name), dest=f"emogate_{name}", metavar="PATH", help=help_text)
+        parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)", default=None)
     for name, (kind, default, help_text) in {**VALUE_OPTIONS, **RUN_OPTIONS}.items():
-        flag = f"--emogate-{name.replace('_', '-')}"
-        group.addoption(flag, dest=f"emogate_{name}", type=kind, help=f"{help_text}; default {default}")
-        parser.addini(f"emogate_{name}", f"{help_text}; default {default}")
+        metavar = name.split("_")[-1].upper()
+        shown = "see above" if default is None else (",".join(default) or "none") if default == () else default
+        group.addoption(_flag(name), dest=f"emogate_{name}", type=kind, metavar=metavar,
+                        help=f"{help_text}; default {shown}")  # fmt: skip
+        parser.addini(f"emogate_{name}", f"{help_text}; default {shown}", default=None)
     for name, help_text in FLAG_OPTIONS.items():
-        group.addoption(f"--emogate-{name.replace('_', '-')}", action="store_true", dest=f"emogate_{name}", help=help_text)
+        group.addoption(_flag(name), action="store_true", dest=f"emogate_{name}", help=help_text)
+    for name, help_text in STEP_OPTIONS.items():
+        group.addoption(_flag(name), dest=f"emogate_{name}", metavar="PATH", help=help_text)
+
+
+def _flag(name: str) -> str:
+    return f"--emogate-{name.replace('_', '-')}"
+
+
+def answer_source(config: pytest.Config) -> tuple[str, Path] | None:
+    """The session's answer source, ("predictions" or "ckpt", path), or None when the gate is off.
+
+    A source on the command line wins over the other one set in the ini file; an empty value is an error.
+    """
+    empty = [_flag(name) for name in SOURCES if config.getoption(f"emogate_{name}") == ""]
+    empty += [f"ini setting emogate_{name}" for name in SOURCES if config.getini(f"emogate_{name}") == ""]
+    if empty:
+        raise pytest.UsageError(
+            f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty: expected the path of the answers "
+            "(an unset CI variable?); the gate never runs without its answers"
+        )
+    on_command_line = [name for name in SOURCES if config.getoption(f"emogate_{name}")]
+    in_ini = [name for name in SOURCES if config.getini(f"emogate_{name}")]
+    if len(on_command_line) == 2:
+        raise pytest.UsageError("--emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint")
+    if not on_command_line and len(in_ini) == 2:
+        raise pytest.UsageError("ini settings emogate_predictions and emogate_ckpt are exclusive: keep one")
+    chosen = on_command_line or in_ini
+    if not chosen:
+        return None
+    path = path_option(config, chosen[0])
+    assert path is not None, "a chosen source has a value"
+    return chosen[0], path
+
+
+def refuse_options_without_source(config: pytest.Config) -> None:
+    """A gate option on the command line without an answer source is a usage error: the gate must not fail open.
+
+    Ini settings stay inert, so a project can keep its output paths configured while running its own tests.
+    """
+    names = [*PATH_OPTIONS, *VALUE_OPTIONS, *RUN_OPTIONS, *FLAG_OPTIONS, *STEP_OPTIONS]
+    given = [_flag(name) for name in names if config.getoption(f"emogate_{name}") not in (None, False)]
+    if given:
+        raise pytest.UsageError(
+            f"{', '.join(given)} given without an answer source: pass --emogate-predictions PATH (answers made "
+            "elsewhere) or --emogate-ckpt PATH (inference), or set emogate_predictions / emogate_ckpt in the ini file"
+        )
 
 
 def path_option(config: pytest.Config, name: str) -> Path | None:
     """CLI paths are relative to the invocation directory, ini paths to the ini file's directory."""
-    value = config.getoption(f"emogate_{name}")
+    value = config.getoption(f"emogate_{name}", None)
     if value:
-        return config.invocation_params.dir / value
-    value = config.getini(f"emogate_{name}")
-    if value:
+        return config.invocation_params.dir / str(value)
+    if name in STEP_OPTIONS:
+        return None
+    text = config.getini(f"emogate_{name}")
+    if text:
         base = config.inipath.parent if config.inipath else config.rootpath
-        return base / str(value)
+        return base / str(text)
     return None
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_emogate.checks import Outcome, inconclusive
+from pytest_emogate.checks import inconclusive
 from pytest_emogate.compare import Comparison
+from pytest_emogate.evaluate.verdict import Verdict
 from pytest_emogate.metrics import GateResult
 from pytest_emogate.thresholds import Thresholds
 
@@ -41,7 +41,7 @@ def write_plot(
     path: Path,
     result: GateResult,
     thresholds: Thresholds,
-    outcomes: Sequence[Outcome],
+    verdict: Verdict,
     comparison: Comparison | None = None,
 ) -> None:
     """Draw both panels and write the PNG atomically."""
@@ -52,10 +52,8 @@ def write_plot(
     FigureCanvasAgg(figure)
     heat_axes, recall_axes = figure.subplots(1, 2)
     _confusion(heat_axes, result)
-    _recall(recall_axes, result, thresholds, outcomes, comparison)
-    failed = sum(not outcome.passed for outcome in outcomes)
-    verdict = f"FAILED ({failed} of {len(outcomes)} checks)" if failed else f"PASSED ({len(outcomes)} checks)"
-    figure.suptitle(f"emogate: {verdict}; accuracy {100 * result.metrics['accuracy']:.2f}% on {result.n} samples")
+    _recall(recall_axes, result, thresholds, verdict, comparison)
+    figure.suptitle(f"emogate: {verdict.headline()}; accuracy {100 * result.metrics['accuracy']:.2f}% on {result.n} samples")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     _atomic_write_bytes(path, buffer.getvalue())
@@ -83,10 +81,9 @@ def _recall(
     axes: Axes,
     result: GateResult,
     thresholds: Thresholds,
-    outcomes: Sequence[Outcome],
+    verdict: Verdict,
     comparison: Comparison | None,
 ) -> None:
-    verdicts = {outcome.id: outcome.passed for outcome in outcomes}
     names = []
     shown: set[str] = set()
 
@@ -100,8 +97,8 @@ def _recall(
     for x, label in enumerate(result.labels):
         stats = result.per_class[label]
         rule = thresholds.per_class.get(label)
-        passed = verdicts.get(f"class_floor[{label}]")
-        colour = COLORS["none" if passed is None else "pass" if passed else "fail"]
+        status = verdict.statuses.get(f"class_floor[{label}]")
+        colour = COLORS["pass" if status == "passed" else "fail" if status == "failed" else "none"]
         low, high = stats.recall_ci95
         axes.errorbar(
             [x], [stats.recall], yerr=[[stats.recall - low], [high - stats.recall]],

@@ -27,6 +27,8 @@ from pytest_emogate.thresholds import Thresholds
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from pytest_emogate.evaluate.verdict import Verdict
+
 TOLERANCE = 1e-12
 """Float slack so that a drop of exactly the margin (e.g. 1 of 100 against 0.01) counts as within it."""
 
@@ -177,12 +179,14 @@ def baseline_report(comparison: Comparison, baseline: Baseline, thresholds: Thre
     }
 
 
-def regression_table(comparison: Comparison, outcomes: Sequence[Outcome]) -> RenderableType:
+def regression_table(comparison: Comparison, outcomes: Sequence[Outcome], verdict: Verdict) -> RenderableType:
     """The terminal summary's regression block: one row per regression check (delta and max drop in points)."""
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
+    from pytest_emogate.report import status_cell
 
     counts = comparison.counts()
     title = (
@@ -201,6 +205,6 @@ def regression_table(comparison: Comparison, outcomes: Sequence[Outcome]) -> Ren
             key, pct2(delta.baseline), pct2(delta.candidate), f"{100 * delta.delta:+.2f}",
             f"{-100 * outcome.limit:.2f}",
             "-" if delta.fixed is None else str(delta.fixed), "-" if delta.broken is None else str(delta.broken),
-            p_text(delta.p_value), "[green]pass[/]" if outcome.passed else "[bold red]FAIL[/]",
+            p_text(delta.p_value), status_cell(verdict, outcome.id),
         )  # fmt: skip
     return Group(Text(title), table)  # a table's own title would wrap to the table's width

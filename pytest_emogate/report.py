@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.checks import Outcome, ci_range, inconclusive, pct
+from pytest_emogate.evaluate.verdict import FAILED, INCOMPLETE, PASSED, Verdict
 from pytest_emogate.files import atomic_write_text
 from pytest_emogate.metrics import METRICS, GateResult
 from pytest_emogate.thresholds import Thresholds
@@ -23,18 +24,28 @@ if TYPE_CHECKING:
 EXAMPLE_SAMPLES = 3
 
 
-def verdict_line(outcomes: Sequence[Outcome]) -> str:
-    """One line: PASSED or FAILED with the failed check ids."""
-    failed = [outcome.id for outcome in outcomes if not outcome.passed]
-    if not failed:
-        return f"emogate verdict: PASSED ({len(outcomes)} checks)"
-    return f"emogate verdict: FAILED ({len(failed)} of {len(outcomes)} checks): {', '.join(failed)}"
+VERDICT_STYLES = {PASSED: "bold green", FAILED: "bold red", INCOMPLETE: "bold yellow"}
+
+
+def _console(buffer: io.StringIO, width: int, color: bool) -> Console:
+    from rich.console import Console
+
+    return Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False,
+                   soft_wrap=False)  # fmt: skip
+
+
+def render_verdict(verdict: Verdict, *, color: bool, width: int = 80) -> str:
+    """The verdict line alone (when no result is at hand: nothing ran, and the answers would need inference)."""
+    buffer = io.StringIO()
+    _console(buffer, width, color).print(verdict.line(), style=VERDICT_STYLES[verdict.status], markup=False,
+                                         soft_wrap=True)  # fmt: skip
+    return buffer.getvalue()
 
 
 def render_summary(
     result: GateResult,
     thresholds: Thresholds,
-    outcomes: Sequence[Outcome],
+    verdict: Verdict,
     header: str,
     *,
     width: int,
@@ -46,28 +57,20 @@ def render_summary(
 
     `sections` (the regression table, the history trend) go after the tables, before the verdict.
     """
-    from rich.console import Console
-
     buffer = io.StringIO()
-    console = Console(
-        file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False, soft_wrap=False
-    )
+    console = _console(buffer, width, color)
     console.print(header, markup=False, soft_wrap=True)
-    blocks: list[RenderableType] = [
-        _fitting(console, lambda narrow: _class_table(result, thresholds, outcomes, narrow))
-    ]
+    blocks: list[RenderableType] = [_fitting(console, lambda narrow: _class_table(result, thresholds, verdict, narrow))]
     if not quiet:
         blocks += [
-            _overall_table(result, thresholds, outcomes),
+            _overall_table(result, thresholds, verdict),
             _fitting(console, lambda narrow: _confusion_table(result, narrow)),
         ]
     for block in (*blocks, *sections):
         console.print(block)
     if result.invalid_count:
         console.print(_invalid_line(result), markup=False, soft_wrap=True)
-    failed = any(not outcome.passed for outcome in outcomes)
-    style = "bold red" if failed else "bold green"
-    console.print(verdict_line(outcomes), style=style, markup=False, soft_wrap=True)
+    console.print(verdict.line(), style=VERDICT_STYLES[verdict.status], markup=False, soft_wrap=True)
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
@@ -92,16 +95,15 @@ def _table(title: str, columns: Sequence[str], left: Sequence[str]) -> Table:
     return table
 
 
-def _status(outcomes: Sequence[Outcome], check_id: str) -> str:
-    for outcome in outcomes:
-        if outcome.id == check_id:
-            return "[green]pass[/]" if outcome.passed else "[bold red]FAIL[/]"
-    return "-"
+def status_cell(verdict: Verdict, check_id: str) -> str:
+    """A check's status as a rich cell: pass, FAIL, "not run" for a declared check that did not run, else "-"."""
+    status = verdict.statuses.get(check_id)
+    if status is None:
+        return "-"
+    return {PASSED: "[green]pass[/]", FAILED: "[bold red]FAIL[/]"}.get(status, "[yellow]not run[/]")
 
 
-def _class_table(
-    result: GateResult, thresholds: Thresholds, outcomes: Sequence[Outcome], narrow: bool
-) -> RenderableType:
+def _class_table(result: GateResult, thresholds: Thresholds, verdict: Verdict, narrow: bool) -> Table:
     columns = ("class", "n", "correct", "recall", "95% CI", "precision", "F1", "floor", "?", "status")
     if narrow:
         columns = tuple(column for column in columns if column not in ("precision", "F1"))
@@ -118,24 +120,24 @@ def _class_table(
         cells = {
             "class": label, "n": str(stats.n), "correct": str(stats.correct), "recall": pct(stats.recall),
             "95% CI": ci_range(stats.recall_ci95), "precision": pct(stats.precision), "F1": pct(stats.f1),
-            "floor": floor, "?": unsure, "status": _status(outcomes, f"class_floor[{label}]"),
+            "floor": floor, "?": unsure, "status": status_cell(verdict, f"class_floor[{label}]"),
         }  # fmt: skip
         table.add_row(*(cells[column] for column in columns))
     return table
 
 
-def _overall_table(result: GateResult, thresholds: Thresholds, outcomes: Sequence[Outcome]) -> RenderableType:
+def _overall_table(result: GateResult, thresholds: Thresholds, verdict: Verdict) -> Table:
     table = _table("Overall", ("metric", "value", "floor", "status"), left=("metric", "status"))
     for metric in METRICS:
         floor = thresholds.overall.get(metric)
         table.add_row(
             metric, f"{100 * result.metrics[metric]:.2f}%", "-" if floor is None else f"{100 * floor:.2f}%",
-            _status(outcomes, f"overall[{metric}]"),
+            status_cell(verdict, f"overall[{metric}]"),
         )  # fmt: skip
     return table
 
 
-def _confusion_table(result: GateResult, narrow: bool) -> RenderableType:
+def _confusion_table(result: GateResult, narrow: bool) -> Table:
     headers = [column[:4] if narrow else column for column in result.columns]
     columns = ("gold \\ pred", *headers, "n")
     title = "Confusion matrix (rows: gold label, columns: predicted label" + (", first 4 letters)" if narrow else ")")
@@ -157,6 +159,7 @@ def _invalid_line(result: GateResult) -> str:
 def report_dict(
     result: GateResult,
     outcomes: Sequence[Outcome],
+    verdict: Verdict,
     provenance: Mapping[str, Any],
     timings_s: Mapping[str, float | None],
 ) -> dict[str, Any]:
@@ -184,10 +187,13 @@ def report_dict(
             "samples": [sample.name for sample in result.invalid_samples],
         },
         "checks": [
-            {"id": o.id, "passed": o.passed, "value": o.value, "limit": o.limit, "message": o.message, "n": o.n}
+            {"id": o.id, "passed": o.passed, "status": verdict.statuses[o.id], "value": o.value, "limit": o.limit,
+             "message": o.message, "n": o.n}
             for o in outcomes
-        ],
-        "passed": all(outcome.passed for outcome in outcomes),
+        ],  # fmt: skip
+        "verdict": verdict.status,
+        "passed": verdict.passed,
+        "not_run": list(verdict.not_run),
         "provenance": dict(provenance),
         "timings_s": dict(timings_s),
     }

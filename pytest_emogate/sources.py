@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,39 +34,49 @@ def gold_fingerprint(predictions: list[Prediction]) -> str:
     return digest.hexdigest()
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictionsFile:
-    """Answers produced elsewhere, read (and validated) when the source is made."""
+    """Answers produced elsewhere: the rows of a predictions file, read and validated once."""
 
     path: Path
-    labels: tuple[str, ...]
-    description: str = ""
+    rows: list[Prediction]
+    sha256: str
+    """The hash of the bytes that were gated (the file may change while the session runs)."""
+    load_s: float = 0.0
     loaded: bool = True
-    _predictions: list[Prediction] = field(default_factory=list)
-    _load_s: float = 0.0
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def read(cls, path: Path, labels: tuple[str, ...]) -> PredictionsFile:
+        """Read and validate the file (one UsageError listing every problem)."""
         start = time.perf_counter()
-        self._predictions = read_predictions(self.path, self.labels)
-        self._load_s = time.perf_counter() - start
-        self.description = f"predictions {display_path(self.path)} ({len(self._predictions)} rows)"
+        rows = read_predictions(path, labels)
+        return cls(path, rows, hashlib.sha256(path.read_bytes()).hexdigest(), time.perf_counter() - start)
+
+    @property
+    def description(self) -> str:
+        """`predictions preds.csv (834 rows)`."""
+        return f"predictions {display_path(self.path)} ({len(self.rows)} rows)"
 
     def predictions(self) -> list[Prediction]:
         """The rows of the file, in file order."""
-        return self._predictions
+        return self.rows
 
     def provenance(self) -> dict[str, Any]:
         """The file's hash and the gold set's fingerprint; no checkpoint is known."""
         return {
-            "predictions_sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
+            "predictions_sha256": self.sha256,
             "checkpoint_sha256": None,
-            "data_fingerprint": gold_fingerprint(self._predictions),
+            "data_fingerprint": gold_fingerprint(self.rows),
             "device": None,
         }
 
+    def signature(self) -> dict[str, str]:
+        """The predictions file's and the gold set's hashes."""
+        return {"predictions": self.sha256[:12], "data": gold_fingerprint(self.rows)[:12]}
+
     def timings(self) -> dict[str, float | None]:
         """Reading the file is the load; there was no inference."""
-        return {"load": self._load_s, "inference": None}
+        return {"load": self.load_s, "inference": None}
 
     def notes(self) -> list[str]:
         """Nothing to add: the header names the file."""
@@ -86,65 +96,88 @@ class CheckpointInference:
     settings: InferenceSettings
     data_path: Path
     labels: tuple[str, ...]
+    data: Test3Data
+    cache: AnswerCache
+    key: dict[str, Any]
+    """What determines the answers (the cache key): checkpoint sha256, data fingerprint, settings."""
     cache_root: Path | None = None
     quiet_terminal: Callable[[], AbstractContextManager[Any]] = nullcontext
     progress: bool = True
     devices: tuple[str, ...] = ()
-    description: str = ""
-    _data: Test3Data | None = None
-    _cache: AnswerCache | None = None
     _answers: list[Prediction] | None = None
     _run: InferenceRun | None = None
     _ranks: list[RankRun] | None = None
     _cached: int = 0
-    _key: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def prepare(
+        cls,
+        settings: InferenceSettings,
+        data_path: Path,
+        labels: tuple[str, ...],
+        cache_root: Path | None,
+        *,
+        devices: tuple[str, ...] = (),
+        quiet_terminal: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        progress: bool = True,
+    ) -> CheckpointInference:
+        """Check the model paths, read and fingerprint the data, open the cache and, unless it already holds every
+        answer, preflight every sample: any problem is a UsageError before a model loads."""
         from pytest_emogate.data import load_test3
 
-        self.description = (
-            f"inference from checkpoint {display_path(self.settings.ckpt)} on data {display_path(self.data_path)}"
-        )
         missing = [
             f"{option}: {path} does not exist"
-            for option, path in (("--emogate-ckpt", self.settings.ckpt), ("--emogate-llama", self.settings.llama),
-                                 ("--emogate-vit", self.settings.vit))
+            for option, path in (("--emogate-ckpt", settings.ckpt), ("--emogate-llama", settings.llama),
+                                 ("--emogate-vit", settings.vit))
             if not path.exists()
         ]  # fmt: skip
         if missing:
             raise usage_error("emogate inference", missing)
-        self._data = load_test3(self.data_path)
-        ran_on = replace(self.settings, device=self.devices[0].split(":")[0]) if self.devices else self.settings
-        self._key = answer_key(ran_on, self._data.fingerprint())
-        root = self.cache_root if self.cache_root is not None else Path(tempfile.mkdtemp(prefix="emogate-"))
-        self._cache = AnswerCache.open(root, self._key)
-        if len(self._cache.load().keys() & {s.name for s in self._data.samples}) < len(self._data.samples):
-            self.preflight()
+        data = load_test3(data_path)
+        ran_on = replace(settings, device=devices[0].split(":")[0]) if devices else settings
+        key = answer_key(ran_on, data.fingerprint())
+        root = cache_root if cache_root is not None else Path(tempfile.mkdtemp(prefix="emogate-"))
+        cache = AnswerCache.open(root, key)
+        source = cls(settings, data_path, labels, data, cache, key, cache_root, quiet_terminal, progress, devices)
+        if len(cache.load().keys() & {s.name for s in data.samples}) < len(data.samples):
+            source.preflight()
+        return source
+
+    @property
+    def description(self) -> str:
+        """`inference from checkpoint ckpt.pth on data test3`."""
+        return f"inference from checkpoint {display_path(self.settings.ckpt)} on data {display_path(self.data_path)}"
+
+    def signature(self) -> dict[str, str]:
+        """The checkpoint's and the data's hashes and the device asked for."""
+        from importlib.metadata import version
+
+        device = ",".join(self.devices) if self.devices else self.settings.device
+        return {"checkpoint": self.key["checkpoint_sha256"][:12], "data": self.key["data_fingerprint"][:12],
+                "device": device, "torch": version("torch")}  # fmt: skip
 
     def preflight(self) -> None:
         """Check every sample's files, and their feature shapes against the checkpoint, before a model loads."""
         from pytest_emogate.data import preflight
         from pytest_emogate.inference import checkpoint_feature_dims
 
-        assert self._data is not None
-        preflight(self._data, self.labels, checkpoint_feature_dims(self.settings.ckpt))
+        preflight(self.data, self.labels, checkpoint_feature_dims(self.settings.ckpt))
 
     @property
     def loaded(self) -> bool:
         """True once the answers are at hand, or when the cache already holds every one (no inference needed)."""
-        return self._answers is not None or self._complete(self._cache_answers()) is not None
+        return self._answers is not None or self._complete(self.cache.load()) is not None
 
     def predictions(self) -> list[Prediction]:
         """The answers in sample order: cached ones read back, missing ones inferred (once) and cached."""
         if self._answers is None:
-            assert self._cache is not None and self._data is not None
-            with self._cache.locked():
-                done = self._cache.load()
-                self._cached = sum(sample.name in done for sample in self._data.samples)
-                missing = [i for i, sample in enumerate(self._data.samples) if sample.name not in done]
+            with self.cache.locked():
+                done = self.cache.load()
+                self._cached = sum(sample.name in done for sample in self.data.samples)
+                missing = [i for i, sample in enumerate(self.data.samples) if sample.name not in done]
                 if missing:
                     self._infer(missing)
-                    done = self._cache.load()
+                    done = self.cache.load()
             self._answers = self._complete(done)
             assert self._answers is not None, "the inference left samples without an answer"
         return self._answers
@@ -159,20 +192,19 @@ class CheckpointInference:
         from pytest_emogate.gate import AnswersUnavailable
         from pytest_emogate.inference import NonFiniteLogitsError
 
-        assert self._cache is not None and self._data is not None
-        done = self._cache.load()
-        self._cached = sum(sample.name in done for sample in self._data.samples)
-        missing = [i for i, sample in enumerate(self._data.samples) if sample.name not in done]
+        done = self.cache.load()
+        self._cached = sum(sample.name in done for sample in self.data.samples)
+        missing = [i for i, sample in enumerate(self.data.samples) if sample.name not in done]
         with self.quiet_terminal():
             try:
                 # llama/vit are named by file times, which differ between machines holding the same files
-                identity = {key: value for key, value in self._key.items() if key not in ("llama", "vit")}
+                identity = {key: value for key, value in self.key.items() if key not in ("llama", "vit")}
                 self._ranks = run_torchrun(
-                    self.settings, self._data, self._cache.folder, missing, identity=identity, progress=self.progress
+                    self.settings, self.data, self.cache.folder, missing, identity=identity, progress=self.progress
                 )
             except (NonFiniteLogitsError, RankFailedError) as error:
                 raise AnswersUnavailable(str(error)) from error
-        self._answers = self._complete(self._cache.load())
+        self._answers = self._complete(self.cache.load())
 
     def _infer(self, missing: list[int]) -> None:
         from pytest_emogate.distributed import RankFailedError
@@ -180,44 +212,39 @@ class CheckpointInference:
         from pytest_emogate.inference import NonFiniteLogitsError, run_inference
         from pytest_emogate.launch import run_distributed
 
-        assert self._cache is not None and self._data is not None
         with self.quiet_terminal():
             try:
                 if len(self.devices) > 1:
                     self._ranks = run_distributed(
-                        self.settings, self._data, self.devices, self._cache.folder, missing, progress=self.progress
+                        self.settings, self.data, self.devices, self.cache.folder, missing, progress=self.progress
                     )
                 else:
                     settings = replace(self.settings, device=self.devices[0]) if self.devices else self.settings
                     self._run = run_inference(
-                        settings, self._data, progress=self.progress, indices=missing,
-                        on_batch=self._cache.append,
+                        settings, self.data, progress=self.progress, indices=missing,
+                        on_batch=self.cache.append,
                     )  # fmt: skip
             except (NonFiniteLogitsError, RankFailedError) as error:
                 raise AnswersUnavailable(str(error)) from error
 
-    def _cache_answers(self) -> dict[str, Prediction]:
-        return self._cache.load() if self._cache is not None else {}
-
     def _complete(self, done: dict[str, Prediction]) -> list[Prediction] | None:
-        assert self._data is not None
-        if any(sample.name not in done for sample in self._data.samples):
+        if any(sample.name not in done for sample in self.data.samples):
             return None
-        return [done[sample.name] for sample in self._data.samples]
+        return [done[sample.name] for sample in self.data.samples]
 
     def provenance(self) -> dict[str, Any]:
         """Checkpoint hash, data fingerprint, device and the settings that shape the answers."""
         answers = self.predictions()
         s = self.settings
         return {
-            "checkpoint_sha256": self._key["checkpoint_sha256"],
-            "data_fingerprint": self._key["data_fingerprint"],
+            "checkpoint_sha256": self.key["checkpoint_sha256"],
+            "data_fingerprint": self.key["data_fingerprint"],
             "device": self._device(),
             "inference": {
                 "batch_size": s.batch_size, "max_new_tokens": s.max_new_tokens, "image_size": s.image_size,
                 "lora_alpha": s.lora_alpha, "head_dim": s.head_dim, "mode": s.mode, "merge_lora": s.merge_lora,
                 "capped": _capped(answers), "cached": self._cached,
-                "cache": str(self._cache.folder) if self._cache is not None and self.cache_root is not None else None,
+                "cache": str(self.cache.folder) if self.cache_root is not None else None,
             },
         }  # fmt: skip
 
@@ -233,7 +260,7 @@ class CheckpointInference:
             return []
         s, capped = self.settings, _capped(self._answers)
         computed = len(self._answers) - self._cached
-        where = f"; cache {display_path(self._cache.folder)}" if self._cache and self.cache_root else ""
+        where = f"; cache {display_path(self.cache.folder)}" if self.cache_root else ""
         lines = [f"answers: {self._cached} from the cache, {computed} inferred{where}"]
         if self._ranks:
             seconds = max((rank.timings_s.get("inference", 0.0) for rank in self._ranks), default=0.0)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_emogate.checks import evaluate_all
+from pytest_emogate.evaluate.verdict import judge
 from pytest_emogate.markdown import MarkdownInput, escape, render_markdown
 from pytest_emogate.metrics import compute_result, score_samples
 from pytest_emogate.predictions import read_predictions
@@ -50,7 +51,9 @@ def test_markdown_without_a_baseline_has_no_baseline_columns() -> None:
     thresholds = load_thresholds(THRESHOLDS)
     labels = thresholds.labels
     result = compute_result(score_samples(read_predictions(SEED, labels), labels), labels)
-    text = render_markdown(MarkdownInput(result, thresholds, evaluate_all(thresholds, result), "header <x>"))
+    outcomes = evaluate_all(thresholds, result)
+    verdict = judge([o.id for o in outcomes], {o.id: "passed" if o.passed else "failed" for o in outcomes})
+    text = render_markdown(MarkdownInput(result, thresholds, outcomes, verdict, "header <x>"))
     assert "header &lt;x&gt;" in text and "baseline" not in text and "Δ" not in text
     assert "| class | n | correct | recall | 95% CI | floor | floor check |\n| :-- | --: |" in text
     assert escape("a|b <c>") == "a\\|b &lt;c&gt;"
@@ -69,7 +72,7 @@ def test_the_step_summary_is_appended(project: pytest.Pytester, monkeypatch: pyt
 
 
 def test_junit_carries_value_limit_n_and_the_paired_counts(project: pytest.Pytester) -> None:
-    gate(project, "regressed.csv", "--junitxml", "junit.xml")
+    gate(project, "regressed.csv", "--junitxml", "junit.xml", "-o", "junit_family=xunit1")
     root = ET.parse(project.path / "junit.xml").getroot()
     cases = {case.get("name"): case for case in root.iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["test_no_regression[accuracy]"].iter("property")}

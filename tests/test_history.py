@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emogate.checks import Outcome
+from pytest_emogate.evaluate.verdict import judge
 from pytest_emogate.cli import main
-from pytest_emogate.history import git_commit, load_runs, record_run, run_of, sparkline
+from pytest_emogate.history import SCHEMA, git_commit, load_runs, record_run, run_of, sparkline
 from pytest_emogate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import read_predictions
 from tests.conftest import REPO, SEED, THRESHOLDS
@@ -34,20 +34,20 @@ def seed() -> GateResult:
     return compute_result(score_samples(read_predictions(SEED, LABELS), LABELS), LABELS)
 
 
+NONE = judge([], {})
+"""The verdict of a gate that declares no check."""
 PROVENANCE = {"checkpoint_sha256": None, "data_fingerprint": "fp", "predictions_sha256": "p", "thresholds_sha256": "t"}
 
 
 def test_a_run_round_trips(tmp_path: Path, seed: GateResult) -> None:
     db = tmp_path / "deep" / "history.sqlite"
-    outcomes = [
-        Outcome("label_validity", False, 1.0, 0.0, "m", 834),
-        Outcome("overall[accuracy]", True, 0.9, 0.89, "", 834),
-    ]
-    run = run_of(seed, outcomes, PROVENANCE, "abc123")
+    verdict = judge(["label_validity", "overall[accuracy]"], {"label_validity": "failed", "overall[accuracy]": "passed"})
+    run = run_of(seed, verdict, PROVENANCE, "abc123")
     assert record_run(db, run) == 1
     (stored,) = load_runs(db)
     assert stored.id == 1 and stored.git_commit == "abc123" and stored.data_fingerprint == "fp"
     assert (stored.passed, stored.failed_checks, stored.n) == (False, ("label_validity",), 834)
+    assert (stored.verdict, stored.not_run) == ("failed", ())
     assert stored.metrics == dict(seed.metrics)
     assert stored.per_class["surprise"] == {"n": 14, "correct": 6, "recall": 6 / 14,
                                             "recall_low": seed.per_class["surprise"].recall_ci95[0],
@@ -59,14 +59,14 @@ def test_a_run_round_trips(tmp_path: Path, seed: GateResult) -> None:
 def test_last_runs_of_one_data_set(tmp_path: Path, seed: GateResult) -> None:
     db = tmp_path / "history.sqlite"
     for fingerprint in ("a", "b", "a", "a"):
-        record_run(db, run_of(seed, [], {**PROVENANCE, "data_fingerprint": fingerprint}, None))
+        record_run(db, run_of(seed, NONE, {**PROVENANCE, "data_fingerprint": fingerprint}, None))
     assert [run.id for run in load_runs(db, last=2, data_fingerprint="a")] == [3, 4]
     assert [run.id for run in load_runs(db)] == [1, 2, 3, 4]
 
 
 def _write_runs(db: str) -> list[int]:
     result = compute_result(score_samples(read_predictions(SEED, LABELS), LABELS), LABELS)
-    return [record_run(Path(db), run_of(result, [], PROVENANCE, None)) for _ in range(5)]
+    return [record_run(Path(db), run_of(result, NONE, PROVENANCE, None)) for _ in range(5)]
 
 
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
@@ -87,12 +87,26 @@ def test_bad_files_are_usage_errors(tmp_path: Path, seed: GateResult) -> None:
     garbage.write_bytes(b"not a database, just text" * 100)
     with pytest.raises(pytest.UsageError, match=r"garbage\.sqlite: expected an emogate SQLite history, found: file "
                        r"is not a database"):  # fmt: skip
-        record_run(garbage, run_of(seed, [], PROVENANCE, None))
+        record_run(garbage, run_of(seed, NONE, PROVENANCE, None))
     newer = tmp_path / "newer.sqlite"
     with sqlite3.connect(newer) as connection:
         connection.execute("PRAGMA user_version = 7")
-    with pytest.raises(pytest.UsageError, match=r"schema version 7 is newer than this pytest-emogate's 1"):
-        record_run(newer, run_of(seed, [], PROVENANCE, None))
+    with pytest.raises(pytest.UsageError, match=r"schema version 7 is newer than this pytest-emogate's 2"):
+        record_run(newer, run_of(seed, NONE, PROVENANCE, None))
+
+
+def test_a_version_1_history_is_migrated(tmp_path: Path, seed: GateResult) -> None:
+    db = tmp_path / "v1.sqlite"
+    v1_schema = SCHEMA.replace(",\n    verdict TEXT,\n    not_run TEXT", "")
+    assert "verdict" not in v1_schema
+    with sqlite3.connect(db) as connection:
+        connection.executescript(v1_schema + "PRAGMA user_version = 1;")
+        connection.execute("INSERT INTO runs (time, thresholds_sha256, n, passed, failed_checks) "
+                           "VALUES ('2026-01-01T00:00:00+00:00', 't', 834, 0, '[\"label_validity\"]')")  # fmt: skip
+    (old,) = load_runs(db)
+    assert (old.verdict, old.failed_checks, old.not_run) == ("failed", ("label_validity",), ())
+    record_run(db, run_of(seed, judge(["label_validity"], {}), PROVENANCE, None))
+    assert [(run.verdict, run.not_run) for run in load_runs(db)] == [("failed", ()), ("incomplete", ("label_validity",))]
 
 
 def test_sparkline() -> None:

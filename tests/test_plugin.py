@@ -161,7 +161,7 @@ def test_json_report(project: pytest.Pytester) -> None:
     assert len(checks) == 15
     assert checks["label_validity"]["passed"] is False
     assert checks["class_floor[surprise]"] == {
-        "id": "class_floor[surprise]", "passed": True, "value": 6 / 14, "limit": 0.35, "n": 14,
+        "id": "class_floor[surprise]", "passed": True, "status": "passed", "value": 6 / 14, "limit": 0.35, "n": 14,
         "message": "surprise recall 6/14 = 42.9% (95% CI 21.4-67.4%) >= floor 35.0% (thresholds.yaml: "
                    "per_class.surprise)",
     }
@@ -212,7 +212,9 @@ def test_emogate_only_skips_the_project_tests(project: pytest.Pytester) -> None:
     result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-only")
     result.assert_outcomes(passed=14, failed=1)
     assert "not_installed_module" not in result.stdout.str()
-    project.runpytest("--emogate-only").assert_outcomes(errors=1)  # inert without the gate
+    alone = project.runpytest("--emogate-only")  # without an answer source the gate must not fail open
+    assert alone.ret == pytest.ExitCode.USAGE_ERROR
+    alone.stderr.fnmatch_lines(["ERROR: --emogate-only given without an answer source: pass --emogate-predictions*"])
 
 
 @pytest.mark.parametrize(

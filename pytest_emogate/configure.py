@@ -1,0 +1,141 @@
+"""The options -> the session's gate (thresholds, answer source, baseline) and its outputs, once, at configure time.
+
+Every bad input stops the run here with a UsageError (exit 4) before any test runs: the thresholds, the
+predictions or the data, the baseline, a missing extra, an unusable history file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_emogate.options import (
+    CACHE_DEFAULT,
+    HISTORY_DEFAULT,
+    STEP_SUMMARY,
+    VALUE_OPTIONS,
+    answer_source,
+    path_option,
+    refuse_options_without_source,
+    value_option,
+)
+
+if TYPE_CHECKING:
+    from pytest_emogate.gate import AnswerSource, Gate
+    from pytest_emogate.outputs import Outputs
+    from pytest_emogate.sources import CheckpointInference
+
+INFER_EXTRA = ("torch", "transformers", "peft", "cv2", "safetensors", "sentencepiece", "numpy", "PIL")
+"""The modules inference imports; the `infer` extra installs them."""
+
+
+def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointInference | None:
+    """The gate and its outputs; under torchrun on a worker rank only the source it answers with; None when off."""
+    source_option = answer_source(config)
+    if source_option is None:
+        refuse_options_without_source(config)
+        return None
+    from pytest_emogate.gate import Gate
+    from pytest_emogate.thresholds import load_thresholds
+
+    kind, path = source_option
+    thresholds = load_thresholds(path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
+    source: AnswerSource
+    if kind == "predictions":
+        from pytest_emogate.sources import PredictionsFile
+
+        source = PredictionsFile.read(path, thresholds.labels)
+    else:
+        from pytest_emogate.distributed import is_main_process, torchrun_rank
+
+        inference = _inference_source(config, path, thresholds.labels)
+        if torchrun_rank() is not None:
+            if inference.devices:
+                raise pytest.UsageError("--emogate-devices is refused under torchrun: each rank is one device already")
+            if not is_main_process():
+                return inference  # a worker rank: it answers its shard at session start and gates nothing
+        source = inference
+    baseline = None
+    baseline_path = path_option(config, "baseline")
+    if baseline_path is not None:
+        from pytest_emogate.regression import read_baseline
+
+        baseline = read_baseline(baseline_path, thresholds)
+        if source.loaded:
+            baseline.check_pairs(source.predictions(), source.description)
+    gate = Gate(thresholds, source, baseline)
+    return gate, _outputs(config)
+
+
+def _outputs(config: pytest.Config) -> Outputs:
+    from pytest_emogate.outputs import Outputs
+
+    history = None
+    if not config.getoption("emogate_no_history"):
+        history = path_option(config, "history") or config.rootpath / HISTORY_DEFAULT
+    step_summary = os.environ.get(STEP_SUMMARY)
+    outputs = Outputs(
+        root=config.rootpath,
+        report=path_option(config, "report"),
+        save_predictions=path_option(config, "save_predictions"),
+        markdown=path_option(config, "markdown"),
+        step_summary=Path(step_summary) if step_summary else None,
+        plot=path_option(config, "plot"),
+        history=history,
+        update_baseline=path_option(config, "update_baseline"),
+        ratchet=bool(config.getoption("emogate_ratchet")),
+    )
+    outputs.check()
+    return outputs
+
+
+def require_modules(modules: tuple[str, ...], option: str, extra: str) -> None:
+    """A usage error naming the extra to install when any of `modules` is not installed (found without importing
+    it: the model's libraries load only when inference starts)."""
+    from importlib.util import find_spec
+
+    missing = [module for module in modules if find_spec(module) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"{option} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+            f'pip install "pytest-emogate[{extra}]"'
+        )
+
+
+def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...]) -> CheckpointInference:
+    require_modules(INFER_EXTRA, "--emogate-ckpt", "infer")
+    from pytest_emogate.inference import InferenceSettings
+    from pytest_emogate.sources import CheckpointInference
+
+    paths = {name: path_option(config, name) for name in ("data", "llama", "vit")}
+    missing = [f"--emogate-{name} (or ini emogate_{name})" for name, path in paths.items() if path is None]
+    data, llama, vit = paths["data"], paths["llama"], paths["vit"]
+    if missing or data is None or llama is None or vit is None:
+        raise pytest.UsageError(f"--emogate-ckpt also needs {', '.join(missing)}")
+    settings = InferenceSettings(
+        ckpt=ckpt, llama=llama, vit=vit, labels=labels, merge_lora=bool(config.getoption("emogate_merge_lora")),
+        **{name: value_option(config, name) for name in VALUE_OPTIONS},
+    )  # fmt: skip
+    cache = None
+    if not config.getoption("emogate_no_cache"):
+        cache = path_option(config, "cache") or config.rootpath / CACHE_DEFAULT
+    return CheckpointInference.prepare(
+        settings, data, labels, cache, devices=value_option(config, "devices"),
+        quiet_terminal=lambda: uncaptured(config), progress=config.get_verbosity() >= 0,
+    )  # fmt: skip
+
+
+@contextmanager
+def uncaptured(config: pytest.Config) -> Iterator[None]:
+    """Let the progress bar reach the terminal, on a line of its own, while inference runs inside a test."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        if reporter is not None:
+            reporter.ensure_newline()
+        yield

@@ -1,0 +1,22 @@
+"""The session's state in `config.stash`, under typed keys (never `config._x` or module globals).
+
+Light on purpose: the plugin imports it in every run, and the gate's modules load only when the gate is on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_emogate.gate import Gate
+    from pytest_emogate.outputs import Outputs
+    from pytest_emogate.sources import CheckpointInference
+
+GATE_KEY: pytest.StashKey[Gate] = pytest.StashKey()
+"""The session's gate, on the process that gates (not on a torchrun worker rank)."""
+OUTPUTS_KEY: pytest.StashKey[Outputs] = pytest.StashKey()
+"""Every file the session writes, beside the gate."""
+RANK_KEY: pytest.StashKey[CheckpointInference] = pytest.StashKey()
+"""Under torchrun: the source every rank answers its shard with at session start (rank 0 gates it too)."""
