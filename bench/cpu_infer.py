@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pytest_emogate.data import load_test3, prompt_sentence, read_features, read_frame
 from pytest_emogate.data.image import CLIP_MEAN, CLIP_STD
-from pytest_emogate.decoding import prompt_embeddings
-from pytest_emogate.inference import InferenceSettings, run_inference
+from pytest_emogate.inference.generate import prompt_embeddings
+from pytest_emogate.inference.run import run_inference
+from pytest_emogate.inference.settings import InferenceSettings
 from pytest_emogate.model import ModelFiles, answer_text, load_emotion_llama, tokenize_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,8 +103,8 @@ def original_loop(samples: list, max_new_tokens: int) -> tuple[list[Answer], flo
 
 def batched_stages(samples: list) -> dict[str, float]:
     """Seconds per stage of the default path (batch 16, no workers), each stage timed on its own."""
-    from pytest_emogate.decoding import batch_embeddings, greedy
-    from pytest_emogate.loader import SampleInputs, length_sorted_batches, vit_input
+    from pytest_emogate.inference.generate import batch_embeddings, greedy
+    from pytest_emogate.inference.batches import SampleInputs, length_sorted_batches, vit_input
     from pytest_emogate.model import tokenize_prompts
 
     model, tokenizer = load_emotion_llama(ModelFiles(SETTINGS.ckpt, SETTINGS.llama, SETTINGS.vit), torch.device("cpu"))

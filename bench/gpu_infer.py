@@ -32,11 +32,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_emogate.decoding import Generation, generate, prompt_embeddings
+from pytest_emogate.inference.generate import Generation, generate, prompt_embeddings
 from pytest_emogate.model.emotion_llama import EmotionLlama
 from pytest_emogate.model.eva import EvaVit
 from pytest_emogate.model.prompt import EOS_ID, PromptIds
-from pytest_emogate.scoring import score
+from pytest_emogate.inference.score import score
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REAL = {"hidden": 4096, "layers": 32, "heads": 32, "mlp": 11008, "vocab": 32000, "width": 1408, "patch": 14,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_emogate.answers import INVALID
-    from pytest_emogate.metrics import ClassStats, GateResult, ScoredSample
+    from pytest_emogate.evaluate.metrics import ClassStats, GateResult, ScoredSample
     from pytest_emogate.predictions import Prediction
 
 __all__ = ["INVALID", "ClassStats", "GateResult", "Prediction", "ScoredSample"]
@@ -18,9 +18,9 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "INVALID": "pytest_emogate.answers",
-    "ClassStats": "pytest_emogate.metrics",
-    "GateResult": "pytest_emogate.metrics",
-    "ScoredSample": "pytest_emogate.metrics",
+    "ClassStats": "pytest_emogate.evaluate.metrics",
+    "GateResult": "pytest_emogate.evaluate.metrics",
+    "ScoredSample": "pytest_emogate.evaluate.metrics",
     "Prediction": "pytest_emogate.predictions",
 }
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_emogate.evaluate.metrics import METRICS
 from pytest_emogate.history import CLASS_FIELDS, Run, load_runs
-from pytest_emogate.metrics import METRICS
 
 DEFAULT_DB = Path(".emogate") / "history.sqlite"
 TABLE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")

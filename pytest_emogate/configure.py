@@ -27,8 +27,8 @@ from pytest_emogate.options import (
 
 if TYPE_CHECKING:
     from pytest_emogate.gate import AnswerSource, Gate
+    from pytest_emogate.inference.sources import CheckpointInference
     from pytest_emogate.outputs import Outputs
-    from pytest_emogate.sources import CheckpointInference
 
 INFER_EXTRA = ("torch", "transformers", "peft", "cv2", "safetensors", "sentencepiece", "numpy", "PIL")
 """The modules inference imports; the `infer` extra installs them."""
@@ -40,18 +40,18 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     if source_option is None:
         refuse_options_without_source(config)
         return None
+    from pytest_emogate.evaluate.thresholds import load_thresholds
     from pytest_emogate.gate import Gate
-    from pytest_emogate.thresholds import load_thresholds
 
     kind, path = source_option
     thresholds = load_thresholds(path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
     source: AnswerSource
     if kind == "predictions":
-        from pytest_emogate.sources import PredictionsFile
+        from pytest_emogate.inference.sources import PredictionsFile
 
         source = PredictionsFile.read(path, thresholds.labels)
     else:
-        from pytest_emogate.distributed import is_main_process, torchrun_rank
+        from pytest_emogate.inference.distributed import is_main_process, torchrun_rank
 
         inference = _inference_source(config, path, thresholds.labels)
         if torchrun_rank() is not None:
@@ -63,7 +63,7 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     baseline = None
     baseline_path = path_option(config, "baseline")
     if baseline_path is not None:
-        from pytest_emogate.regression import read_baseline
+        from pytest_emogate.evaluate.baseline import read_baseline
 
         baseline = read_baseline(baseline_path, thresholds)
         if source.loaded:
@@ -109,8 +109,8 @@ def require_modules(modules: tuple[str, ...], option: str, extra: str) -> None:
 
 def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...]) -> CheckpointInference:
     require_modules(INFER_EXTRA, "--emogate-ckpt", "infer")
-    from pytest_emogate.inference import InferenceSettings
-    from pytest_emogate.sources import CheckpointInference
+    from pytest_emogate.inference.settings import InferenceSettings
+    from pytest_emogate.inference.sources import CheckpointInference
 
     paths = {name: path_option(config, name) for name in ("data", "llama", "vit")}
     missing = [f"--emogate-{name} (or ini emogate_{name})" for name, path in paths.items() if path is None]

@@ -14,20 +14,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from pytest_emogate.checks import CHECKS, Check, Outcome, declared_checks
+from pytest_emogate.evaluate.checks import CHECKS, Check, Outcome, declared_checks
+from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.evaluate.baseline import Baseline
+from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
+from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict, judge
 from pytest_emogate.files import display_path
-from pytest_emogate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import Prediction
-from pytest_emogate.regression import Baseline, regression_ids, regression_outcome
-from pytest_emogate.thresholds import Thresholds
 
 if TYPE_CHECKING:
-    from pytest_emogate.compare import Comparison
-
-
-class AnswersUnavailable(RuntimeError):
-    """The source could not produce answers worth gating (e.g. non-finite logits); the message says why."""
+    from pytest_emogate.evaluate.compare import Comparison
 
 
 class AnswerSource(Protocol):

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from pytest_emogate.checks import Check
-from pytest_emogate.gate import AnswersUnavailable, Gate
-from pytest_emogate.regression import junit_properties
+from pytest_emogate.evaluate.checks import Check
+from pytest_emogate.evaluate.regression import junit_properties
+from pytest_emogate.gate import Gate
+from pytest_emogate.inference.sources import AnswersUnavailable
 from pytest_emogate.stash import GATE_KEY
 
 NODE = "emogate"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,21 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_emogate.checks import pct
+from pytest_emogate.evaluate.metrics import GateResult
 from pytest_emogate.evaluate.verdict import Verdict
-from pytest_emogate.files import display_path
-from pytest_emogate.metrics import GateResult
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from rich.console import RenderableType
 
 SCHEMA_VERSION = 2
 """2 added the verdict (passed, failed, incomplete) and the checks that did not run; version 1 files are migrated."""
 BUSY_TIMEOUT_S = 60.0
 TREND_RUNS = 10
-SPARKS = "▁▂▃▄▅▆▇█"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -220,29 +216,3 @@ def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None 
     return runs
 
 
-def sparkline(values: Sequence[float]) -> str:
-    """One bar per value, scaled between the values' own min and max (flat when they are all equal)."""
-    if not values:
-        return ""
-    low, high = min(values), max(values)
-    if high - low < 1e-12:
-        return SPARKS[3] * len(values)
-    return "".join(SPARKS[round((value - low) / (high - low) * (len(SPARKS) - 1))] for value in values)
-
-
-def trend_table(runs: Sequence[Run], labels: Sequence[str], path: Path) -> RenderableType:
-    """The summary's trend block: each class's recall over the given runs, as a sparkline, first and last."""
-    from rich import box
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    title = f"Per-class recall, last {len(runs)} runs on this data ({display_path(path)})"
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
-    for column in ("class", "trend", "first", "last"):
-        table.add_column(column, justify="right" if column in ("first", "last") else "left", no_wrap=True)
-    for label in labels:
-        values = [run.per_class[label]["recall"] for run in runs if label in run.per_class]
-        if values:
-            table.add_row(label, sparkline(values), pct(values[0]), pct(values[-1]))
-    return Group(Text(title), table)  # a table's own title would wrap to the narrow table's width

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from pytest_emogate.inference.settings import MODES, default_of
+
 SOURCES = ("predictions", "ckpt")
 """The two answer sources: a predictions file made elsewhere, or inference from a checkpoint."""
 HISTORY_DEFAULT = Path(".emogate") / "history.sqlite"
@@ -73,7 +75,7 @@ def _at_least_zero(text: str) -> int:
 
 
 def _devices(text: str) -> tuple[str, ...]:
-    from pytest_emogate.distributed import parse_devices  # imports torch: only when the option is given
+    from pytest_emogate.inference.distributed import parse_devices  # imports torch: only when the option is given
 
     return tuple(parse_devices(text))
 
@@ -82,17 +84,21 @@ _devices.__name__ = "device list"
 
 
 VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
-    "device": (str, "auto", "inference device: auto (CUDA when available), cpu, cuda or cuda:N"),
-    "batch_size": (_positive(int), 16, "samples per batch in inference (the original used 1)"),
-    "max_new_tokens": (_positive(int), 32, "cap on generated tokens per answer (the original's 500 reproduces it)"),
-    "image_size": (_positive(int), 448, "the ViT input size (the original's 448; the weights cannot tell it)"),
-    "lora_alpha": (_positive(float), None, "LoRA alpha (default: the checkpoint's saved config, else 16)"),
-    "head_dim": (_positive(int), 88, "EVA-ViT head dimension (the original's 88: 16 heads at width 1408)"),
-    "mode": (_choice("generate", "score"), "generate",
-             "generate: free greedy generation (the original's); score: label scoring with generation fallback"),
-    "workers": (_at_least_zero, 0,
-                "DataLoader processes preparing frames and features during inference (0: a thread reads ahead)"),
+    name: (kind, default_of(name), help_text)
+    for name, kind, help_text in (
+        ("device", str, "inference device: auto (CUDA when available), cpu, cuda or cuda:N"),
+        ("batch_size", _positive(int), "samples per batch in inference (the original used 1)"),
+        ("max_new_tokens", _positive(int), "cap on generated tokens per answer (the original's 500 reproduces it)"),
+        ("image_size", _positive(int), "the ViT input size (the original's 448; the weights cannot tell it)"),
+        ("lora_alpha", _positive(float), "LoRA alpha (default: the checkpoint's saved config, else 16)"),
+        ("head_dim", _positive(int), "EVA-ViT head dimension (the original's 88: 16 heads at width 1408)"),
+        ("mode", _choice(*MODES), "generate: free greedy generation (the original's); score: label scoring with "
+                                  "generation fallback"),
+        ("workers", _at_least_zero, "DataLoader processes preparing frames and features during inference (0: a "
+                                    "thread reads ahead)"),
+    )
 }  # fmt: skip
+"""Inference settings: their defaults are the InferenceSettings fields'."""
 RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "devices": (_devices, (), "one inference process per device through torch.distributed: cuda:0,cuda:1, all, "
                               "or cpu,cpu"),

@@ -48,11 +48,11 @@ class Outputs:
     def check(self) -> None:
         """Fail at the start of the session, not at its end: the optional libraries, an unusable history file."""
         if self.plot is not None:
-            from pytest_emogate.plot import require_matplotlib
+            from pytest_emogate.report.plot import require_matplotlib
 
             require_matplotlib()
         if self.ratchet:
-            from pytest_emogate.ratchet import require_ruamel
+            from pytest_emogate.evaluate.ratchet import require_ruamel
 
             require_ruamel()
         if self.history is not None:
@@ -79,13 +79,13 @@ class Outputs:
         if self.markdown is not None or self.step_summary is not None:
             self._markdown(gate, verdict)
         if self.plot is not None:
-            from pytest_emogate.plot import write_plot
+            from pytest_emogate.report.plot import write_plot
 
             write_plot(self.plot, gate.result(), gate.thresholds, verdict, gate.comparison())
             self.notes.append((f"emogate: wrote plots to {display_path(self.plot)}", 0))
 
     def _report(self, gate: Gate, verdict: Verdict) -> None:
-        from pytest_emogate.report import report_dict, write_report
+        from pytest_emogate.report.json_report import report_dict, write_report
 
         assert self.report is not None
         if gate.available:
@@ -93,7 +93,7 @@ class Outputs:
                                  gate.timings())  # fmt: skip
             comparison = gate.comparison()
             if comparison is not None and gate.baseline is not None:
-                from pytest_emogate.regression import baseline_report
+                from pytest_emogate.report.json_report import baseline_report
 
                 report["baseline"] = baseline_report(comparison, gate.baseline, gate.thresholds)
         else:
@@ -123,8 +123,8 @@ class Outputs:
         self.notes.append((f"emogate: baseline {where} updated with this run's {len(predictions)} answers", -1))
 
     def _ratchet(self, gate: Gate, verdict: Verdict) -> None:
-        from pytest_emogate.compare import metric_intervals
-        from pytest_emogate.ratchet import ratchet
+        from pytest_emogate.evaluate.compare import metric_intervals
+        from pytest_emogate.evaluate.ratchet import ratchet
 
         name = gate.thresholds.path.name
         if not verdict.passed:
@@ -134,7 +134,7 @@ class Outputs:
         self.notes.append((ratchet(gate.thresholds, result, metric_intervals(result)).rstrip("\n"), -1))
 
     def _markdown(self, gate: Gate, verdict: Verdict) -> None:
-        from pytest_emogate.markdown import MarkdownInput, render_markdown
+        from pytest_emogate.report.markdown import MarkdownInput, render_markdown
 
         policy = gate.thresholds.regression
         text = render_markdown(
@@ -157,19 +157,19 @@ class Outputs:
     def summary(self, gate: Gate, verdict: Verdict, *, width: int, color: bool, verbosity: int) -> str:
         """The terminal summary: the tables when the result is at hand (never inference for it), and the verdict."""
         if not gate.available:
-            from pytest_emogate.report import render_verdict
+            from pytest_emogate.report.terminal import render_verdict
 
             return render_verdict(verdict, color=color)
-        from pytest_emogate.report import render_summary
+        from pytest_emogate.report.terminal import render_summary
 
         sections: list[RenderableType] = []
         comparison = gate.comparison()
         if comparison is not None:
-            from pytest_emogate.regression import regression_table
+            from pytest_emogate.report.terminal import regression_table
 
             sections.append(regression_table(comparison, list(gate.outcomes().values()), verdict))
         if len(self.runs) > 1 and self.history is not None and verbosity >= 0:
-            from pytest_emogate.history import trend_table
+            from pytest_emogate.report.terminal import trend_table
 
             sections.append(trend_table(self.runs, gate.result().labels, self.history))
         return render_summary(

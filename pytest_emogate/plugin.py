@@ -15,8 +15,8 @@ from pytest_emogate.options import add_options
 from pytest_emogate.stash import GATE_KEY, OUTPUTS_KEY, RANK_KEY
 
 if TYPE_CHECKING:  # the gate's modules load only when the gate is on: pytest imports this module in every run
+    from pytest_emogate.evaluate.metrics import GateResult
     from pytest_emogate.gate import Gate
-    from pytest_emogate.metrics import GateResult
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
     configured = configure_gate(config)
     if configured is None:
         return
-    from pytest_emogate.distributed import torchrun_rank
+    from pytest_emogate.inference.distributed import torchrun_rank
 
     if isinstance(configured, tuple):
         from pytest_emogate.gate_tests import VerdictRecorder
@@ -41,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[GATE_KEY], config.stash[OUTPUTS_KEY] = gate, outputs
         config.pluginmanager.register(VerdictRecorder(gate), "emogate-verdict")
         if torchrun_rank() is not None:
-            from pytest_emogate.sources import CheckpointInference
+            from pytest_emogate.inference.sources import CheckpointInference
 
             assert isinstance(gate.source, CheckpointInference), "torchrun mode is inference"
             config.stash[RANK_KEY] = gate.source
@@ -53,7 +53,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Under torchrun every rank infers here, at the same point, whatever tests it will run (rank 0: all)."""
     source = session.config.stash.get(RANK_KEY, None)
     if source is not None and not session.config.option.collectonly:  # every rank sees the same flag
-        from pytest_emogate.gate import AnswersUnavailable
+        from pytest_emogate.inference.sources import AnswersUnavailable
 
         try:
             source.answer_as_rank()

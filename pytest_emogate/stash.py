@@ -11,8 +11,8 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_emogate.gate import Gate
+    from pytest_emogate.inference.sources import CheckpointInference
     from pytest_emogate.outputs import Outputs
-    from pytest_emogate.sources import CheckpointInference
 
 GATE_KEY: pytest.StashKey[Gate] = pytest.StashKey()
 """The session's gate, on the process that gates (not on a torchrun worker rank)."""

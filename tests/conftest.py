@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emogate.inference import InferenceSettings
+from pytest_emogate.inference.settings import InferenceSettings
 
 pytest_plugins = ["pytester"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emogate.cache import AnswerCache, key_digest
+from pytest_emogate.inference.cache import AnswerCache, key_digest
 from pytest_emogate.predictions import Prediction
 
 KEY = {"checkpoint_sha256": "ab" * 32, "data_fingerprint": "cd" * 32, "max_new_tokens": 32, "version": "0.1.0"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +14,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pytest_emogate.model.checkpoint import (  # noqa: E402
-    checkpoint_sha256,
     feature_dims,
     read_stage_two,
     read_vit,
@@ -163,16 +161,12 @@ def test_safetensors_checkpoints_read_like_pth(tmp_path: Path) -> None:
 
 def test_feature_dims_load_no_language_model() -> None:
     code = (
-        "import sys; from pathlib import Path; from pytest_emogate.inference import checkpoint_feature_dims; "
+        "import sys; from pathlib import Path; from pytest_emogate.inference.run import checkpoint_feature_dims; "
         f"print(checkpoint_feature_dims(Path({str(CKPT)!r}))); "
         "print(sorted(m for m in ('transformers', 'peft') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["(32, 32, 32)", "[]"]
-
-
-def test_checkpoint_sha256_hashes_the_bytes() -> None:
-    assert checkpoint_sha256(CKPT) == hashlib.sha256(CKPT.read_bytes()).hexdigest()
 
 
 def test_the_eva_file_gives_its_sizes_and_drops_its_last_block() -> None:

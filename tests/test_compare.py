@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from pytest_emogate.compare import (
+from pytest_emogate.evaluate.compare import (
     Pair,
     bootstrap_p_value,
     check_same_samples,
@@ -19,7 +19,7 @@ from pytest_emogate.compare import (
     metric_intervals,
     percentile_interval,
 )
-from pytest_emogate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import read_predictions
 from tests.conftest import REPO, SEED
 

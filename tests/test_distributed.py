@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 
-from pytest_emogate import distributed
-from pytest_emogate.cache import AnswerCache
-from pytest_emogate.distributed import RankFailedError, parse_devices, shard, torchrun_rank
+from pytest_emogate.inference import distributed
+from pytest_emogate.inference.cache import AnswerCache
+from pytest_emogate.inference.distributed import RankFailedError, parse_devices, shard, torchrun_rank
 from tests.conftest import REPO, TINY, TINY_SETTINGS
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from pytest_emogate.data import Test3Data, load_test3, prompt_sentence  # noqa: E402
-from pytest_emogate.launch import run_distributed  # noqa: E402
+from pytest_emogate.inference.launch import run_distributed  # noqa: E402
 
 STEP = 20
 SETTINGS = dataclasses.replace(TINY_SETTINGS, batch_size=8)
@@ -243,7 +243,7 @@ def test_a_usage_error_in_a_rank_stays_a_usage_error_and_others_carry_their_trac
 def test_a_rank_killed_by_a_signal_is_reported_with_the_end_of_its_stderr(tmp_path: Path) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-    from pytest_emogate.launch import _failure
+    from pytest_emogate.inference.launch import _failure
 
     stderr = tmp_path / "emogate-run_x1" / "attempt_0" / "1" / "stderr.log"
     stderr.parent.mkdir(parents=True)

@@ -13,8 +13,9 @@ import pytest
 
 from pytest_emogate.evaluate.verdict import judge
 from pytest_emogate.cli import main
-from pytest_emogate.history import SCHEMA, git_commit, load_runs, record_run, run_of, sparkline
-from pytest_emogate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.formats import sparkline
+from pytest_emogate.history import SCHEMA, git_commit, load_runs, record_run, run_of
+from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import read_predictions
 from tests.conftest import REPO, SEED, THRESHOLDS
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from pytest_emogate.answers import INVALID
-from pytest_emogate.metrics import compute_result, score_samples, wilson_interval
+from pytest_emogate.evaluate.metrics import compute_result, score_samples, wilson_interval
 from pytest_emogate.predictions import Prediction, read_predictions
 from tests.conftest import SEED
 

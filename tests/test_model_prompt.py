@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pytest_emogate.decoding import prompt_embeddings  # noqa: E402
+from pytest_emogate.inference.generate import prompt_embeddings  # noqa: E402
 from pytest_emogate.model.llm import load_tokenizer  # noqa: E402
 from pytest_emogate.model.prompt import answer_text, prompt_text, tokenize_prompt  # noqa: E402
 

@@ -110,7 +110,7 @@ def test_importing_the_plugin_pulls_in_nothing_heavy() -> None:
     code = (
         "import sys, pytest_emogate.plugin\n"
         "heavy = ('torch', 'transformers', 'peft', 'sklearn', 'pandas', 'rich', 'cv2', 'numpy', 'matplotlib',\n"
-        "         'yaml', 'pytest_emogate.gate', 'pytest_emogate.metrics')\n"
+        "         'yaml', 'pytest_emogate.gate', 'pytest_emogate.evaluate.metrics')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emogate.compare import metric_intervals
-from pytest_emogate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.evaluate.compare import metric_intervals
+from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import read_predictions
-from pytest_emogate.ratchet import apply_raises, proposed_raises, ratchet, require_ruamel
-from pytest_emogate.thresholds import load_thresholds
+from pytest_emogate.evaluate.ratchet import apply_raises, proposed_raises, ratchet, require_ruamel
+from pytest_emogate.evaluate.thresholds import load_thresholds
 from tests.conftest import SEED
 
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")

@@ -72,7 +72,7 @@ def test_batched_planes_normalize_like_single_images() -> None:
 
 def test_the_device_lookup_gives_the_same_bits() -> None:
     torch = pytest.importorskip("torch")
-    from pytest_emogate.loader import lookup, vit_input
+    from pytest_emogate.inference.batches import lookup, vit_input
 
     planes = np.stack([resized_planes(every_value_image(), 32)] * 2)
     gathered = lookup(torch.from_numpy(planes), torch.tensor(normalize_table()))  # the CUDA path, run on CPU

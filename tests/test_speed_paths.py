@@ -14,8 +14,8 @@ pytest.importorskip("peft")
 
 from pytest_emogate.data import Test3Data, load_test3
 from pytest_emogate.data.image import normalize_planes
-from pytest_emogate.inference import InferenceRun, run_inference
-from pytest_emogate.loader import (
+from pytest_emogate.inference.run import InferenceRun, run_inference
+from pytest_emogate.inference.batches import (
     SampleInputs,
     compute_threads,
     input_batches,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emogate.thresholds import ClassFloor, RegressionPolicy, load_thresholds
+from pytest_emogate.evaluate.thresholds import ClassFloor, RegressionPolicy, load_thresholds
 from tests.conftest import THRESHOLDS
 
 LABELS = "labels: [neutral, angry, happy, sad, worried, surprise]\n"

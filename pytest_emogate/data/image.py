@@ -18,11 +18,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pytest_emogate.data.errors import DataFileError
+from pytest_emogate.data.layout import FRAME_SUFFIXES
 
 if TYPE_CHECKING:
     from pytest_emogate.data.test3 import Sample
 
-FRAME_SUFFIXES = (".mp4", ".avi", ".jpg")
 VIDEO_SUFFIXES = (".mp4", ".avi")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -29,6 +29,9 @@ import yaml
 
 from pytest_emogate.files import usage_error
 
+FRAME_SUFFIXES = (".mp4", ".avi", ".jpg")
+"""A sample's frame file: its video, or one extracted frame."""
+
 ANNOTATION_NAME = "relative_test3_NCEV.txt"
 TRANSCRIPT_NAMES = ("transcription_en_all.csv", "transcription_all_new.csv")
 FRAMES_FOLDER = "test3"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pytest_emogate.data.errors import DataFileError
 from pytest_emogate.data.features import SLOT_NAMES, load_vector
-from pytest_emogate.data.image import FRAME_SUFFIXES, decode_frame
+from pytest_emogate.data.image import decode_frame
+from pytest_emogate.data.layout import FRAME_SUFFIXES
 from pytest_emogate.data.test3 import IO_THREADS, Sample, Test3Data
 from pytest_emogate.files import usage_error
 

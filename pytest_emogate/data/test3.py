@@ -18,8 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_emogate.data.image import FRAME_SUFFIXES
-from pytest_emogate.data.layout import DataPaths, locate
+from pytest_emogate.data.layout import FRAME_SUFFIXES, DataPaths, locate
 from pytest_emogate.files import usage_error
 
 TRANSCRIPT_COLUMNS = ("sentence", "sentence_en")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pytest_emogate.metrics import ClassStats, GateResult
-from pytest_emogate.thresholds import Thresholds
+from pytest_emogate.evaluate.metrics import ClassStats, GateResult
+from pytest_emogate.evaluate.thresholds import Thresholds
+from pytest_emogate.formats import interval, invalid_answers, pct
 
 EXAMPLE_SAMPLES = 3
 
@@ -25,21 +26,6 @@ class Outcome:
     limit: float
     message: str
     n: int
-
-
-def pct(value: float) -> str:
-    """A fraction as a percentage with one decimal: 0.4286 -> '42.9%'."""
-    return f"{100 * value:.1f}%"
-
-
-def ci_range(bounds: tuple[float, float]) -> str:
-    """An interval as '16.3-61.2%'."""
-    return f"{100 * bounds[0]:.1f}-{100 * bounds[1]:.1f}%"
-
-
-def interval(bounds: tuple[float, float]) -> str:
-    """A Wilson interval as '95% CI 16.3-61.2%'."""
-    return f"95% CI {ci_range(bounds)}"
 
 
 def inconclusive(stats: ClassStats, floor: float) -> bool:
@@ -130,7 +116,7 @@ def label_validity(thresholds: Thresholds, result: GateResult, _: str = "label_v
     if not count:
         message = f"0 invalid answers <= max {limit} ({source})"
     else:
-        answers = ", ".join(f"{word or '(empty)'!r} x{times}" for word, times in result.invalid_answers.items())
+        answers = invalid_answers(result.invalid_answers)
         examples = ", ".join(sample.name for sample in result.invalid_samples[:EXAMPLE_SAMPLES])
         relation = "<=" if passed else ">"
         plural = "s" if count != 1 else ""

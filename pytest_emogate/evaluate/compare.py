@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pytest_emogate.evaluate.metrics import METRICS, GateResult, overall_from_confusion
 from pytest_emogate.files import usage_error
-from pytest_emogate.metrics import METRICS, GateResult, overall_from_confusion
 
 BOOTSTRAP_REPS = 1000
 BOOTSTRAP_SEED = 834

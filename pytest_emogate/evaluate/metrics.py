@@ -20,11 +20,11 @@ Z95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class Metric:
-    """An aggregate metric's name, what it means, and whether higher is better."""
+    """An aggregate metric's name and what it means (every metric is a share: higher is better, so every limit on
+    one is a floor)."""
 
     name: str
     description: str
-    higher_is_better: bool = True
     per_sample: bool = False
     """True when the metric is the mean of per-sample correctness, so paired runs can use an exact test."""
 

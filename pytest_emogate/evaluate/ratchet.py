@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_emogate.evaluate.metrics import METRICS, GateResult, wilson_interval
+from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.files import atomic_write_text
-from pytest_emogate.metrics import METRICS, GateResult, wilson_interval
-from pytest_emogate.thresholds import Thresholds
 
 STEP = 0.01
 """Floors move in whole percentage points: readable in the file, and a hair of slack below the bound."""

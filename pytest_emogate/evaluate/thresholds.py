@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from pytest_emogate.answers import INVALID
+from pytest_emogate.evaluate.metrics import METRICS
 from pytest_emogate.files import usage_error
-from pytest_emogate.metrics import METRICS
 
 TOP_KEYS = ("labels", "aliases", "invalid", "overall", "per_class", "label_validity", "confusion", "regression")
 FLOOR_MODES = ("point", "lower_bound")

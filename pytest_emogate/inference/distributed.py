@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_emogate.data import Test3Data
-    from pytest_emogate.inference import InferenceSettings
+    from pytest_emogate.inference.settings import InferenceSettings
     from pytest_emogate.predictions import Prediction
 
 # The gather waits for the slowest rank's whole shard, and a dead peer breaks it at once (its sockets close),
@@ -141,7 +141,7 @@ def run_torchrun(
     import torch
     import torch.distributed as dist
 
-    from pytest_emogate.cache import AnswerCache
+    from pytest_emogate.inference.cache import AnswerCache
 
     ranks = torchrun_rank()
     if ranks is None:
@@ -187,7 +187,7 @@ def _own_shard(
     identity: Mapping[str, Any] | None, progress: bool,
 ) -> tuple[RankRun, list[Prediction], Exception | None]:  # fmt: skip
     """This torchrun rank's shard of rank 0's missing samples: its summary, the answers it finished, its error."""
-    from pytest_emogate.cache import AnswerCache
+    from pytest_emogate.inference.cache import AnswerCache
 
     rank, world = torchrun_rank() or (0, 1)
     run, finished, cache = RankRun(rank, device, socket.gethostname()), [], AnswerCache(cache_folder).for_rank(rank)
@@ -217,7 +217,7 @@ def answer_shard(
     on_batch: Callable[[list[Prediction]], None], rank: int, *, progress: bool,
 ) -> RankRun:  # fmt: skip
     """One rank's work: load the model once on `device`, answer `indices`, hand each finished batch to `on_batch`."""
-    from pytest_emogate.inference import run_inference
+    from pytest_emogate.inference.run import run_inference
 
     if device.startswith("cuda"):
         import torch

@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_emogate.loader import InputLoader, compute_threads, input_batches, length_sorted_batches, vit_input
+from pytest_emogate.inference.batches import (
+    InputLoader,
+    compute_threads,
+    input_batches,
+    length_sorted_batches,
+    vit_input,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_emogate.distributed import RankFailedError, RankRun, answer_shard, init_group, rank_error, shard
+from pytest_emogate.inference.distributed import RankFailedError, RankRun, answer_shard, init_group, rank_error, shard
 
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     from pytest_emogate.data import Test3Data
-    from pytest_emogate.inference import InferenceSettings
+    from pytest_emogate.inference.settings import InferenceSettings
 
 LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
 STDERR_TAIL_LINES = 20
@@ -52,7 +52,7 @@ def run_distributed(
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from pytest_emogate.inference import progress_bar
+    from pytest_emogate.inference.progress import progress_bar
 
     world = min(len(devices), len(missing))
     with contextlib.ExitStack() as stack:
@@ -82,7 +82,7 @@ def _launched_rank(
         import torch
         import torch.distributed as dist
 
-        from pytest_emogate.cache import AnswerCache
+        from pytest_emogate.inference.cache import AnswerCache
 
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         if "OMP_NUM_THREADS" not in os.environ:  # the launcher sets none: share the cores, do not oversubscribe

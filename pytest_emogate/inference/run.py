@@ -9,48 +9,26 @@ logits are an error naming the samples, never an answer.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.files import usage_error
+from pytest_emogate.inference.progress import progress_bar
+from pytest_emogate.inference.settings import MODES, InferenceSettings
 from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
     import torch
 
     from pytest_emogate.data import Test3Data
-    from pytest_emogate.decoding import BatchDone, Generation
-    from pytest_emogate.loader import SampleInputs
+    from pytest_emogate.inference.batches import SampleInputs
+    from pytest_emogate.inference.generate import BatchDone, Generation
     from pytest_emogate.model import EmotionLlama, PromptIds
 
 MAX_NAMED_SAMPLES = 20
-MODES = ("generate", "score")
-MER2023_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """Where the weights are and how to run them; the defaults are the original's except the token cap."""
-
-    ckpt: Path
-    llama: Path
-    vit: Path
-    device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
-    batch_size: int = 16
-    max_new_tokens: int = 32  # the original allowed 500; a label takes 2 tokens, and capped rows are counted
-    image_size: int = 448
-    lora_alpha: float | None = None  # None: the checkpoint's saved config value, else 16
-    head_dim: int = 88
-    mode: str = "generate"  # "generate": greedy decoding; "score": one forward pass, generation only as fallback
-    merge_lora: bool = False  # fold the LoRA into the base weights after loading (agreement checked and noted)
-    workers: int = 0  # DataLoader processes decoding frames and reading features; 0: in the main process
-    labels: tuple[str, ...] = MER2023_LABELS  # what score mode scores (the thresholds' labels)
-
-
 @dataclass(frozen=True)
 class InferenceRun:
     """The answers, in the order of the samples asked for (the data's order by default), and what produced them."""
@@ -59,7 +37,6 @@ class InferenceRun:
     capped: int  # answers that hit max_new_tokens without EOS
     device: str
     timings_s: dict[str, float] = field(default_factory=dict)
-    checkpoint_sha256: str = ""
     notes: list[str] = field(default_factory=list)  # one line each: merge agreement, score-mode fallbacks
 
 
@@ -100,8 +77,8 @@ def run_inference(
     bad setting or weight file.
     """
     from pytest_emogate.data import prompt_sentence
-    from pytest_emogate.loader import SampleInputs
-    from pytest_emogate.model import ModelFiles, answer_text, checkpoint_sha256, load_emotion_llama, tokenize_prompts
+    from pytest_emogate.inference.batches import SampleInputs
+    from pytest_emogate.model import ModelFiles, answer_text, load_emotion_llama, tokenize_prompts
 
     _check_settings(settings)
     samples = data.samples if indices is None else [data.samples[i] for i in indices]
@@ -113,7 +90,6 @@ def run_inference(
         settings.ckpt, settings.llama, settings.vit, settings.image_size, settings.head_dim, settings.lora_alpha
     )
     model, tokenizer = load_emotion_llama(files, device)
-    sha256 = checkpoint_sha256(settings.ckpt)
     loaded = time.perf_counter()
     prompts = tokenize_prompts(tokenizer, [prompt_sentence(sample) for sample in samples])
     load = SampleInputs.for_device(samples, settings.image_size, device, settings.workers)
@@ -146,7 +122,7 @@ def run_inference(
     if settings.merge_lora:
         timings["merge"] = merge_s  # the merge and the first batch answered twice to check it
     capped = sum(generation.hit_cap for generation in generations)
-    return InferenceRun(predictions, capped, str(device), timings, sha256, notes)
+    return InferenceRun(predictions, capped, str(device), timings, notes)
 
 
 class _Answers:
@@ -170,7 +146,7 @@ class _Answers:
 
     def merge_lora(self) -> str:
         """Merge the LoRA; answer the first batch before and after, and say how many answers agree."""
-        from pytest_emogate.loader import length_sorted_batches
+        from pytest_emogate.inference.batches import length_sorted_batches
         from pytest_emogate.model import answer_text
 
         first = length_sorted_batches(self.prompts, self.settings.batch_size)[0]
@@ -197,8 +173,8 @@ class _Answers:
     def _run(
         self, prompts: list[PromptIds], load: SampleInputs, on_batch: BatchDone | None, workers: int
     ) -> tuple[list[Generation], int]:
-        from pytest_emogate.decoding import generate
-        from pytest_emogate.scoring import label_chains, score
+        from pytest_emogate.inference.generate import generate
+        from pytest_emogate.inference.score import label_chains, score
 
         s = self.settings
         if s.mode == "generate":
@@ -223,26 +199,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise usage_error("--emogate-device", [f"{name}: no CUDA device is available (torch {torch.__version__})"])
     return device
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, *, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (samples, samples/s, ETA); yields `advance(n)`. Silent when disabled."""
-    if not enabled:
-        yield lambda done: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            return Text("-- samples/s" if task.speed is None else f"{task.speed:.1f} samples/s")
-
-    columns = (BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
-    with Progress("emogate inference", *columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task("inference", total=total)
-        yield lambda done: bar.advance(task, done)
 
 
 def _check_settings(settings: InferenceSettings) -> None:

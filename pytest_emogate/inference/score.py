@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.decoding import (
+from pytest_emogate.inference.batches import InputLoader
+from pytest_emogate.inference.generate import (
     BatchDone,
     Generation,
     additive_mask,
@@ -27,7 +28,6 @@ from pytest_emogate.decoding import (
     left_pad,
     positions_from_mask,
 )
-from pytest_emogate.loader import InputLoader
 
 if TYPE_CHECKING:
     import torch

@@ -16,14 +16,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.cache import AnswerCache
 from pytest_emogate.files import display_path, file_sha256, usage_error
+from pytest_emogate.inference.cache import AnswerCache
 from pytest_emogate.predictions import Prediction, read_predictions
 
 if TYPE_CHECKING:
     from pytest_emogate.data import Test3Data
-    from pytest_emogate.distributed import RankRun
-    from pytest_emogate.inference import InferenceRun, InferenceSettings
+    from pytest_emogate.inference.distributed import RankRun
+    from pytest_emogate.inference.run import InferenceRun
+    from pytest_emogate.inference.settings import InferenceSettings
+
+
+class AnswersUnavailable(RuntimeError):
+    """The source could not produce answers worth gating (e.g. non-finite logits); the message says why."""
 
 
 def gold_fingerprint(predictions: list[Prediction]) -> str:
@@ -159,7 +164,7 @@ class CheckpointInference:
     def preflight(self) -> None:
         """Check every sample's files, and their feature shapes against the checkpoint, before a model loads."""
         from pytest_emogate.data import preflight
-        from pytest_emogate.inference import checkpoint_feature_dims
+        from pytest_emogate.inference.run import checkpoint_feature_dims
 
         preflight(self.data, self.labels, checkpoint_feature_dims(self.settings.ckpt))
 
@@ -188,9 +193,8 @@ class CheckpointInference:
         Rank 0's missing samples are sharded over the ranks and every answer is gathered into rank 0's cache;
         the other ranks only answer their shard.
         """
-        from pytest_emogate.distributed import RankFailedError, run_torchrun
-        from pytest_emogate.gate import AnswersUnavailable
-        from pytest_emogate.inference import NonFiniteLogitsError
+        from pytest_emogate.inference.distributed import RankFailedError, run_torchrun
+        from pytest_emogate.inference.run import NonFiniteLogitsError
 
         done = self.cache.load()
         self._cached = sum(sample.name in done for sample in self.data.samples)
@@ -207,10 +211,9 @@ class CheckpointInference:
         self._answers = self._complete(self.cache.load())
 
     def _infer(self, missing: list[int]) -> None:
-        from pytest_emogate.distributed import RankFailedError
-        from pytest_emogate.gate import AnswersUnavailable
-        from pytest_emogate.inference import NonFiniteLogitsError, run_inference
-        from pytest_emogate.launch import run_distributed
+        from pytest_emogate.inference.distributed import RankFailedError
+        from pytest_emogate.inference.launch import run_distributed
+        from pytest_emogate.inference.run import NonFiniteLogitsError, run_inference
 
         with self.quiet_terminal():
             try:
@@ -307,7 +310,7 @@ def answer_key(settings: InferenceSettings, data_fingerprint: str) -> dict[str, 
     """
     from pytest_emogate import __version__
 
-    prompt_module = Path(__file__).with_name("model") / "prompt.py"
+    prompt_module = Path(__file__).parents[1] / "model" / "prompt.py"
     s = settings
     return {
         "version": __version__,

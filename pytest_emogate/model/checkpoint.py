@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.files import file_sha256, usage_error
+from pytest_emogate.files import usage_error
 
 if TYPE_CHECKING:
     import torch
@@ -78,11 +78,6 @@ class VitWeights:
     patch: int
     mlp: int
     depth: int  # blocks built: all but the file's last, as the original
-
-
-def checkpoint_sha256(path: Path) -> str:
-    """sha256 (hex) of a weight file's bytes, for the report's provenance."""
-    return file_sha256(path)
 
 
 def read_weights(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_emogate.checks import Outcome, ci_range, inconclusive, pct
-from pytest_emogate.compare import Comparison, Delta
+from pytest_emogate.evaluate.checks import Outcome, inconclusive
+from pytest_emogate.evaluate.compare import Comparison, Delta
+from pytest_emogate.evaluate.metrics import METRICS, GateResult
+from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict
-from pytest_emogate.history import Run, sparkline
-from pytest_emogate.metrics import METRICS, GateResult
-from pytest_emogate.regression import p_text
-from pytest_emogate.thresholds import Thresholds
+from pytest_emogate.formats import ci_range, invalid_answers, invalid_policy, p_text, pct, sparkline
+from pytest_emogate.history import Run
 
 INCONCLUSIVE = "inconclusive"
 TEXT_COLUMNS = ("class", "metric", "floor check", "regression", "test", "trend", "check", "verdict", "message")
@@ -166,7 +166,6 @@ def _confusion_section(result: GateResult) -> list[str]:
         rows.append([gold, *cells, str(result.per_class[gold].n)])
     lines = ["### Confusion matrix (rows: gold label, columns: predicted label)", "", *_table(header, rows)]
     if result.invalid_count:
-        answers = ", ".join(f"{word or '(empty)'!r} x{count}" for word, count in result.invalid_answers.items())
-        policy = "counted as wrong" if result.invalid_policy == "wrong" else f"mapped to {result.invalid_policy!r}"
-        lines += [f"Invalid answers ({result.invalid_count}, {policy}): {escape(answers)}", ""]
+        policy = invalid_policy(result.invalid_policy)
+        lines += [f"Invalid answers ({result.invalid_count}, {policy}): {escape(invalid_answers(result.invalid_answers))}", ""]
     return lines

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_emogate.checks import inconclusive
-from pytest_emogate.compare import Comparison
+from pytest_emogate.evaluate.checks import inconclusive
+from pytest_emogate.evaluate.compare import Comparison
+from pytest_emogate.evaluate.metrics import GateResult
+from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import Verdict
-from pytest_emogate.metrics import GateResult
-from pytest_emogate.thresholds import Thresholds
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

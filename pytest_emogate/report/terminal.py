@@ -1,4 +1,5 @@
-"""Pure rendering: result -> rich summary text and the JSON report. No pytest in here.
+"""The terminal summary, rendered as text with rich: per-class table, overall metrics, labelled confusion matrix,
+invalid answers, the regression table, the history trend and the verdict. No pytest in here.
 
 rich is imported inside the functions: the plugin module must stay cheap when the gate is off.
 """
@@ -6,16 +7,19 @@ rich is imported inside the functions: the plugin module must stay cheap when th
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pytest_emogate.checks import Outcome, ci_range, inconclusive, pct
+from pytest_emogate.evaluate.checks import Outcome, inconclusive
+from pytest_emogate.evaluate.compare import Comparison
+from pytest_emogate.evaluate.metrics import METRICS, GateResult
+from pytest_emogate.evaluate.regression import delta_of
+from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, INCOMPLETE, PASSED, Verdict
-from pytest_emogate.files import atomic_write_text
-from pytest_emogate.metrics import METRICS, GateResult
-from pytest_emogate.thresholds import Thresholds
+from pytest_emogate.files import display_path
+from pytest_emogate.formats import ci_range, invalid_answers, invalid_policy, p_text, pct, pct2, sparkline
+from pytest_emogate.history import Run
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -150,56 +154,57 @@ def _confusion_table(result: GateResult, narrow: bool) -> Table:
 
 
 def _invalid_line(result: GateResult) -> str:
-    answers = ", ".join(f"{word or '(empty)'!r} x{count}" for word, count in result.invalid_answers.items())
     examples = ", ".join(f"{s.name} (gold {s.gold})" for s in result.invalid_samples[:EXAMPLE_SAMPLES])
-    policy = "counted as wrong" if result.invalid_policy == "wrong" else f"mapped to {result.invalid_policy!r}"
-    return f"Invalid answers ({result.invalid_count}, {policy}): {answers}; e.g. {examples}"
+    return (
+        f"Invalid answers ({result.invalid_count}, {invalid_policy(result.invalid_policy)}): "
+        f"{invalid_answers(result.invalid_answers)}; e.g. {examples}"
+    )
 
 
-def report_dict(
-    result: GateResult,
-    outcomes: Sequence[Outcome],
-    verdict: Verdict,
-    provenance: Mapping[str, Any],
-    timings_s: Mapping[str, float | None],
-) -> dict[str, Any]:
-    """The JSON report of design.md: exact floats, labelled confusion, every check, provenance and timings."""
-    return {
-        "n": result.n,
-        "labels": list(result.labels),
-        "metrics": dict(result.metrics),
-        "per_class": {
-            label: {
-                "n": stats.n,
-                "correct": stats.correct,
-                "recall": stats.recall,
-                "precision": stats.precision,
-                "f1": stats.f1,
-                "recall_ci95": list(stats.recall_ci95),
-            }
-            for label, stats in result.per_class.items()
-        },
-        "confusion": {gold: dict(row) for gold, row in result.confusion.items()},
-        "invalid": {
-            "count": result.invalid_count,
-            "policy": result.invalid_policy,
-            "answers": dict(result.invalid_answers),
-            "samples": [sample.name for sample in result.invalid_samples],
-        },
-        "checks": [
-            {"id": o.id, "passed": o.passed, "status": verdict.statuses[o.id], "value": o.value, "limit": o.limit,
-             "message": o.message, "n": o.n}
-            for o in outcomes
-        ],  # fmt: skip
-        "verdict": verdict.status,
-        "passed": verdict.passed,
-        "not_run": list(verdict.not_run),
-        "provenance": dict(provenance),
-        "timings_s": dict(timings_s),
-    }
+def regression_table(comparison: Comparison, outcomes: Sequence[Outcome], verdict: Verdict) -> RenderableType:
+    """The terminal summary's regression block: one row per regression check (delta and max drop in points)."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from pytest_emogate.report.terminal import status_cell
+
+    counts = comparison.counts()
+    title = (
+        f"Regression vs baseline: {counts['fixed']} fixed, {counts['broken']} broken, "
+        f"{counts['both_right']} both right, {counts['both_wrong']} both wrong"
+    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
+    for column in ("check", "baseline", "now", "delta", "max drop", "fixed", "broken", "p", "status"):
+        table.add_column(column, justify="left" if column in ("check", "status") else "right", no_wrap=True)
+    for outcome in outcomes:
+        if not outcome.id.startswith("regression["):
+            continue
+        key = outcome.id[len("regression[") : -1]
+        delta = delta_of(comparison, key)
+        table.add_row(
+            key, pct2(delta.baseline), pct2(delta.candidate), f"{100 * delta.delta:+.2f}",
+            f"{-100 * outcome.limit:.2f}",
+            "-" if delta.fixed is None else str(delta.fixed), "-" if delta.broken is None else str(delta.broken),
+            p_text(delta.p_value), status_cell(verdict, outcome.id),
+        )  # fmt: skip
+    return Group(Text(title), table)  # a table's own title would wrap to the table's width
 
 
-def write_report(path: Path, report: Mapping[str, Any]) -> None:
-    """Write the JSON report atomically."""
-    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+def trend_table(runs: Sequence[Run], labels: Sequence[str], path: Path) -> RenderableType:
+    """The summary's trend block: each class's recall over the given runs, as a sparkline, first and last."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
 
+    title = f"Per-class recall, last {len(runs)} runs on this data ({display_path(path)})"
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
+    for column in ("class", "trend", "first", "last"):
+        table.add_column(column, justify="right" if column in ("first", "last") else "left", no_wrap=True)
+    for label in labels:
+        values = [run.per_class[label]["recall"] for run in runs if label in run.per_class]
+        if values:
+            table.add_row(label, sparkline(values), pct(values[0]), pct(values[-1]))
+    return Group(Text(title), table)  # a table's own title would wrap to the narrow table's width

@@ -1,0 +1,37 @@
+"""How inference runs: where the weights are and the settings that shape the answers, with their defaults
+(defined here once; the `--emogate-*` options take theirs from these fields)."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+MODES = ("generate", "score")
+MER2023_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Where the weights are and how to run them; the defaults are the original's except the token cap."""
+
+    ckpt: Path
+    llama: Path
+    vit: Path
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+    batch_size: int = 16
+    max_new_tokens: int = 32  # the original allowed 500; a label takes 2 tokens, and capped rows are counted
+    image_size: int = 448
+    lora_alpha: float | None = None  # None: the checkpoint's saved config value, else 16
+    head_dim: int = 88
+    mode: str = "generate"  # "generate": greedy decoding; "score": one forward pass, generation only as fallback
+    merge_lora: bool = False  # fold the LoRA into the base weights after loading (agreement checked and noted)
+    workers: int = 0  # DataLoader processes decoding frames and reading features; 0: in the main process
+    labels: tuple[str, ...] = MER2023_LABELS  # what score mode scores (the thresholds' labels)
+
+
+def default_of(name: str) -> Any:
+    """The default of one InferenceSettings field, e.g. default_of("batch_size") == 16."""
+    (field,) = (field for field in fields(InferenceSettings) if field.name == name)
+    assert field.default is not MISSING, f"{name} has no default"
+    return field.default

@@ -1,0 +1,90 @@
+"""The JSON report (`--emogate-report`): exact floats, the labelled confusion, every check with what pytest ran,
+the verdict, provenance and timings, and with a baseline every delta, test, p-value and interval."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_emogate.evaluate.baseline import Baseline
+from pytest_emogate.evaluate.checks import Outcome
+from pytest_emogate.evaluate.compare import Comparison, Delta
+from pytest_emogate.evaluate.metrics import GateResult
+from pytest_emogate.evaluate.thresholds import Thresholds
+from pytest_emogate.evaluate.verdict import Verdict
+from pytest_emogate.files import atomic_write_text
+
+
+def report_dict(
+    result: GateResult,
+    outcomes: Sequence[Outcome],
+    verdict: Verdict,
+    provenance: Mapping[str, Any],
+    timings_s: Mapping[str, float | None],
+) -> dict[str, Any]:
+    """The JSON report of design.md: exact floats, labelled confusion, every check, provenance and timings."""
+    return {
+        "n": result.n,
+        "labels": list(result.labels),
+        "metrics": dict(result.metrics),
+        "per_class": {
+            label: {
+                "n": stats.n,
+                "correct": stats.correct,
+                "recall": stats.recall,
+                "precision": stats.precision,
+                "f1": stats.f1,
+                "recall_ci95": list(stats.recall_ci95),
+            }
+            for label, stats in result.per_class.items()
+        },
+        "confusion": {gold: dict(row) for gold, row in result.confusion.items()},
+        "invalid": {
+            "count": result.invalid_count,
+            "policy": result.invalid_policy,
+            "answers": dict(result.invalid_answers),
+            "samples": [sample.name for sample in result.invalid_samples],
+        },
+        "checks": [
+            {"id": o.id, "passed": o.passed, "status": verdict.statuses[o.id], "value": o.value, "limit": o.limit,
+             "message": o.message, "n": o.n}
+            for o in outcomes
+        ],  # fmt: skip
+        "verdict": verdict.status,
+        "passed": verdict.passed,
+        "not_run": list(verdict.not_run),
+        "provenance": dict(provenance),
+        "timings_s": dict(timings_s),
+    }
+
+
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    """Write the JSON report atomically."""
+    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def baseline_report(comparison: Comparison, baseline: Baseline, thresholds: Thresholds) -> dict[str, Any]:
+    """The JSON report's `baseline` section: every metric's and class's delta, test, p-value and interval."""
+    policy = thresholds.regression
+    max_drop = {**(policy.max_drop if policy else {})}
+    class_drop = {**(policy.per_class_max_drop if policy else {})}
+
+    def entry(delta: Delta, limit: float | None) -> dict[str, Any]:
+        return {
+            "baseline": delta.baseline, "candidate": delta.candidate, "delta": delta.delta, "n": delta.n,
+            "test": delta.test, "p_value": delta.p_value, "ci95": list(delta.ci95), "fixed": delta.fixed,
+            "broken": delta.broken, "max_drop": limit,
+        }  # fmt: skip
+
+    return {
+        "path": str(baseline.path),
+        "predictions_sha256": baseline.sha256,
+        "n": len(comparison.pairs),
+        "paired": comparison.counts(),
+        "alpha": policy.alpha if policy else None,
+        "bootstrap": {"reps": comparison.reps, "seed": comparison.seed, "stratified_by": "gold label"},
+        "metrics": {name: entry(delta, max_drop.get(name)) for name, delta in comparison.metrics.items()},
+        "per_class": {label: entry(delta, class_drop.get(label)) for label, delta in comparison.per_class.items()},
+    }
