@@ -103,8 +103,8 @@ def original_loop(samples: list, max_new_tokens: int) -> tuple[list[Answer], flo
 
 def batched_stages(samples: list) -> dict[str, float]:
     """Seconds per stage of the default path (batch 16, no workers), each stage timed on its own."""
-    from pytest_emogate.inference.generate import batch_embeddings, greedy
     from pytest_emogate.inference.batches import SampleInputs, length_sorted_batches, vit_input
+    from pytest_emogate.inference.generate import batch_embeddings, greedy
     from pytest_emogate.model import tokenize_prompts
 
     model, tokenizer = load_emotion_llama(ModelFiles(SETTINGS.ckpt, SETTINGS.llama, SETTINGS.vit), torch.device("cpu"))

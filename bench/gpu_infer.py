@@ -33,10 +33,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pytest_emogate.inference.generate import Generation, generate, prompt_embeddings
+from pytest_emogate.inference.score import score
 from pytest_emogate.model.emotion_llama import EmotionLlama
 from pytest_emogate.model.eva import EvaVit
 from pytest_emogate.model.prompt import EOS_ID, PromptIds
-from pytest_emogate.inference.score import score
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REAL = {"hidden": 4096, "layers": 32, "heads": 32, "mlp": 11008, "vocab": 32000, "width": 1408, "patch": 14,
@@ -199,7 +199,9 @@ def main(argv: list[str]) -> int:
     loop = timed(f"original loop, batch 1, {len(subset)} samples, cap {args.long_tokens}", rows,
                  lambda: original_loop(model, subset, inputs, args.long_tokens), device)  # fmt: skip
     per_sample = float(rows[-1][1]) / max(len(subset), 1)
-    rows.append((f"  -> per sample; projected for {len(prompts)}", f"{per_sample:.3f}; {per_sample * len(prompts):.1f}"))
+    rows.append(
+        (f"  -> per sample; projected for {len(prompts)}", f"{per_sample:.3f}; {per_sample * len(prompts):.1f}")
+    )
     rambler = next((i for i, p in enumerate(prompts) if p.after[-1] == RAMBLE_ID), None)
     if rambler is not None:
         timed(f"original loop, batch 1, 1 rambling sample x {args.long_tokens} tokens", rows,

@@ -56,7 +56,9 @@ def main() -> None:
     print(f"{'variant':<28}{'median ms':>10}")
     print(f"{'pytest --co -q':<28}{on_ms:>10.1f}")
     print(f"{'pytest --co -q -p no:emogate':<28}{off_ms:>10.1f}")
-    print(f"overhead of the inert plugin: {delta:+.1f} ms over {args.runs} runs each ({verdict} the {TARGET_MS:.0f} ms target)")
+    print(
+        f"overhead of the inert plugin: {delta:+.1f} ms over {args.runs} runs each ({verdict} the {TARGET_MS:.0f} ms target)"
+    )
     if not args.no_record:
         today = datetime.date.today().isoformat()
         row = (

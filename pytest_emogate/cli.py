@@ -1,8 +1,8 @@
 """The `emogate` command: `emogate history` prints the run history as a table, or exports it as CSV.
 
-    emogate history                              # the last 20 runs in .emogate/history.sqlite
-    emogate history --db ci/history.sqlite --last 50
-    emogate history --csv runs.csv               # every run, one row each, every metric and class
+emogate history                              # the last 20 runs in .emogate/history.sqlite
+emogate history --db ci/history.sqlite --last 50
+emogate history --csv runs.csv               # every run, one row each, every metric and class
 """
 
 from __future__ import annotations

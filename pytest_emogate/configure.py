@@ -47,7 +47,7 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     thresholds = load_thresholds(path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
     source: AnswerSource
     if kind == "predictions":
-        from pytest_emogate.inference.sources import PredictionsFile
+        from pytest_emogate.inference.file_source import PredictionsFile
 
         source = PredictionsFile.read(path, thresholds.labels)
     else:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from pytest_emogate.evaluate.baseline import Baseline
 from pytest_emogate.evaluate.checks import CHECKS, Check, Outcome, declared_checks
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
-from pytest_emogate.evaluate.baseline import Baseline
 from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict, judge

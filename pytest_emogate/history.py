@@ -214,5 +214,3 @@ def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None 
             )  # fmt: skip
             runs.append(Run(**record, metrics=metrics, per_class=per_class))
     return runs
-
-

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from pytest_emogate.evaluate.checks import evaluate_all
-from pytest_emogate.evaluate.verdict import judge
-from pytest_emogate.report.markdown import MarkdownInput, escape, render_markdown
 from pytest_emogate.evaluate.metrics import compute_result, score_samples
-from pytest_emogate.predictions import read_predictions
 from pytest_emogate.evaluate.thresholds import load_thresholds
+from pytest_emogate.evaluate.verdict import judge
+from pytest_emogate.predictions import read_predictions
+from pytest_emogate.report.markdown import MarkdownInput, escape, render_markdown
 from tests.conftest import LENIENT, SEED, SLIPPED, THRESHOLDS
 
 

@@ -316,7 +316,9 @@ def test_npy_headers_numpy_refuses_stay_refused() -> None:
 
 def test_a_header_that_does_not_parse_names_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "s01.npy"
-    broken.write_bytes(npy_bytes(np.zeros(4, "<f4")).replace(b"}", b"{"))  # numpy's tokenizer raises, not its ValueError
+    broken.write_bytes(
+        npy_bytes(np.zeros(4, "<f4")).replace(b"}", b"{")
+    )  # numpy's tokenizer raises, not its ValueError
     with pytest.raises(DataFileError) as caught:
         load_vector(broken)
     assert str(caught.value).startswith(f"{broken}: expected a readable .npy file, found a header that does not parse")

@@ -27,8 +27,8 @@ from tests.conftest import REPO, TINY, TINY_SETTINGS
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pytest_emogate.data import Test3Data, load_test3, prompt_sentence  # noqa: E402
-from pytest_emogate.inference.launch import run_distributed  # noqa: E402
+from pytest_emogate.data import Test3Data, load_test3, prompt_sentence
+from pytest_emogate.inference.launch import run_distributed
 
 STEP = 20
 SETTINGS = dataclasses.replace(TINY_SETTINGS, batch_size=8)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emogate.evaluate.verdict import judge
 from pytest_emogate.cli import main
+from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.evaluate.verdict import judge
 from pytest_emogate.formats import sparkline
 from pytest_emogate.history import SCHEMA, git_commit, load_runs, record_run, run_of
-from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import read_predictions
 from tests.conftest import REPO, SEED, THRESHOLDS
 
@@ -42,7 +42,9 @@ PROVENANCE = {"checkpoint_sha256": None, "data_fingerprint": "fp", "predictions_
 
 def test_a_run_round_trips(tmp_path: Path, seed: GateResult) -> None:
     db = tmp_path / "deep" / "history.sqlite"
-    verdict = judge(["label_validity", "overall[accuracy]"], {"label_validity": "failed", "overall[accuracy]": "passed"})
+    verdict = judge(
+        ["label_validity", "overall[accuracy]"], {"label_validity": "failed", "overall[accuracy]": "passed"}
+    )
     run = run_of(seed, verdict, PROVENANCE, "abc123")
     assert record_run(db, run) == 1
     (stored,) = load_runs(db)
@@ -107,7 +109,10 @@ def test_a_version_1_history_is_migrated(tmp_path: Path, seed: GateResult) -> No
     (old,) = load_runs(db)
     assert (old.verdict, old.failed_checks, old.not_run) == ("failed", ("label_validity",), ())
     record_run(db, run_of(seed, judge(["label_validity"], {}), PROVENANCE, None))
-    assert [(run.verdict, run.not_run) for run in load_runs(db)] == [("failed", ()), ("incomplete", ("label_validity",))]
+    assert [(run.verdict, run.not_run) for run in load_runs(db)] == [
+        ("failed", ()),
+        ("incomplete", ("label_validity",)),
+    ]
 
 
 def test_sparkline() -> None:
@@ -139,13 +144,15 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_history_across_runs_shows_the_trend(project: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
     for answers in ("preds.csv", "slipped.csv", "preds.csv"):
         result = project.runpytest("--emogate-predictions", answers)
-    result.stdout.fnmatch_lines([
-        "Per-class recall, last 3 runs on this data (.emogate/history.sqlite)",
-        "class *trend *first *last",
-        "neutral *▄▄▄ *80.7% *80.7%",
-        "surprise *█▁█ *42.9% *42.9%",
-        "emogate verdict: PASSED (15 checks)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "Per-class recall, last 3 runs on this data (.emogate/history.sqlite)",
+            "class *trend *first *last",
+            "neutral *▄▄▄ *80.7% *80.7%",
+            "surprise *█▁█ *42.9% *42.9%",
+            "emogate verdict: PASSED (15 checks)",
+        ]
+    )
     db = project.path / ".emogate" / "history.sqlite"
     assert [run.passed for run in load_runs(db)] == [True, False, True]
     capsys.readouterr()

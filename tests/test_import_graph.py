@@ -84,7 +84,7 @@ def test_the_import_graph_has_no_circle() -> None:
         state[module] = 1
         for imported in sorted(graph[module]):
             if state.get(imported) == 1:
-                circles.append([*trail[trail.index(imported):], imported])
+                circles.append([*trail[trail.index(imported) :], imported])
             elif imported not in state:
                 visit(imported, [*trail, imported])
         state[module] = 2

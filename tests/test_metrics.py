@@ -65,7 +65,9 @@ def test_weighted_metrics_with_the_default_labels_of_the_original_script() -> No
 
 def test_golden_table() -> None:
     """Hand-computed: 3 classes, one invalid answer."""
-    pairs = [("sad", "sad")] * 3 + [("sad", "happy")] + [("happy", "happy")] * 2 + [("angry", "angry"), ("angry", "doubt")]
+    pairs = (
+        [("sad", "sad")] * 3 + [("sad", "happy")] + [("happy", "happy")] * 2 + [("angry", "angry"), ("angry", "doubt")]
+    )
     result = result_of(pairs, labels=("sad", "happy", "angry"))
     assert result.n == 8
     assert result.confusion == {
@@ -98,8 +100,14 @@ def test_invalid_answers_mapped_to_a_label_on_request() -> None:
 
 @pytest.mark.parametrize(
     ("successes", "n", "bounds"),
-    [(5, 14, (0.1634, 0.6124)), (6, 14, (0.2138, 0.6741)), (0, 10, (0.0, 0.2775)), (10, 10, (0.7225, 1.0)),
-     (33, 45, (0.5896, 0.8404)), (0, 0, (0.0, 1.0))],
+    [
+        (5, 14, (0.1634, 0.6124)),
+        (6, 14, (0.2138, 0.6741)),
+        (0, 10, (0.0, 0.2775)),
+        (10, 10, (0.7225, 1.0)),
+        (33, 45, (0.5896, 0.8404)),
+        (0, 0, (0.0, 1.0)),
+    ],
 )
 def test_wilson_interval(successes: int, n: int, bounds: tuple[float, float]) -> None:
     assert wilson_interval(successes, n) == pytest.approx(bounds, abs=1e-4)
@@ -111,14 +119,27 @@ def test_the_seed_run_reproduces_the_published_numbers_with_the_original_fallbac
     published = {"accuracy": 0.9065, "weighted_precision": 0.9044, "weighted_recall": 0.9065, "weighted_f1": 0.9045}
     assert {name: round(result.metrics[name], 4) for name in published} == published
     counts = {label: (result.per_class[label].correct, result.per_class[label].n) for label in LABELS}
-    assert counts == {"neutral": (134, 166), "angry": (179, 183), "happy": (154, 169), "sad": (250, 257),
-                      "worried": (33, 45), "surprise": (6, 14)}
+    assert counts == {
+        "neutral": (134, 166),
+        "angry": (179, 183),
+        "happy": (154, 169),
+        "sad": (250, 257),
+        "worried": (33, 45),
+        "surprise": (6, 14),
+    }
 
 
 def test_the_seed_run_by_default_counts_doubt_as_its_own_column() -> None:
     predictions = read_predictions(SEED, LABELS)
     result = compute_result(score_samples(predictions, LABELS), LABELS)
-    assert result.confusion["surprise"] == {"neutral": 2, "angry": 1, "happy": 0, "sad": 1, "worried": 3,
-                                            "surprise": 6, INVALID: 1}
+    assert result.confusion["surprise"] == {
+        "neutral": 2,
+        "angry": 1,
+        "happy": 0,
+        "sad": 1,
+        "worried": 3,
+        "surprise": 6,
+        INVALID: 1,
+    }
     assert result.invalid_answers == {"doubt": 1}
     assert result.metrics["accuracy"] == 756 / 834

@@ -25,23 +25,28 @@ def test_the_seed_fails_only_on_label_validity(project: pytest.Pytester) -> None
     result = project.runpytest("--emogate-predictions", "preds.csv")
     result.assert_outcomes(passed=14, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([literal(line) for line in [
-        "emogate: thresholds thresholds.yaml (sha256 *, invalid answers: wrong); answers from predictions "
-        "preds.csv (834 rows)",
-        "*1 invalid answer > max 0 (thresholds.yaml: label_validity.max_invalid): 'doubt' x1 outside "
-        "['neutral', 'angry', 'happy', 'sad', 'worried', 'surprise'] (e.g. samplenew_00000702)",
-        "*= emogate summary =*",
-        "Per-class recall*",
-        "surprise *14 *6 *42.9% *21.4-67.4% *54.5% *48.0% *35.0% *pass",
-        "Overall",
-        "accuracy *90.65% *89.00% *pass",
-        "Confusion matrix (rows: gold label, columns: predicted label)",
-        "gold \\ pred *neutral *angry *happy *sad *worried *surprise *<invalid> *n",
-        "surprise *2 *1 *0 *1 *3 *6 *1 *14",
-        "Invalid answers (1, counted as wrong): 'doubt' x1; e.g. samplenew_00000702 (gold surprise)",
-        "emogate verdict: FAILED (1 of 15 checks): label_validity",
-        "FAILED emogate::test_label_validity - Failed: 1 invalid answer*",
-    ]])
+    result.stdout.fnmatch_lines(
+        [
+            literal(line)
+            for line in [
+                "emogate: thresholds thresholds.yaml (sha256 *, invalid answers: wrong); answers from predictions "
+                "preds.csv (834 rows)",
+                "*1 invalid answer > max 0 (thresholds.yaml: label_validity.max_invalid): 'doubt' x1 outside "
+                "['neutral', 'angry', 'happy', 'sad', 'worried', 'surprise'] (e.g. samplenew_00000702)",
+                "*= emogate summary =*",
+                "Per-class recall*",
+                "surprise *14 *6 *42.9% *21.4-67.4% *54.5% *48.0% *35.0% *pass",
+                "Overall",
+                "accuracy *90.65% *89.00% *pass",
+                "Confusion matrix (rows: gold label, columns: predicted label)",
+                "gold \\ pred *neutral *angry *happy *sad *worried *surprise *<invalid> *n",
+                "surprise *2 *1 *0 *1 *3 *6 *1 *14",
+                "Invalid answers (1, counted as wrong): 'doubt' x1; e.g. samplenew_00000702 (gold surprise)",
+                "emogate verdict: FAILED (1 of 15 checks): label_validity",
+                "FAILED emogate::test_label_validity - Failed: 1 invalid answer*",
+            ]
+        ]
+    )
 
 
 def test_a_passing_gate_exits_zero(project: pytest.Pytester) -> None:
@@ -56,12 +61,16 @@ def test_test_ids_follow_the_thresholds(project: pytest.Pytester) -> None:
     result = project.runpytest("--emogate-predictions", "preds.csv", "--co", "-q")
     ids = [line for line in result.stdout.lines if line.startswith("emogate::")]
     assert ids == [
-        "emogate::test_overall[accuracy]", "emogate::test_overall[weighted_f1]", "emogate::test_overall[uar]",
+        "emogate::test_overall[accuracy]",
+        "emogate::test_overall[weighted_f1]",
+        "emogate::test_overall[uar]",
         "emogate::test_overall[macro_f1]",
         *(f"emogate::test_class_floor[{c}]" for c in ("angry", "happy", "neutral", "sad", "worried", "surprise")),
         "emogate::test_label_validity",
-        *(f"emogate::test_confusion_limit[{p}]" for p in
-          ("neutral->happy", "neutral->angry", "worried->angry", "surprise->worried")),
+        *(
+            f"emogate::test_confusion_limit[{p}]"
+            for p in ("neutral->happy", "neutral->angry", "worried->angry", "surprise->worried")
+        ),
     ]
     marked = project.runpytest("--emogate-predictions", "preds.csv", "--co", "-q", "-m", "not emogate")
     assert not [line for line in marked.stdout.lines if line.startswith("emogate::")]
@@ -70,12 +79,21 @@ def test_test_ids_follow_the_thresholds(project: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("yaml_edit", "test_id", "message"),
     [
-        ("surprise: 0.35", "test_class_floor[surprise]",
-         "surprise recall 6/14 = 42.9% (95% CI 21.4-67.4%) < floor 50.0% (thresholds.yaml: per_class.surprise)"),
-        ("accuracy: 0.89", "test_overall[accuracy]",
-         "accuracy 756/834 = 90.6% < floor 95.0% (thresholds.yaml: overall.accuracy)"),
-        ("neutral->happy: 0.08", "test_confusion_limit[neutral->happy]",
-         "neutral answered happy: 10/166 = 6.0% > ceiling 5.0% (thresholds.yaml: confusion.neutral->happy)"),
+        (
+            "surprise: 0.35",
+            "test_class_floor[surprise]",
+            "surprise recall 6/14 = 42.9% (95% CI 21.4-67.4%) < floor 50.0% (thresholds.yaml: per_class.surprise)",
+        ),
+        (
+            "accuracy: 0.89",
+            "test_overall[accuracy]",
+            "accuracy 756/834 = 90.6% < floor 95.0% (thresholds.yaml: overall.accuracy)",
+        ),
+        (
+            "neutral->happy: 0.08",
+            "test_confusion_limit[neutral->happy]",
+            "neutral answered happy: 10/166 = 6.0% > ceiling 5.0% (thresholds.yaml: confusion.neutral->happy)",
+        ),
     ],
 )
 def test_failure_lines(project: pytest.Pytester, yaml_edit: str, test_id: str, message: str) -> None:
@@ -92,11 +110,16 @@ def test_lower_bound_floor(project: pytest.Pytester) -> None:
     project.makefile(".yaml", thresholds=PASSING.replace("surprise: 0.35", "surprise: {floor: 0.40, on: lower_bound}"))
     result = project.runpytest("--emogate-predictions", "preds.csv")
     result.assert_outcomes(passed=14, failed=1)
-    result.stdout.fnmatch_lines([literal(line) for line in [
-        "surprise recall 6/14 = 42.9% (95% CI 21.4-67.4%): lower bound 21.4% < floor 40.0% "
-        "(thresholds.yaml: per_class.surprise, on: lower_bound)",
-        "surprise *14 *6 *42.9% *21.4-67.4% *40.0% lb *FAIL",
-    ]])
+    result.stdout.fnmatch_lines(
+        [
+            literal(line)
+            for line in [
+                "surprise recall 6/14 = 42.9% (95% CI 21.4-67.4%): lower bound 21.4% < floor 40.0% "
+                "(thresholds.yaml: per_class.surprise, on: lower_bound)",
+                "surprise *14 *6 *42.9% *21.4-67.4% *40.0% lb *FAIL",
+            ]
+        ]
+    )
 
 
 def test_the_plugin_is_inert_without_the_option(pytester: pytest.Pytester) -> None:
@@ -136,10 +159,12 @@ def test_bad_predictions_exit_4(project: pytest.Pytester) -> None:
     (project.path / "broken.csv").write_text("name,label,output\na,sad,sad\na,fear,sad\n", encoding="utf-8")
     result = project.runpytest("--emogate-predictions", "broken.csv")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "ERROR: predictions file */broken.csv: 1 problem*",
-        "  - line 3: duplicate name 'a' (first seen on line 2)",
-    ])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: predictions file */broken.csv: 1 problem*",
+            "  - line 3: duplicate name 'a' (first seen on line 2)",
+        ]
+    )
 
 
 def test_json_report(project: pytest.Pytester) -> None:
@@ -149,21 +174,38 @@ def test_json_report(project: pytest.Pytester) -> None:
     assert report["n"] == 834 and report["passed"] is False
     assert report["labels"] == ["neutral", "angry", "happy", "sad", "worried", "surprise"]
     assert report["metrics"]["accuracy"] == 756 / 834
-    assert set(report["metrics"]) == {"accuracy", "weighted_precision", "weighted_recall", "weighted_f1",
-                                      "macro_precision", "macro_recall", "macro_f1", "uar"}
+    assert set(report["metrics"]) == {
+        "accuracy",
+        "weighted_precision",
+        "weighted_recall",
+        "weighted_f1",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "uar",
+    }
     surprise = report["per_class"]["surprise"]
     assert (surprise["n"], surprise["correct"], surprise["recall"]) == (14, 6, 6 / 14)
     assert surprise["recall_ci95"] == pytest.approx([0.2138, 0.6741], abs=1e-4)
     assert report["confusion"]["surprise"]["<invalid>"] == 1
-    assert report["invalid"] == {"count": 1, "policy": "wrong", "answers": {"doubt": 1},
-                                 "samples": ["samplenew_00000702"]}
+    assert report["invalid"] == {
+        "count": 1,
+        "policy": "wrong",
+        "answers": {"doubt": 1},
+        "samples": ["samplenew_00000702"],
+    }
     checks = {check["id"]: check for check in report["checks"]}
     assert len(checks) == 15
     assert checks["label_validity"]["passed"] is False
     assert checks["class_floor[surprise]"] == {
-        "id": "class_floor[surprise]", "passed": True, "status": "passed", "value": 6 / 14, "limit": 0.35, "n": 14,
+        "id": "class_floor[surprise]",
+        "passed": True,
+        "status": "passed",
+        "value": 6 / 14,
+        "limit": 0.35,
+        "n": 14,
         "message": "surprise recall 6/14 = 42.9% (95% CI 21.4-67.4%) >= floor 35.0% (thresholds.yaml: "
-                   "per_class.surprise)",
+        "per_class.surprise)",
     }
     provenance = report["provenance"]
     assert provenance["checkpoint_sha256"] is None and len(provenance["data_fingerprint"]) == 64
@@ -199,8 +241,9 @@ def test_user_tests_read_the_result_fixture(project: pytest.Pytester) -> None:
 
 
 def test_save_predictions_gate_identically(project: pytest.Pytester) -> None:
-    first = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-save-predictions", "copy.jsonl",
-                              "--emogate-report", "a.json")
+    first = project.runpytest(
+        "--emogate-predictions", "preds.csv", "--emogate-save-predictions", "copy.jsonl", "--emogate-report", "a.json"
+    )
     second = project.runpytest("--emogate-predictions", "copy.jsonl", "--emogate-report", "b.json")
     assert first.ret == second.ret
     a, b = (json.loads((project.path / name).read_text(encoding="utf-8")) for name in ("a.json", "b.json"))
@@ -220,12 +263,19 @@ def test_emogate_only_skips_the_project_tests(project: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--emogate-predictions", "preds.csv", "--emogate-ckpt", "c.pth"],
-         "ERROR: --emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint"),
-        (["--emogate-ckpt", "c.pth"], "ERROR: --emogate-ckpt also needs --emogate-data (or ini emogate_data), "
-         "--emogate-llama (or ini emogate_llama), --emogate-vit (or ini emogate_vit)"),
-        (["--emogate-ckpt", "c.pth", "--emogate-batch-size", "0"],
-         "*--emogate-batch-size: expected a positive int, found '0'"),
+        (
+            ["--emogate-predictions", "preds.csv", "--emogate-ckpt", "c.pth"],
+            "ERROR: --emogate-predictions and --emogate-ckpt are exclusive: gate a file or a checkpoint",
+        ),
+        (
+            ["--emogate-ckpt", "c.pth"],
+            "ERROR: --emogate-ckpt also needs --emogate-data (or ini emogate_data), "
+            "--emogate-llama (or ini emogate_llama), --emogate-vit (or ini emogate_vit)",
+        ),
+        (
+            ["--emogate-ckpt", "c.pth", "--emogate-batch-size", "0"],
+            "*--emogate-batch-size: expected a positive int, found '0'",
+        ),
     ],
 )
 def test_inference_option_errors(project: pytest.Pytester, args: list[str], message: str) -> None:
@@ -236,8 +286,9 @@ def test_inference_option_errors(project: pytest.Pytester, args: list[str], mess
 
 def test_a_bad_ini_value_is_named(project: pytest.Pytester) -> None:
     project.makeini("[pytest]\nemogate_max_new_tokens = many\n")
-    result = project.runpytest("--emogate-ckpt", "c.pth", "--emogate-data", "d", "--emogate-llama", "l",
-                               "--emogate-vit", "v")
+    result = project.runpytest(
+        "--emogate-ckpt", "c.pth", "--emogate-data", "d", "--emogate-llama", "l", "--emogate-vit", "v"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: ini setting emogate_max_new_tokens: expected a positive int, found 'many'"])
 

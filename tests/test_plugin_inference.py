@@ -41,7 +41,10 @@ def test_inference_gate_and_its_saved_answers_gate_identically(pytester: pytest.
     regated.assert_outcomes(passed=13)
     a, b = (json.loads((pytester.path / name).read_text(encoding="utf-8")) for name in ("a.json", "b.json"))
     assert (a["metrics"], a["per_class"], a["confusion"], a["checks"]) == (
-        b["metrics"], b["per_class"], b["confusion"], b["checks"]
+        b["metrics"],
+        b["per_class"],
+        b["confusion"],
+        b["checks"],
     )
     assert a["metrics"]["accuracy"] == 686 / 834
     provenance = a["provenance"]

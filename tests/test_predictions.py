@@ -29,7 +29,7 @@ def problems_of(path: Path) -> list[str]:
 
 
 def test_csv_rows_keep_extra_fields(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.csv", "name,label,output,score\na,sad,Sad.,0.9\nb,happy,\"well, happy\",0.5\n")
+    path = write(tmp_path, "p.csv", 'name,label,output,score\na,sad,Sad.,0.9\nb,happy,"well, happy",0.5\n')
     assert read_predictions(path, LABELS) == [
         Prediction("a", "sad", "Sad.", {"score": "0.9"}),
         Prediction("b", "happy", "well, happy", {"score": "0.5"}),
@@ -37,8 +37,12 @@ def test_csv_rows_keep_extra_fields(tmp_path: Path) -> None:
 
 
 def test_jsonl_rows_and_a_round_trip(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.jsonl", '{"name": "a", "label": "sad", "output": "sad", "n_new_tokens": 2}\n\n'
-                 '{"name": "b", "label": "worried", "output": ""}\n')
+    path = write(
+        tmp_path,
+        "p.jsonl",
+        '{"name": "a", "label": "sad", "output": "sad", "n_new_tokens": 2}\n\n'
+        '{"name": "b", "label": "worried", "output": ""}\n',
+    )
     rows = read_predictions(path, LABELS)
     assert rows == [Prediction("a", "sad", "sad", {"n_new_tokens": 2}), Prediction("b", "worried", "")]
     copy = tmp_path / "out" / "copy.jsonl"
@@ -56,23 +60,43 @@ def test_a_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
     [
         ("p.csv", "", ["the file is empty: expected a header or JSON lines"]),
         ("p.csv", "name,label,output\n", ["no rows: expected one row per sample"]),
-        ("p.csv", "name,gold,answer\na,sad,sad\n",
-         ["line 1: header is missing column(s) label, output; found columns ['name', 'gold', 'answer']"]),
+        (
+            "p.csv",
+            "name,gold,answer\na,sad,sad\n",
+            ["line 1: header is missing column(s) label, output; found columns ['name', 'gold', 'answer']"],
+        ),
         ("p.csv", "name,label,output\na,sad,sad\nb,sad\n", ["line 3: expected 3 fields as in the header, found 2"]),
-        ("p.csv", "name,label,output\na,sad,sad\na,happy,happy\n",
-         ["line 3: duplicate name 'a' (first seen on line 2)"]),
-        ("p.csv", "name,label,output\na,doubt,sad\n",
-         ["line 2: gold label 'doubt' of 'a' is not one of "
-          "['neutral', 'angry', 'happy', 'sad', 'worried', 'surprise']"]),
+        (
+            "p.csv",
+            "name,label,output\na,sad,sad\na,happy,happy\n",
+            ["line 3: duplicate name 'a' (first seen on line 2)"],
+        ),
+        (
+            "p.csv",
+            "name,label,output\na,doubt,sad\n",
+            [
+                "line 2: gold label 'doubt' of 'a' is not one of "
+                "['neutral', 'angry', 'happy', 'sad', 'worried', 'surprise']"
+            ],
+        ),
         ("p.csv", "name,label,output\n,sad,sad\n", ["line 2: field 'name' is empty"]),
-        ("p.csv", b"name,label,output\na,sad,sad\nb,sad,caf\xe9\n",
-         ["line 3: expected UTF-8 text, found undecodable bytes e9 at byte 37"]),
-        ("p.jsonl", '{"name": "a", "label": "sad", "output": "sad"}\n{"name": "b", \n',
-         ["line 2: malformed JSON (Expecting property name enclosed in double quotes at column 15)"]),
+        (
+            "p.csv",
+            b"name,label,output\na,sad,sad\nb,sad,caf\xe9\n",
+            ["line 3: expected UTF-8 text, found undecodable bytes e9 at byte 37"],
+        ),
+        (
+            "p.jsonl",
+            '{"name": "a", "label": "sad", "output": "sad"}\n{"name": "b", \n',
+            ["line 2: malformed JSON (Expecting property name enclosed in double quotes at column 15)"],
+        ),
         ("p.jsonl", '["a", "sad", "sad"]\n', ["line 1: expected a JSON object, found list"]),
         ("p.jsonl", '{"name": "a", "label": "sad"}\n', ["line 1: missing field 'output'"]),
-        ("p.jsonl", '{"name": 7, "label": "sad", "output": "sad"}\n',
-         ["line 1: field 'name' must be a string, found 7"]),
+        (
+            "p.jsonl",
+            '{"name": 7, "label": "sad", "output": "sad"}\n',
+            ["line 1: field 'name' must be a string, found 7"],
+        ),
         ("p.jsonl", '{"name": "a", "label": "sad", "output": null}\n', ["line 1: missing field 'output'"]),
     ],
 )

@@ -9,9 +9,9 @@ import pytest
 
 from pytest_emogate.evaluate.compare import metric_intervals
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
-from pytest_emogate.predictions import read_predictions
 from pytest_emogate.evaluate.ratchet import apply_raises, proposed_raises, ratchet, require_ruamel
 from pytest_emogate.evaluate.thresholds import load_thresholds
+from pytest_emogate.predictions import read_predictions
 from tests.conftest import SEED
 
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
@@ -114,14 +114,16 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_a_ratchet_run_raises_prints_the_diff_and_a_rerun_changes_nothing(project: pytest.Pytester) -> None:
     result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-ratchet", "-q")
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines([
-        "emogate ratchet: raised 4 floors in */thresholds.yaml:",
-        "  overall.accuracy 0.80 -> 0.88 (95% lower bound 88.48%)",
-        "--- thresholds.yaml (before)",
-        "+++ thresholds.yaml (ratcheted)",
-        "-  accuracy: 0.80           # the published run: 90.65%",
-        "+  accuracy: 0.88           # the published run: 90.65%",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "emogate ratchet: raised 4 floors in */thresholds.yaml:",
+            "  overall.accuracy 0.80 -> 0.88 (95% lower bound 88.48%)",
+            "--- thresholds.yaml (before)",
+            "+++ thresholds.yaml (ratcheted)",
+            "-  accuracy: 0.80           # the published run: 90.65%",
+            "+  accuracy: 0.88           # the published run: 90.65%",
+        ]
+    )
     after = (project.path / "thresholds.yaml").read_text(encoding="utf-8")
     assert after.startswith("# a gate with room to ratchet\n") and "neutral->happy: 0.08     # ceilings" in after
     again = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-ratchet", "-q")

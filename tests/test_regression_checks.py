@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from pytest_emogate.evaluate.baseline import read_baseline
 from pytest_emogate.evaluate.checks import Outcome
 from pytest_emogate.evaluate.compare import compare
 from pytest_emogate.evaluate.metrics import GateResult, ScoredSample, compute_result, score_samples
-from pytest_emogate.predictions import read_predictions
-from pytest_emogate.evaluate.baseline import read_baseline
 from pytest_emogate.evaluate.regression import junit_properties, regression_ids, regression_outcome
 from pytest_emogate.evaluate.thresholds import Thresholds, load_thresholds
+from pytest_emogate.predictions import read_predictions
 from tests.conftest import REPO, SEED, THRESHOLDS
 
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")

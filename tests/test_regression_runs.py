@@ -43,12 +43,14 @@ def test_with_a_floor_it_can_clear_the_slip_passes_and_is_inconclusive(project: 
     result = project.runpytest("--emogate-predictions", "slipped.csv", "--emogate-baseline", "base.csv")
     result.assert_outcomes(passed=23)
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines([
-        "Per-class recall ('lb': the floor applies to the 95% lower bound; '?':",
-        "inconclusive, the 95% CI contains the floor)",
-        "surprise *14 *5 *35.7% *16.3-61.2% *50.0% *41.7% *30.0% *? *pass",
-        "emogate verdict: PASSED (23 checks)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "Per-class recall ('lb': the floor applies to the 95% lower bound; '?':",
+            "inconclusive, the 95% CI contains the floor)",
+            "surprise *14 *5 *35.7% *16.3-61.2% *50.0% *41.7% *30.0% *? *pass",
+            "emogate verdict: PASSED (23 checks)",
+        ]
+    )
 
 
 def test_an_improvement_never_fails(project: pytest.Pytester) -> None:
@@ -63,8 +65,12 @@ def test_regression_tests_exist_only_with_a_baseline(project: pytest.Pytester) -
     assert "test_no_regression" not in without.stdout.str()
     with_baseline = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "base.csv",
                                       "--collect-only", "-q", "-k", "no_regression")  # fmt: skip
-    with_baseline.stdout.fnmatch_lines([literal(f"emogate::test_no_regression[{key}]") for key in
-                                        ("accuracy", "uar", "neutral", "angry", "happy", "sad", "worried", "surprise")])
+    with_baseline.stdout.fnmatch_lines(
+        [
+            literal(f"emogate::test_no_regression[{key}]")
+            for key in ("accuracy", "uar", "neutral", "angry", "happy", "sad", "worried", "surprise")
+        ]
+    )
 
 
 def test_a_mismatched_baseline_is_a_usage_error(project: pytest.Pytester) -> None:

@@ -14,7 +14,6 @@ pytest.importorskip("peft")
 
 from pytest_emogate.data import Test3Data, load_test3
 from pytest_emogate.data.image import normalize_planes
-from pytest_emogate.inference.run import InferenceRun, run_inference
 from pytest_emogate.inference.batches import (
     SampleInputs,
     compute_threads,
@@ -22,6 +21,7 @@ from pytest_emogate.inference.batches import (
     length_sorted_batches,
     reading_threads,
 )
+from pytest_emogate.inference.run import InferenceRun, run_inference
 from pytest_emogate.model import PromptIds, load_emotion_llama
 from pytest_emogate.model.emotion_llama import ModelFiles
 from tests.conftest import TINY, TINY_SETTINGS  # noqa: E402

@@ -45,7 +45,12 @@ def test_optional_sections_and_floor_on_lower_bound(tmp_path: Path) -> None:
     thresholds = load_thresholds(path)
     assert thresholds.per_class == {"surprise": ClassFloor(0.2, "lower_bound")}
     assert thresholds.invalid == "neutral"
-    assert (thresholds.overall, thresholds.confusion, thresholds.max_invalid, thresholds.regression) == ({}, {}, None, None)
+    assert (thresholds.overall, thresholds.confusion, thresholds.max_invalid, thresholds.regression) == (
+        {},
+        {},
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,35 +58,67 @@ def test_optional_sections_and_floor_on_lower_bound(tmp_path: Path) -> None:
     [
         ("labels: []\n", "labels: expected a non-empty list of label names, found list []"),
         ("labels: [sad, sad]\n", "labels: expected unique names, found duplicates ['sad']"),
-        (LABELS + "colour: red\n", "colour: unknown key; expected one of labels, aliases, invalid, overall, "
-         "per_class, label_validity, confusion, regression"),
-        (LABELS + "invalid: doubt\n", "invalid: expected 'wrong' or one of the labels ('neutral', 'angry', "
-         "'happy', 'sad', 'worried', 'surprise'), found 'doubt'"),
-        (LABELS + "aliases: {surprised: amazed}\n", "aliases.surprised: expected one of the labels "
-         "['angry', 'happy', 'neutral', 'sad', 'surprise', 'worried'], found str 'amazed'"),
+        (
+            LABELS + "colour: red\n",
+            "colour: unknown key; expected one of labels, aliases, invalid, overall, "
+            "per_class, label_validity, confusion, regression",
+        ),
+        (
+            LABELS + "invalid: doubt\n",
+            "invalid: expected 'wrong' or one of the labels ('neutral', 'angry', "
+            "'happy', 'sad', 'worried', 'surprise'), found 'doubt'",
+        ),
+        (
+            LABELS + "aliases: {surprised: amazed}\n",
+            "aliases.surprised: expected one of the labels "
+            "['angry', 'happy', 'neutral', 'sad', 'surprise', 'worried'], found str 'amazed'",
+        ),
         (LABELS + "overall: {accuracy: 1.5}\n", "overall.accuracy: expected a number in [0, 1], found float 1.5"),
         (LABELS + "overall: {accuracy: '0.9'}\n", "overall.accuracy: expected a number in [0, 1], found str '0.9'"),
-        (LABELS + "overall: {acc: 0.9}\n", "overall.acc: unknown metric; expected one of accuracy, "
-         "weighted_precision, weighted_recall, weighted_f1, macro_precision, macro_recall, macro_f1, uar"),
+        (
+            LABELS + "overall: {acc: 0.9}\n",
+            "overall.acc: unknown metric; expected one of accuracy, "
+            "weighted_precision, weighted_recall, weighted_f1, macro_precision, macro_recall, macro_f1, uar",
+        ),
         (LABELS + "overall: [accuracy]\n", "overall: expected a mapping, found list ['accuracy']"),
-        (LABELS + "per_class: {fear: 0.5}\n", "per_class.fear: unknown class; expected one of the labels "
-         "['angry', 'happy', 'neutral', 'sad', 'surprise', 'worried']"),
+        (
+            LABELS + "per_class: {fear: 0.5}\n",
+            "per_class.fear: unknown class; expected one of the labels "
+            "['angry', 'happy', 'neutral', 'sad', 'surprise', 'worried']",
+        ),
         (LABELS + "per_class: {sad: true}\n", "per_class.sad: expected a number in [0, 1], found bool True"),
-        (LABELS + "per_class: {sad: {floor: 0.5, on: upper}}\n",
-         "per_class.sad.on: expected one of point, lower_bound, found str 'upper'"),
-        (LABELS + "label_validity: {max_invalid: -1}\n",
-         "label_validity.max_invalid: expected a whole number >= 0, found int -1"),
-        (LABELS + "label_validity: {max: 0}\n",
-         "label_validity: expected a mapping with the key max_invalid, found dict {'max': 0}"),
-        (LABELS + "confusion: {neutral-happy: 0.1}\n", "confusion.neutral-happy: expected 'gold->pred' with two "
-         "different labels of ['angry', 'happy', 'neutral', 'sad', 'surprise', 'worried'] (pred may be <invalid>)"),
-        (LABELS + "confusion: {sad->sad: 0.1}\n", "confusion.sad->sad: expected 'gold->pred' with two different "
-         "labels of ['angry', 'happy', 'neutral', 'sad', 'surprise', 'worried'] (pred may be <invalid>)"),
+        (
+            LABELS + "per_class: {sad: {floor: 0.5, on: upper}}\n",
+            "per_class.sad.on: expected one of point, lower_bound, found str 'upper'",
+        ),
+        (
+            LABELS + "label_validity: {max_invalid: -1}\n",
+            "label_validity.max_invalid: expected a whole number >= 0, found int -1",
+        ),
+        (
+            LABELS + "label_validity: {max: 0}\n",
+            "label_validity: expected a mapping with the key max_invalid, found dict {'max': 0}",
+        ),
+        (
+            LABELS + "confusion: {neutral-happy: 0.1}\n",
+            "confusion.neutral-happy: expected 'gold->pred' with two "
+            "different labels of ['angry', 'happy', 'neutral', 'sad', 'surprise', 'worried'] (pred may be <invalid>)",
+        ),
+        (
+            LABELS + "confusion: {sad->sad: 0.1}\n",
+            "confusion.sad->sad: expected 'gold->pred' with two different "
+            "labels of ['angry', 'happy', 'neutral', 'sad', 'surprise', 'worried'] (pred may be <invalid>)",
+        ),
         (LABELS + "regression: {alpha: 0}\n", "regression.alpha: expected a number in (0, 1), found int 0"),
-        (LABELS + "regression: {max_drop: {f1: 0.1}}\n", "regression.max_drop.f1: unknown metric; expected one of "
-         "accuracy, weighted_precision, weighted_recall, weighted_f1, macro_precision, macro_recall, macro_f1, uar"),
-        (LABELS + "regression: {per_class_max_drop: 2}\n",
-         "regression.per_class_max_drop: expected a number in [0, 1], found int 2"),
+        (
+            LABELS + "regression: {max_drop: {f1: 0.1}}\n",
+            "regression.max_drop.f1: unknown metric; expected one of "
+            "accuracy, weighted_precision, weighted_recall, weighted_f1, macro_precision, macro_recall, macro_f1, uar",
+        ),
+        (
+            LABELS + "regression: {per_class_max_drop: 2}\n",
+            "regression.per_class_max_drop: expected a number in [0, 1], found int 2",
+        ),
     ],
 )
 def test_each_problem_is_named(tmp_path: Path, text: str, problem: str) -> None:

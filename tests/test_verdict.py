@@ -84,11 +84,13 @@ def test_update_steps_act_only_on_a_passing_verdict(project: pytest.Pytester) ->
     result = project.runpytest("--emogate-predictions", "base.csv", "--deselect", "emogate::test_label_validity",
                                "--emogate-update-baseline", "new.jsonl", "--emogate-ratchet", "--emogate-no-history")  # fmt: skip
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines([
-        "emogate verdict: INCOMPLETE (14 of 15 checks ran, all passed; 1 not run: label_validity)",
-        "emogate: baseline new.jsonl NOT updated: the gate is incomplete (1 checks not run)",
-        "emogate ratchet: thresholds.yaml NOT changed: the gate is incomplete (1 checks not run)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "emogate verdict: INCOMPLETE (14 of 15 checks ran, all passed; 1 not run: label_validity)",
+            "emogate: baseline new.jsonl NOT updated: the gate is incomplete (1 checks not run)",
+            "emogate ratchet: thresholds.yaml NOT changed: the gate is incomplete (1 checks not run)",
+        ]
+    )
     assert not (project.path / "new.jsonl").exists()
 
 

@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from pytest_emogate.inference.cache import AnswerCache
 from pytest_emogate.data import load_test3
+from pytest_emogate.inference.cache import AnswerCache
 from pytest_emogate.inference.distributed import RankFailedError, run_torchrun, torchrun_rank
 from pytest_emogate.inference.settings import InferenceSettings
 

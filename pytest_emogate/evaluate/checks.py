@@ -82,10 +82,7 @@ def overall(thresholds: Thresholds, result: GateResult, metric: str) -> Outcome:
     if metric == "accuracy":
         counts = f" {sum(sample.correct for sample in result.samples)}/{result.n} ="
     relation = ">=" if passed else "<"
-    message = (
-        f"{metric}{counts} {pct(value)} {relation} floor {pct(floor)} "
-        f"({thresholds.source(f'overall.{metric}')})"
-    )
+    message = f"{metric}{counts} {pct(value)} {relation} floor {pct(floor)} ({thresholds.source(f'overall.{metric}')})"
     return Outcome(f"overall[{metric}]", passed, value, floor, message, result.n)
 
 
@@ -100,7 +97,9 @@ def class_floor(thresholds: Thresholds, result: GateResult, label: str) -> Outco
     if stats.n == 0:
         message = f"{label} has no samples in the answers, so its floor {pct(rule.floor)} cannot be met ({source})"
     elif rule.on == "lower_bound":
-        message = f"{described}: lower bound {pct(judged)} {relation} floor {pct(rule.floor)} ({source}, on: lower_bound)"
+        message = (
+            f"{described}: lower bound {pct(judged)} {relation} floor {pct(rule.floor)} ({source}, on: lower_bound)"
+        )
     else:
         message = f"{described} {relation} floor {pct(rule.floor)} ({source})"
     return Outcome(f"class_floor[{label}]", passed, judged, rule.floor, message, stats.n)

@@ -81,5 +81,3 @@ def junit_properties(comparison: Comparison, key: str) -> list[tuple[str, object
     if delta.fixed is not None:
         properties += [("emogate_fixed", delta.fixed), ("emogate_broken", delta.broken)]
     return properties
-
-

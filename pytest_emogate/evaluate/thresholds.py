@@ -81,7 +81,7 @@ def load_thresholds(path: Path) -> Thresholds:
     except OSError as error:
         raise usage_error(what, [f"cannot be read: {error.strerror}"]) from None
     try:
-        data = yaml.load(raw.decode("utf-8"), Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader
+        data = yaml.load(raw.decode("utf-8"), Loader=_Yaml12Loader)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise usage_error(what, [f"not valid YAML: {error}"]) from None
     problems: list[str] = []

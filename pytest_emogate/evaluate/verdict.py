@@ -49,7 +49,9 @@ class Verdict:
             return f"PASSED ({total} check{'s' if total != 1 else ''})"
         if self.status == FAILED:
             return f"FAILED ({len(self.failed)} of {total} checks)"
-        return f"INCOMPLETE ({total - len(self.not_run)} of {total} checks ran, all passed; {len(self.not_run)} not run)"
+        return (
+            f"INCOMPLETE ({total - len(self.not_run)} of {total} checks ran, all passed; {len(self.not_run)} not run)"
+        )
 
     def line(self) -> str:
         """The headline with the ids: `emogate verdict: FAILED (1 of 15 checks): label_validity`, or

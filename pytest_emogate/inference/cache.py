@@ -21,10 +21,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.files import usage_error
+from pytest_emogate.files import file_sha256, usage_error
 from pytest_emogate.predictions import Prediction
+
+if TYPE_CHECKING:
+    from pytest_emogate.inference.settings import InferenceSettings
 
 ANSWERS = "answers.jsonl"
 ANSWER_FILES = "answers*.jsonl"
@@ -124,3 +127,33 @@ def _cut_torn_tail(fd: int) -> None:
         return
     data = os.pread(fd, size, 0)
     os.ftruncate(fd, data.rfind(b"\n") + 1)
+
+
+def _identity(path: Path) -> list[tuple[str, int, int]]:
+    """Name, size and mtime of a weight file or of every file in a model folder: cheap, and any change shows."""
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    return [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files if file.is_file()]
+
+
+def answer_key(settings: InferenceSettings, data_fingerprint: str) -> dict[str, Any]:
+    """What determines the answers: the cache key.
+
+    The checkpoint and data are hashed; the base Llama and EVA files (gigabytes, fixed per project) are named by
+    size and modification time; the prompt by the source of the module that builds it; the decoding settings
+    and the package version as they are. Batch size is left out: in fp32 it does not change an answer.
+    """
+    from pytest_emogate import __version__
+
+    prompt_module = Path(__file__).parents[1] / "model" / "prompt.py"
+    s = settings
+    return {
+        "version": __version__,
+        "checkpoint_sha256": file_sha256(s.ckpt),
+        "data_fingerprint": data_fingerprint,
+        "llama": _identity(s.llama),
+        "vit": _identity(s.vit),
+        "prompt_sha256": file_sha256(prompt_module),
+        "decoding": {"max_new_tokens": s.max_new_tokens, "mode": s.mode, "merge_lora": s.merge_lora},
+        "model": {"image_size": s.image_size, "head_dim": s.head_dim, "lora_alpha": s.lora_alpha},
+        "device": s.device,
+    }

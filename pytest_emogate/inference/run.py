@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from pytest_emogate.model import EmotionLlama, PromptIds
 
 MAX_NAMED_SAMPLES = 20
+
+
 @dataclass(frozen=True)
 class InferenceRun:
     """The answers, in the order of the samples asked for (the data's order by default), and what produced them."""

@@ -1,4 +1,5 @@
-"""Where the answers come from: a predictions file read at configure time, or Emotion-LLaMA inference.
+"""Answers from Emotion-LLaMA inference over the Test3 data, through the per-sample answer cache (a predictions
+file made elsewhere is file_source.py).
 
 Inference imports torch, transformers and the data reader inside its methods: only `--emogate-ckpt` pays for them.
 The preflight (data files, feature shapes against the checkpoint, model paths) runs when the source is made, before
@@ -7,18 +8,16 @@ any model is loaded, so a broken data set stops the run with exit 4 instead of d
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.files import display_path, file_sha256, usage_error
-from pytest_emogate.inference.cache import AnswerCache
-from pytest_emogate.predictions import Prediction, read_predictions
+from pytest_emogate.files import display_path, usage_error
+from pytest_emogate.inference.cache import AnswerCache, answer_key
+from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
     from pytest_emogate.data import Test3Data
@@ -29,63 +28,6 @@ if TYPE_CHECKING:
 
 class AnswersUnavailable(RuntimeError):
     """The source could not produce answers worth gating (e.g. non-finite logits); the message says why."""
-
-
-def gold_fingerprint(predictions: list[Prediction]) -> str:
-    """sha256 over the sorted (name, gold label) pairs: the same evaluation set gives the same fingerprint."""
-    digest = hashlib.sha256()
-    for name, label in sorted((p.name, p.label) for p in predictions):
-        digest.update(f"{name}\t{label}\n".encode())
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class PredictionsFile:
-    """Answers produced elsewhere: the rows of a predictions file, read and validated once."""
-
-    path: Path
-    rows: list[Prediction]
-    sha256: str
-    """The hash of the bytes that were gated (the file may change while the session runs)."""
-    load_s: float = 0.0
-    loaded: bool = True
-
-    @classmethod
-    def read(cls, path: Path, labels: tuple[str, ...]) -> PredictionsFile:
-        """Read and validate the file (one UsageError listing every problem)."""
-        start = time.perf_counter()
-        rows = read_predictions(path, labels)
-        return cls(path, rows, hashlib.sha256(path.read_bytes()).hexdigest(), time.perf_counter() - start)
-
-    @property
-    def description(self) -> str:
-        """`predictions preds.csv (834 rows)`."""
-        return f"predictions {display_path(self.path)} ({len(self.rows)} rows)"
-
-    def predictions(self) -> list[Prediction]:
-        """The rows of the file, in file order."""
-        return self.rows
-
-    def provenance(self) -> dict[str, Any]:
-        """The file's hash and the gold set's fingerprint; no checkpoint is known."""
-        return {
-            "predictions_sha256": self.sha256,
-            "checkpoint_sha256": None,
-            "data_fingerprint": gold_fingerprint(self.rows),
-            "device": None,
-        }
-
-    def signature(self) -> dict[str, str]:
-        """The predictions file's and the gold set's hashes."""
-        return {"predictions": self.sha256[:12], "data": gold_fingerprint(self.rows)[:12]}
-
-    def timings(self) -> dict[str, float | None]:
-        """Reading the file is the load; there was no inference."""
-        return {"load": self.load_s, "inference": None}
-
-    def notes(self) -> list[str]:
-        """Nothing to add: the header names the file."""
-        return []
 
 
 @dataclass
@@ -284,7 +226,6 @@ class CheckpointInference:
         lines.append(f"{capped} answer{'s' if capped != 1 else ''} hit the cap of {s.max_new_tokens} new tokens")
         return lines
 
-
     def _device(self) -> str:
         if self._ranks:
             return ", ".join(f"{rank.device}@{rank.host}" for rank in self._ranks)
@@ -293,33 +234,3 @@ class CheckpointInference:
 
 def _capped(answers: list[Prediction]) -> int:
     return sum(bool(answer.extra.get("hit_cap")) for answer in answers)
-
-
-def _identity(path: Path) -> list[tuple[str, int, int]]:
-    """Name, size and mtime of a weight file or of every file in a model folder: cheap, and any change shows."""
-    files = sorted(path.iterdir()) if path.is_dir() else [path]
-    return [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files if file.is_file()]
-
-
-def answer_key(settings: InferenceSettings, data_fingerprint: str) -> dict[str, Any]:
-    """What determines the answers: the cache key.
-
-    The checkpoint and data are hashed; the base Llama and EVA files (gigabytes, fixed per project) are named by
-    size and modification time; the prompt by the source of the module that builds it; the decoding settings
-    and the package version as they are. Batch size is left out: in fp32 it does not change an answer.
-    """
-    from pytest_emogate import __version__
-
-    prompt_module = Path(__file__).parents[1] / "model" / "prompt.py"
-    s = settings
-    return {
-        "version": __version__,
-        "checkpoint_sha256": file_sha256(s.ckpt),
-        "data_fingerprint": data_fingerprint,
-        "llama": _identity(s.llama),
-        "vit": _identity(s.vit),
-        "prompt_sha256": file_sha256(prompt_module),
-        "decoding": {"max_new_tokens": s.max_new_tokens, "mode": s.mode, "merge_lora": s.merge_lora},
-        "model": {"image_size": s.image_size, "head_dim": s.head_dim, "lora_alpha": s.lora_alpha},
-        "device": s.device,
-    }

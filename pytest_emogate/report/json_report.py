@@ -48,8 +48,15 @@ def report_dict(
             "samples": [sample.name for sample in result.invalid_samples],
         },
         "checks": [
-            {"id": o.id, "passed": o.passed, "status": verdict.statuses[o.id], "value": o.value, "limit": o.limit,
-             "message": o.message, "n": o.n}
+            {
+                "id": o.id,
+                "passed": o.passed,
+                "status": verdict.statuses[o.id],
+                "value": o.value,
+                "limit": o.limit,
+                "message": o.message,
+                "n": o.n,
+            }
             for o in outcomes
         ],  # fmt: skip
         "verdict": verdict.status,

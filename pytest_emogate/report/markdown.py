@@ -167,5 +167,8 @@ def _confusion_section(result: GateResult) -> list[str]:
     lines = ["### Confusion matrix (rows: gold label, columns: predicted label)", "", *_table(header, rows)]
     if result.invalid_count:
         policy = invalid_policy(result.invalid_policy)
-        lines += [f"Invalid answers ({result.invalid_count}, {policy}): {escape(invalid_answers(result.invalid_answers))}", ""]
+        lines += [
+            f"Invalid answers ({result.invalid_count}, {policy}): {escape(invalid_answers(result.invalid_answers))}",
+            "",
+        ]
     return lines

@@ -53,7 +53,9 @@ def write_plot(
     heat_axes, recall_axes = figure.subplots(1, 2)
     _confusion(heat_axes, result)
     _recall(recall_axes, result, thresholds, verdict, comparison)
-    figure.suptitle(f"emogate: {verdict.headline()}; accuracy {100 * result.metrics['accuracy']:.2f}% on {result.n} samples")
+    figure.suptitle(
+        f"emogate: {verdict.headline()}; accuracy {100 * result.metrics['accuracy']:.2f}% on {result.n} samples"
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     _atomic_write_bytes(path, buffer.getvalue())

@@ -92,8 +92,9 @@ def _table(title: str, columns: Sequence[str], left: Sequence[str]) -> Table:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  padding=(0, 0, 0, 1))
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1)
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in left else "right", no_wrap=True)
     return table
