@@ -50,7 +50,7 @@ def write_predictions_jsonl(path: Path, predictions: Iterable[Prediction]) -> No
     """Write predictions as JSONL that `read_predictions` accepts (atomically)."""
     lines = []
     for prediction in predictions:
-        row = {"name": prediction.name, "label": prediction.label, "output": prediction.output}
+        row: dict[str, object] = {"name": prediction.name, "label": prediction.label, "output": prediction.output}
         row.update({key: value for key, value in prediction.extra.items() if key not in row})
         lines.append(json.dumps(row, ensure_ascii=False))
     atomic_write_text(path, "".join(line + "\n" for line in lines))
@@ -79,7 +79,7 @@ def _csv_rows(text: str, problems: list[str]) -> list[tuple[int, dict[str, objec
     if missing:
         problems.append(f"line 1: header is missing column(s) {', '.join(missing)}; found columns {header}")
         return []
-    rows = []
+    rows: list[tuple[int, dict[str, object]]] = []
     for record in reader:
         line = reader.line_num
         if not record:

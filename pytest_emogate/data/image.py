@@ -48,9 +48,13 @@ def decode_frame(path: Path) -> Image.Image:
             capture.release()
         if not ok or frame is None:
             raise DataFileError(path, "a video whose first frame decodes", "no decodable frame")
-        return Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).convert("RGB")
+        rgb: np.ndarray = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return Image.fromarray(rgb).convert("RGB")
     try:
-        with Image.open(path) as image:
+        # Not `with Image.open(path) as image`: PIL types __enter__ as typing.Self, which Python 3.10 lacks, so
+        # under the 3.10 target the bound name would be Any; the opened file keeps its ImageFile type.
+        image = Image.open(path)
+        with image:
             return image.convert("RGB")
     except UnidentifiedImageError:
         # PIL's own message repeats the absolute path; the report names the file already.
@@ -103,6 +107,6 @@ def normalize_table() -> np.ndarray:
     values = np.arange(256, dtype=np.uint8).astype(np.float32) / np.float32(255)
     mean = np.asarray(CLIP_MEAN, dtype=np.float32)[:, None]
     std = np.asarray(CLIP_STD, dtype=np.float32)[:, None]
-    table = (values[None, :] - mean) / std
+    table: np.ndarray = (values[None, :] - mean) / std
     table.flags.writeable = False  # shared by every call
     return table

@@ -180,11 +180,15 @@ def _sample_file_digests(sample: Sample) -> list[bytes]:
 def _file_digest(path: Path | None) -> bytes:
     if path is None:
         return MISSING
+    # hashlib.file_digest is Python 3.11+; the package supports 3.10, so the file is hashed in chunks.
+    digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
-            return hashlib.file_digest(handle, "sha256").digest()
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     except OSError:
         return MISSING
+    return digest.digest()
 
 
 def _add(digest: hashlib._Hash, field: bytes) -> None:

@@ -127,7 +127,7 @@ def mcnemar_one_sided(broken: int, fixed: int) -> float:
     so it holds for any count (1.0 when there are no discordant pairs).
     """
     n = broken + fixed
-    return sum(math.comb(n, k) for k in range(broken, n + 1)) / 2**n
+    return sum(math.comb(n, k) for k in range(broken, n + 1)) / (1 << n)
 
 
 def compare(

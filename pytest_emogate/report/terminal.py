@@ -109,7 +109,7 @@ def status_cell(verdict: Verdict, check_id: str) -> str:
 
 
 def _class_table(result: GateResult, thresholds: Thresholds, verdict: Verdict, narrow: bool) -> Table:
-    columns = ("class", "n", "correct", "recall", "95% CI", "precision", "F1", "floor", "?", "status")
+    columns: tuple[str, ...] = ("class", "n", "correct", "recall", "95% CI", "precision", "F1", "floor", "?", "status")
     if narrow:
         columns = tuple(column for column in columns if column not in ("precision", "F1"))
     title = (
