@@ -7,6 +7,7 @@ marker and two fixtures and imports nothing heavy; any other gate option given a
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -73,9 +74,12 @@ def pytest_ignore_collect(config: pytest.Config) -> bool | None:
     return True if config.getoption("emogate_only") and gated else None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the gate's items first, before -k/-m selection and reordering plugins see the items."""
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
+    """Put the gate's items first, before any other plugin's hook runs: -k, -m, --deselect, --lf and reordering
+    plugins (pytest-randomly) then treat them as any other test."""
     gate = config.stash.get(GATE_KEY, None)
     if gate is not None:
         from pytest_emogate.gate_tests import gate_items
@@ -84,6 +88,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     elif RANK_KEY in config.stash:  # a torchrun worker rank: only rank 0 runs tests
         config.hook.pytest_deselected(items=list(items))
         items.clear()
+    return (yield)
 
 
 @pytest.fixture(scope="session")
