@@ -105,12 +105,12 @@ def read_features(sample: Sample) -> np.ndarray:
     three widths differ (the preflight reports all of these before any model loads).
     """
     vectors = []
-    for slot, path in zip(SLOT_NAMES, sample.features):
+    for slot, path in zip(SLOT_NAMES, sample.features, strict=True):
         if path is None:
             raise FileNotFoundError(f"sample {sample.name}: no {slot} feature file")
         vectors.append(load_vector(path))
     widths = {vector.shape[0] for vector in vectors}
     if len(widths) != 1:
-        shown = ", ".join(f"{slot} {vector.shape[0]}" for slot, vector in zip(SLOT_NAMES, vectors))
+        shown = ", ".join(f"{slot} {vector.shape[0]}" for slot, vector in zip(SLOT_NAMES, vectors, strict=True))
         raise ValueError(f"sample {sample.name}: expected three features of one width, found {shown}")
     return np.stack(vectors)

@@ -83,7 +83,7 @@ def normalize_planes(planes: np.ndarray) -> np.ndarray:
     """The ToTensor + Normalize half of `image_tensor`, by table lookup: uint8 [..., 3, H, W] -> float32."""
     out = np.empty(planes.shape, dtype=np.float32)
     flat_in, flat_out = planes.reshape(-1, *planes.shape[-3:]), out.reshape(-1, *planes.shape[-3:])
-    for image, result in zip(flat_in, flat_out):
+    for image, result in zip(flat_in, flat_out, strict=True):
         normalize_into(image, result)
     return out
 

@@ -80,7 +80,7 @@ def _release_layout(root: Path) -> DataPaths:
     if not transcripts.is_file():
         problems.append(f"no transcript CSV: expected {' or '.join(TRANSCRIPT_NAMES)}")
     feature_dirs = []
-    for slot, candidates in zip(SLOTS, FEATURE_FOLDERS):
+    for slot, candidates in zip(SLOTS, FEATURE_FOLDERS, strict=True):
         found = [root / name for name in candidates if (root / name).is_dir()]
         if len(found) != 1:
             what = "none" if not found else "several: " + ", ".join(folder.name for folder in found)

@@ -67,7 +67,7 @@ def _file_problems(data: Test3Data, sample: Sample, feature_dims: tuple[int, int
             problems.append(_file_problem(data, sample, error))
         except OSError as error:
             problems.append(f"sample {sample.name}: {_shown(data, sample.frame)}: {_unreadable(error)}")
-    for slot, folder, path, dim in zip(SLOT_NAMES, data.feature_dirs, sample.features, feature_dims):
+    for slot, folder, path, dim in zip(SLOT_NAMES, data.feature_dirs, sample.features, feature_dims, strict=True):
         if path is None:
             shown = _shown(data, folder / f"{sample.name}.npy")
             problems.append(f"sample {sample.name}: {shown}: expected a {slot} feature file, found no file")

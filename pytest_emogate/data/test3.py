@@ -73,7 +73,7 @@ class Test3Data:
         _add(digest, FINGERPRINT_VERSION)
         _add(digest, self.annotation.read_bytes())
         with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            for sample, file_digests in zip(self.samples, pool.map(_sample_file_digests, self.samples)):
+            for sample, file_digests in zip(self.samples, pool.map(_sample_file_digests, self.samples), strict=True):
                 _add(digest, sample.name.encode("utf-8"))
                 _add(digest, MISSING if sample.transcript is None else sample.transcript.encode("utf-8"))
                 for file_digest in file_digests:
@@ -97,7 +97,7 @@ def load_test3(path: Path) -> Test3Data:
     for line, name, label in lines:
         features = tuple(
             folder / f"{name}.npy" if f"{name}.npy" in files else None
-            for folder, files in zip(paths.feature_dirs, feature_files)
+            for folder, files in zip(paths.feature_dirs, feature_files, strict=True)
         )
         # The original's order: the video (mp4, then avi), else the fork's pre-extracted jpg.
         frame = next((paths.frames / f"{name}{ext}" for ext in FRAME_SUFFIXES if f"{name}{ext}" in frame_files), None)

@@ -100,7 +100,7 @@ def shard(data: Test3Data, missing: Sequence[int], rank: int, world: int) -> lis
     by_length = sorted(missing, key=lambda i: (-len(prompt_sentence(data.samples[i])), i))
     turns = (divmod(position, world) for position in range(len(by_length)))
     owners = (seat if turn % 2 == 0 else world - 1 - seat for turn, seat in turns)
-    return sorted(index for index, owner in zip(by_length, owners) if owner == rank)
+    return sorted(index for index, owner in zip(by_length, owners, strict=True) if owner == rank)
 
 
 def torchrun_rank() -> tuple[int, int] | None:
@@ -162,7 +162,9 @@ def run_torchrun(
             if rank != 0:
                 raise
             where = "a rank died before its answers reached rank 0"
-            raise RankFailedError(None, where, type(error).__name__, f"{error}; rank 0's own answers are cached")
+            raise RankFailedError(
+                None, where, type(error).__name__, f"{error}; rank 0's own answers are cached"
+            ) from error
     finally:
         dist.destroy_process_group()
     if rank != 0:

@@ -145,9 +145,9 @@ def _launcher_manners() -> Iterator[None]:
             raise KeyboardInterrupt from None
         raise
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-        for number, handler in zip(signals, handlers):
+        for number, handler in zip(signals, handlers, strict=True):
             signal.signal(number, handler)
         if variable is None:
             os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
