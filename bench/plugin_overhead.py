@@ -57,14 +57,16 @@ def main() -> None:
     print(f"{'pytest --co -q':<28}{on_ms:>10.1f}")
     print(f"{'pytest --co -q -p no:emogate':<28}{off_ms:>10.1f}")
     print(
-        f"overhead of the inert plugin: {delta:+.1f} ms over {args.runs} runs each ({verdict} the {TARGET_MS:.0f} ms target)"
+        f"overhead of the inert plugin: {delta:+.1f} ms over {args.runs} runs each "
+        f"({verdict} the {TARGET_MS:.0f} ms target)"
     )
     if not args.no_record:
         today = datetime.date.today().isoformat()
         row = (
             f"| {today} | plugin overhead | `python bench/plugin_overhead.py --runs {args.runs}` | "
             f"{platform.processor() or platform.machine()}, {platform.python_version()} | "
-            f"with {on_ms:.1f} ms, without {off_ms:.1f} ms, overhead {delta:+.1f} ms ({verdict} <= {TARGET_MS:.0f} ms) |\n"
+            f"with {on_ms:.1f} ms, without {off_ms:.1f} ms, overhead {delta:+.1f} ms "
+            f"({verdict} <= {TARGET_MS:.0f} ms) |\n"
         )
         with RESULTS.open("a", encoding="utf-8") as handle:
             handle.write(row)

@@ -117,7 +117,9 @@ def run_of(result: GateResult, verdict: Verdict, provenance: Mapping[str, Any], 
 def git_commit(root: Path) -> str | None:
     """The commit checked out at `root`, else $GITHUB_SHA, else None (not a repository, or no git)."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         done = None
     if done is not None and done.returncode == 0:

@@ -173,8 +173,15 @@ class Outputs:
 
             sections.append(trend_table(self.runs, gate.result().labels, self.history))
         return render_summary(
-            gate.result(), gate.thresholds, verdict, gate.summary_header(), width=width, color=color, quiet=verbosity < 0, sections=sections,
-        )  # fmt: skip
+            gate.result(),
+            gate.thresholds,
+            verdict,
+            gate.summary_header(),
+            width=width,
+            color=color,
+            quiet=verbosity < 0,
+            sections=sections,
+        )
 
     def terminal_notes(self, verbosity: int) -> list[str]:
         """What was written or refused, and the ratchet's diff, for the given verbosity."""

@@ -238,10 +238,14 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
     raw_class = section.get("per_class_max_drop")
     if isinstance(raw_class, dict):
         for label, value in raw_class.items():
-            if _label(label, known, f"regression.per_class_max_drop.{label}", problems) is not None:
-                if (drop := _fraction(value, f"regression.per_class_max_drop.{label}", problems)) is not None:
-                    per_class[label] = drop
-    elif raw_class is not None:
-        if (drop := _fraction(raw_class, "regression.per_class_max_drop", problems)) is not None:
-            per_class = dict.fromkeys(labels, drop)
+            where = f"regression.per_class_max_drop.{label}"
+            if (
+                _label(label, known, where, problems) is not None
+                and (drop := _fraction(value, where, problems)) is not None
+            ):
+                per_class[label] = drop
+    elif (
+        raw_class is not None and (drop := _fraction(raw_class, "regression.per_class_max_drop", problems)) is not None
+    ):
+        per_class = dict.fromkeys(labels, drop)
     return RegressionPolicy(alpha=float(alpha), max_drop=max_drop, per_class_max_drop=per_class)

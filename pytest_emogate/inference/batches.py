@@ -223,10 +223,8 @@ def compute_threads(device: torch.device, workers: int) -> Iterator[None]:
         yield
         return
     saved = torch.get_num_threads()
-    if workers:  # processes: the OS gives them cores torch does not use
-        threads = min(saved, len(os.sched_getaffinity(0)) - workers)
-    else:  # threads of this process: out of torch's own share
-        threads = saved - reading_threads(device)
+    # Worker processes get the cores torch does not use; reading threads of this process come out of torch's share.
+    threads = min(saved, len(os.sched_getaffinity(0)) - workers) if workers else saved - reading_threads(device)
     torch.set_num_threads(max(1, threads))
     try:
         yield

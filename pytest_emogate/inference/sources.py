@@ -218,7 +218,8 @@ class CheckpointInference:
         if self._run is not None:
             run = self._run
             lines.append(
-                f"inference: {len(run.predictions)} samples on {run.device} in {run.timings_s.get('inference', 0.0):.1f} s "
+                f"inference: {len(run.predictions)} samples on {run.device} "
+                f"in {run.timings_s.get('inference', 0.0):.1f} s "
                 f"(load {run.timings_s.get('load', 0.0):.1f} s, batch size {s.batch_size}, mode {s.mode}, "
                 f"max {s.max_new_tokens} new tokens)"
             )

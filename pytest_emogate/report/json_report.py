@@ -58,7 +58,7 @@ def report_dict(
                 "n": o.n,
             }
             for o in outcomes
-        ],  # fmt: skip
+        ],
         "verdict": verdict.status,
         "passed": verdict.passed,
         "not_run": list(verdict.not_run),
