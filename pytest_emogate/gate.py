@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from pytest_emogate.evaluate.baseline import Baseline
-from pytest_emogate.evaluate.checks import CHECKS, Check, Outcome, declared_checks
+from pytest_emogate.evaluate.checks import Check, Outcome, declared_checks, evaluate_all
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
 from pytest_emogate.evaluate.thresholds import Thresholds
@@ -69,12 +69,13 @@ class Gate:
     source: AnswerSource
     baseline: Baseline | None = None
     """The accepted model's answers (--emogate-baseline); with them, the regression checks run."""
-    checks: tuple[Check, ...] = ()
-    """Every declared check, in thresholds order, then the regression checks (set from the thresholds)."""
+    checks: tuple[Check, ...] = field(init=False)
+    """Every declared check, in thresholds order, then the regression checks (from the thresholds)."""
     _result: GateResult | None = None
     _comparison: Comparison | None = None
     _outcomes: dict[str, Outcome] | None = None
     _ran: dict[str, str] = field(default_factory=dict)
+    _error: str | None = None
     _gate_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -113,14 +114,12 @@ class Gate:
     def outcomes(self) -> dict[str, Outcome]:
         """Every declared check's outcome by check id, in declared order, computed once."""
         if self._outcomes is None:
-            outcomes = {}
+            outcomes = {outcome.id: outcome for outcome in evaluate_all(self.thresholds, self.result())}
+            comparison = self.comparison()
             for check in self.checks:
                 if check.kind == "regression":
-                    comparison = self.comparison()
                     assert comparison is not None, "regression checks are declared only with a baseline"
                     outcomes[check.id] = regression_outcome(self.thresholds, comparison, check.param)
-                else:
-                    outcomes[check.id] = CHECKS[check.kind](self.thresholds, self.result(), check.param)
             self._outcomes = outcomes
         return self._outcomes
 
@@ -131,9 +130,13 @@ class Gate:
         elif report.when == "call" and report.passed and self._ran.get(check_id) != FAILED:
             self._ran[check_id] = PASSED
 
+    def fail(self, error: str) -> None:
+        """Note that no answers could be made (the session ends): the verdict fails with this reason."""
+        self._error = error
+
     def verdict(self) -> Verdict:
         """The verdict from what ran: passed, failed, or incomplete (some declared checks did not run)."""
-        return judge([check.id for check in self.checks], self._ran)
+        return judge([check.id for check in self.checks], self._ran, self._error)
 
     def header(self) -> str:
         """What determines the numbers, in one line."""

@@ -51,8 +51,10 @@ def gate_result(gate: Gate) -> Gate:
     try:
         gate.result()
     except pytest.UsageError as error:  # a weight file found broken only when the model loads: still exit 4
+        gate.fail(str(error))
         pytest.exit(f"ERROR: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     except AnswersUnavailable as error:  # e.g. non-finite logits: no answer can be gated, so no check can pass
+        gate.fail(str(error))
         pytest.exit(f"emogate: {error}", returncode=pytest.ExitCode.TESTS_FAILED)
     return gate
 

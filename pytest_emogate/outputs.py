@@ -97,7 +97,13 @@ class Outputs:
 
                 report["baseline"] = baseline_report(comparison, gate.baseline, gate.thresholds)
         else:
-            report = {"verdict": verdict.status, "passed": False, "not_run": list(verdict.not_run), "checks": []}
+            report = {
+                "verdict": verdict.status,
+                "passed": False,
+                "not_run": list(verdict.not_run),
+                "checks": [],
+                "error": verdict.error,
+            }
         write_report(self.report, report)
 
     def _record(self, gate: Gate, verdict: Verdict) -> None:

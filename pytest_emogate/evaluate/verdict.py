@@ -25,6 +25,8 @@ class Verdict:
     declared: tuple[str, ...]
     statuses: Mapping[str, str]
     """Each declared check id -> "passed", "failed" or "not_run"."""
+    error: str | None = None
+    """Why no check could be judged (the answers could not be made, e.g. non-finite logits); the verdict fails."""
 
     @property
     def passed(self) -> bool:
@@ -45,6 +47,8 @@ class Verdict:
         """`PASSED (15 checks)`, `FAILED (1 of 15 checks)` or `INCOMPLETE (4 of 15 checks ran, all passed; 11 not
         run)`: the verdict without the check ids."""
         total = len(self.declared)
+        if self.error is not None:
+            return f"FAILED (no answers to gate, {total} checks not run)"
         if self.status == PASSED:
             return f"PASSED ({total} check{'s' if total != 1 else ''})"
         if self.status == FAILED:
@@ -57,6 +61,8 @@ class Verdict:
         """The headline with the ids: `emogate verdict: FAILED (1 of 15 checks): label_validity`, or
         `emogate verdict: INCOMPLETE (4 of 15 checks ran, all passed; 11 not run: ...)`."""
         not_run = f"{len(self.not_run)} not run: {_listed(self.not_run)}" if self.not_run else ""
+        if self.error is not None:
+            return f"emogate verdict: FAILED (no answers to gate: {self.error.splitlines()[0]})"
         if self.status == PASSED:
             return f"emogate verdict: {self.headline()}"
         if self.status == FAILED:
@@ -66,17 +72,17 @@ class Verdict:
         return f"emogate verdict: INCOMPLETE ({ran} of {len(self.declared)} checks ran, all passed; {not_run})"
 
 
-def judge(declared: Sequence[str], ran: Mapping[str, str]) -> Verdict:
+def judge(declared: Sequence[str], ran: Mapping[str, str], error: str | None = None) -> Verdict:
     """The verdict of the declared checks, given how each one's test ended (`ran`: id -> "passed"/"failed";
-    a declared id missing from it did not run)."""
+    a declared id missing from it did not run); with an `error` (no answers could be made) it fails."""
     statuses = {check: ran.get(check, NOT_RUN) for check in declared}
-    if FAILED in statuses.values():
+    if error is not None or FAILED in statuses.values():
         status = FAILED
     elif NOT_RUN in statuses.values():
         status = INCOMPLETE
     else:
         status = PASSED
-    return Verdict(status, tuple(declared), statuses)
+    return Verdict(status, tuple(declared), statuses, error)
 
 
 def _listed(ids: Sequence[str]) -> str:
