@@ -62,6 +62,7 @@ def _hold_lock(folder: str, started: multiprocessing.synchronize.Event) -> None:
         (Path(folder) / "computed").write_text("done", encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_the_lock_makes_a_second_process_wait(tmp_path: Path) -> None:
     cache = AnswerCache.open(tmp_path, KEY)
     started = multiprocessing.Event()

@@ -18,6 +18,7 @@ from tests.conftest import TINY
 
 pytest.importorskip("torch")
 SLICE = 240
+pytestmark = pytest.mark.slow  # subprocesses running the tiny model
 
 
 @pytest.fixture

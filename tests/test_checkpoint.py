@@ -159,6 +159,7 @@ def test_safetensors_checkpoints_read_like_pth(tmp_path: Path) -> None:
     assert feature_dims(path) == feature_dims(CKPT) == (32, 32, 32)
 
 
+@pytest.mark.slow
 def test_feature_dims_load_no_language_model() -> None:
     code = (
         "import sys; from pathlib import Path; from pytest_emogate.inference.run import checkpoint_feature_dims; "

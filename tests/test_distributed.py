@@ -173,6 +173,7 @@ def test_torchrun_rank(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], exp
     assert distributed.is_main_process() == (expected is None or expected[0] == 0)
 
 
+@pytest.mark.slow
 def test_a_failed_launched_rank_fails_the_run_with_its_error_and_its_finished_answers_stay_cached(
     tmp_path: Path, sliced: Test3Data, one_process: Path
 ) -> None:
@@ -194,6 +195,7 @@ def test_a_failed_launched_rank_fails_the_run_with_its_error_and_its_finished_an
     assert name not in kept and all(kept[n].output == reference[n] for n in kept)  # a rerun infers only the rest
 
 
+@pytest.mark.slow
 def test_under_torchrun_a_failed_rank_fails_rank_0_with_its_error_and_its_finished_answers_reach_rank_0(
     tmp_path: Path, sliced: Test3Data, one_process: Path
 ) -> None:
@@ -213,6 +215,7 @@ def test_under_torchrun_a_failed_rank_fails_rank_0_with_its_error_and_its_finish
     assert len(kept) >= 21 + 16 and name not in kept and all(kept[n].output == reference[n] for n in kept)
 
 
+@pytest.mark.slow
 def test_devices_cpu_cpu_gate_exactly_like_one_process(tmp_path: Path, one_process: Path) -> None:
     done = gate(tmp_path, "--emogate-devices=cpu,cpu")
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
@@ -222,6 +225,7 @@ def test_devices_cpu_cpu_gate_exactly_like_one_process(tmp_path: Path, one_proce
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_pytest_under_torchrun_gates_exactly_like_one_process(tmp_path: Path, one_process: Path) -> None:
     torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
     done = gate(tmp_path, launcher=torchrun)

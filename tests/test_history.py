@@ -72,6 +72,7 @@ def _write_runs(db: str) -> list[int]:
     return [record_run(Path(db), run_of(result, NONE, PROVENANCE, None)) for _ in range(5)]
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     db = tmp_path / "history.sqlite"
     with multiprocessing.get_context("spawn").Pool(4) as pool:
@@ -122,6 +123,7 @@ def test_sparkline() -> None:
     assert sparkline([6 / 14, 5 / 14, 6 / 14]) == "█▁█"
 
 
+@pytest.mark.slow
 def test_git_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_SHA", "feedbeef")
     assert git_commit(tmp_path) == "feedbeef"

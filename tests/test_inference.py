@@ -76,6 +76,7 @@ def prompts_of(tokenizer: object, data: Test3Data) -> list[PromptIds]:
     return [tokenize_prompt(tokenizer, prompt_sentence(sample)) for sample in data.samples]
 
 
+@pytest.mark.slow
 def test_the_tiny_model_lands_in_the_intended_accuracy_band(run: InferenceRun) -> None:
     pairs = Counter((p.label, p.output.split(" ")[-1]) for p in run.predictions)
     accuracy = sum(n for (gold, said), n in pairs.items() if gold == said) / len(run.predictions)
@@ -84,6 +85,7 @@ def test_the_tiny_model_lands_in_the_intended_accuracy_band(run: InferenceRun) -
     assert len(confused_classes) >= 4  # imperfect in a realistic way: errors spread over the classes
 
 
+@pytest.mark.slow
 def test_answers_look_like_the_original_s(run: InferenceRun) -> None:
     labels = {"neutral", "angry", "happy", "sad", "worried", "surprise"}
     assert all(p.output in labels for p in run.predictions)
@@ -91,10 +93,12 @@ def test_answers_look_like_the_original_s(run: InferenceRun) -> None:
     assert run.device == "cpu" and set(run.timings_s) == {"load", "inference"}
 
 
+@pytest.mark.slow
 def test_predictions_come_back_in_the_data_order(run: InferenceRun, data: Test3Data) -> None:
     assert [(p.name, p.label) for p in run.predictions] == [(s.name, s.label) for s in data.samples]
 
 
+@pytest.mark.slow
 def test_batched_answers_equal_batch_size_1_answers_for_every_sample(
     run: InferenceRun, loaded: tuple[EmotionLlama, object], data: Test3Data
 ) -> None:
@@ -105,6 +109,7 @@ def test_batched_answers_equal_batch_size_1_answers_for_every_sample(
     ]
 
 
+@pytest.mark.slow
 def test_greedy_equals_hugging_face_generate_at_batch_size_1(
     loaded: tuple[EmotionLlama, object], data: Test3Data
 ) -> None:
@@ -121,6 +126,7 @@ def test_greedy_equals_hugging_face_generate_at_batch_size_1(
             assert greedy(model, [embeds[0]], 8)[0].ids == tuple(theirs[0].tolist())
 
 
+@pytest.mark.slow
 def test_answers_that_hit_the_cap_are_counted(data: Test3Data) -> None:
     few = dataclasses.replace(data, samples=data.samples[:10])
     run = run_inference(dataclasses.replace(TINY_SETTINGS, max_new_tokens=1, batch_size=4), few, progress=False)
@@ -128,6 +134,7 @@ def test_answers_that_hit_the_cap_are_counted(data: Test3Data) -> None:
     assert all(p.extra == {"n_new_tokens": 1, "hit_cap": True} for p in run.predictions)
 
 
+@pytest.mark.slow
 def test_non_finite_logits_are_reported_by_sample_never_turned_into_answers(
     loaded: tuple[EmotionLlama, object], data: Test3Data
 ) -> None:
@@ -171,6 +178,7 @@ def test_unusable_devices_are_usage_errors(name: str, problem: str) -> None:
         resolve_device(name)
 
 
+@pytest.mark.slow
 def test_indices_pick_the_samples_and_their_order_and_each_batch_is_handed_over(
     run: InferenceRun, data: Test3Data
 ) -> None:

@@ -45,6 +45,7 @@ def test_pos_embed_is_bicubic_resized_keeping_cls() -> None:
     assert torch.equal(resize_pos_embed(pos, 4), pos)
 
 
+@pytest.mark.slow
 def test_the_tiny_vit_builds_fp32_on_cpu_at_the_requested_size() -> None:
     vit = build_vit(read_vit(VIT), 448, 88, torch.device("cpu"))
     assert len(vit.blocks) == 2 and vit.pos_embed.shape == (1, 1 + 8 * 8, 88)  # the file's 4x4 grid, resized
@@ -57,11 +58,13 @@ def test_the_tiny_vit_builds_fp32_on_cpu_at_the_requested_size() -> None:
     ("image_size", "head_dim", "problem"),
     [(448, 64, "not a multiple of the ViT head dimension 64"), (450, 88, "not a multiple of the patch size 56")],
 )
+@pytest.mark.slow
 def test_sizes_the_weights_cannot_serve_are_refused(image_size: int, head_dim: int, problem: str) -> None:
     with pytest.raises(pytest.UsageError, match=problem):
         build_vit(read_vit(VIT), image_size, head_dim, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_head_dim_overrides_the_number_of_heads() -> None:
     vit = build_vit(read_vit(VIT), 224, 22, torch.device("cpu"))
     assert vit.blocks[0].attn.heads == 4 and vit.pos_embed.shape == (1, 1 + 4 * 4, 88)

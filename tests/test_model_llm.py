@@ -46,6 +46,7 @@ def edited(tmp_path: Path, edit: Any) -> ModelFiles:
     return ModelFiles(tmp_path / "c.pth", FILES.llama, FILES.vit)
 
 
+@pytest.mark.slow
 def test_modern_peft_names_load_to_identical_outputs(tmp_path: Path, reference: torch.Tensor) -> None:
     def modern(checkpoint: dict[str, Any]) -> None:
         checkpoint["model"] = {re.sub(r"\.lora_([AB])\.", r".lora_\1.default.", key): value
@@ -54,6 +55,7 @@ def test_modern_peft_names_load_to_identical_outputs(tmp_path: Path, reference: 
     assert torch.equal(logits(load_emotion_llama(edited(tmp_path, modern), CPU)[0]), reference)
 
 
+@pytest.mark.slow
 def test_safetensors_loads_to_identical_outputs(tmp_path: Path, reference: torch.Tensor) -> None:
     import json
 
@@ -66,6 +68,7 @@ def test_safetensors_loads_to_identical_outputs(tmp_path: Path, reference: torch
     assert torch.equal(logits(load_emotion_llama(files, CPU)[0]), reference)
 
 
+@pytest.mark.slow
 def test_the_lora_is_live_unmerged_with_alpha_from_the_config(reference: torch.Tensor) -> None:
     model, _ = load_emotion_llama(FILES, CPU)
     layer = model.llm.get_base_model().model.layers[0].self_attn.q_proj
@@ -74,6 +77,7 @@ def test_the_lora_is_live_unmerged_with_alpha_from_the_config(reference: torch.T
                            reference)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_without_lora_the_answers_change(tmp_path: Path, reference: torch.Tensor) -> None:
     def zero_b(checkpoint: dict[str, Any]) -> None:
         for key, value in checkpoint["model"].items():
@@ -83,6 +87,7 @@ def test_without_lora_the_answers_change(tmp_path: Path, reference: torch.Tensor
     assert not torch.equal(logits(load_emotion_llama(edited(tmp_path, zero_b), CPU)[0]), reference)
 
 
+@pytest.mark.slow
 def test_a_missing_lora_pair_is_refused_with_its_keys_named(tmp_path: Path) -> None:
     def drop(checkpoint: dict[str, Any]) -> None:
         for half in "AB":
@@ -96,6 +101,7 @@ def test_a_missing_lora_pair_is_refused_with_its_keys_named(tmp_path: Path) -> N
         )
 
 
+@pytest.mark.slow
 def test_lora_for_a_layer_the_model_lacks_is_refused(tmp_path: Path) -> None:
     def extra(checkpoint: dict[str, Any]) -> None:
         for half in "AB":
@@ -106,6 +112,7 @@ def test_lora_for_a_layer_the_model_lacks_is_refused(tmp_path: Path) -> None:
         load_emotion_llama(edited(tmp_path, extra), CPU)
 
 
+@pytest.mark.slow
 def test_a_projection_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
     def shrink(checkpoint: dict[str, Any]) -> None:
         checkpoint["model"]["cls_tk_llama_proj.weight"] = checkpoint["model"]["cls_tk_llama_proj.weight"][:, :10]
@@ -114,6 +121,7 @@ def test_a_projection_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
         load_emotion_llama(edited(tmp_path, shrink), CPU)
 
 
+@pytest.mark.slow
 def test_ln_vision_is_identity_affine_unless_the_checkpoint_has_it(tmp_path: Path) -> None:
     model, _ = load_emotion_llama(FILES, CPU)
     assert model.ln_vision.eps == 1e-5

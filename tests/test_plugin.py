@@ -129,6 +129,7 @@ def test_the_plugin_is_inert_without_the_option(pytester: pytest.Pytester) -> No
     assert "emogate:" not in result.stdout.str() and "emogate summary" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_importing_the_plugin_pulls_in_nothing_heavy() -> None:
     code = (
         "import sys, pytest_emogate.plugin\n"

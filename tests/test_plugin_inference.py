@@ -12,6 +12,7 @@ from tests.conftest import TINY
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.slow  # the tiny model, inference and subprocesses
 
 
 def model_args(data: Path = TINY / "data") -> list[str]:

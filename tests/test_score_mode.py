@@ -47,12 +47,14 @@ def generated(loaded: tuple[EmotionLlama, object], prompts: list[PromptIds], dat
     return generate(loaded[0], prompts, SampleInputs(data.samples, 448), batch_size=16, max_new_tokens=32)
 
 
+@pytest.mark.slow
 def test_label_chains_are_the_tokens_generation_produces(loaded: tuple[EmotionLlama, object]) -> None:
     tokenizer = loaded[1]
     chains = label_chains(tokenizer, MER2023_LABELS)
     assert [answer_text(tokenizer, [*chain, EOS]) for chain in chains] == list(MER2023_LABELS)
 
 
+@pytest.mark.slow
 def test_score_mode_answers_equal_generation_for_every_sample(
     loaded: tuple[EmotionLlama, object], prompts: list[PromptIds], data: Test3Data, generated: list[Generation]
 ) -> None:
@@ -63,6 +65,7 @@ def test_score_mode_answers_equal_generation_for_every_sample(
     assert fallbacks == 0  # the tiny model always answers "label</s>"
 
 
+@pytest.mark.slow
 def test_samples_whose_answer_is_not_a_scored_label_fall_back_to_generation(
     loaded: tuple[EmotionLlama, object], prompts: list[PromptIds], data: Test3Data, generated: list[Generation]
 ) -> None:
@@ -79,6 +82,7 @@ def test_samples_whose_answer_is_not_a_scored_label_fall_back_to_generation(
     assert sorted(reported) == list(few)  # scored and fallback samples each handed over exactly once
 
 
+@pytest.mark.slow
 def test_a_cap_too_short_for_label_and_eos_falls_back_and_is_capped(
     loaded: tuple[EmotionLlama, object], prompts: list[PromptIds], data: Test3Data
 ) -> None:
@@ -89,6 +93,7 @@ def test_a_cap_too_short_for_label_and_eos_falls_back_and_is_capped(
     assert fallbacks == 20 and all(g.hit_cap and len(g.ids) == 1 for g in scored)
 
 
+@pytest.mark.slow
 def test_each_branch_sees_the_prompt_and_its_own_tokens_as_generation_would(
     loaded: tuple[EmotionLlama, object], prompts: list[PromptIds], data: Test3Data
 ) -> None:
@@ -140,6 +145,7 @@ def test_a_label_is_taken_only_when_greedy_would_produce_it_and_stop(
     assert greedy_chain(top, finite, [(7,), (8, 9)]) == found
 
 
+@pytest.mark.slow
 def test_run_inference_in_score_mode_says_how_many_fell_back(data: Test3Data) -> None:
     settings = dataclasses.replace(TINY_SETTINGS, mode="score", labels=("sad", "angry", "neutral"))
     run = run_inference(settings, data, progress=False, indices=range(48))

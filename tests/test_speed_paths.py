@@ -47,6 +47,7 @@ def test_batches_run_longest_prompt_first_ties_in_input_order() -> None:
     assert length_sorted_batches(prompts, 3) == [[1, 3, 6], [2, 5, 0], [4]]
 
 
+@pytest.mark.slow
 def test_workers_deliver_the_same_batches_in_order(data: Test3Data) -> None:
     load = SampleInputs(data.samples[:30], 448)
     batches = [[5, 0, 7], [29], list(range(8, 20)), [1, 2]]
@@ -60,6 +61,7 @@ def test_workers_deliver_the_same_batches_in_order(data: Test3Data) -> None:
         assert all(torch.equal(a, b) for a, b in zip(features, want_features, strict=True))
 
 
+@pytest.mark.slow
 def test_workers_leave_the_answers_unchanged(data: Test3Data, plain: InferenceRun) -> None:
     settings = dataclasses.replace(TINY_SETTINGS, workers=2, batch_size=8)
     handed: list[str] = []
@@ -122,6 +124,7 @@ def test_a_read_error_reaches_the_caller_at_its_batch(data: Test3Data) -> None:
     assert seen == [[0, 1], [2, 3]]
 
 
+@pytest.mark.slow
 def test_merged_lora_keeps_the_answers_and_reports_the_check(data: Test3Data, plain: InferenceRun) -> None:
     handed: list[str] = []
     run = run_inference(
@@ -135,6 +138,7 @@ def test_merged_lora_keeps_the_answers_and_reports_the_check(data: Test3Data, pl
     assert len(handed) == len(FEW)  # the check's answers are not handed over: only the run's, once each
 
 
+@pytest.mark.slow
 def test_merging_folds_the_adapters_into_the_base_weights() -> None:
     files = ModelFiles(TINY_SETTINGS.ckpt, TINY_SETTINGS.llama, TINY_SETTINGS.vit)
     model, _ = load_emotion_llama(files, torch.device("cpu"))
