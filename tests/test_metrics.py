@@ -80,10 +80,10 @@ def test_golden_table() -> None:
     assert (happy.recall, happy.precision, happy.f1) == (1.0, pytest.approx(2 / 3), pytest.approx(0.8))
     assert (angry.recall, angry.precision, angry.f1) == (0.5, 1.0, pytest.approx(2 / 3))
     assert result.metrics["accuracy"] == 6 / 8
-    assert result.metrics["uar"] == pytest.approx((0.75 + 1 + 0.5) / 3)
+    assert result.metrics["uar"] == pytest.approx(0.75)  # recalls 3/4, 2/2, 1/2: 9/4 over 3 classes
     assert result.metrics["weighted_recall"] == pytest.approx(6 / 8)
-    assert result.metrics["weighted_f1"] == pytest.approx((4 * 6 / 7 + 2 * 0.8 + 2 * 2 / 3) / 8)
-    assert result.metrics["macro_precision"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert result.metrics["weighted_f1"] == pytest.approx(167 / 210)  # (24/7 + 8/5 + 4/3) / 8 = (668/105) / 8
+    assert result.metrics["macro_precision"] == pytest.approx(8 / 9)  # precisions 1, 2/3, 1: 8/3 over 3 classes
     assert result.invalid_count == 1
     assert result.invalid_answers == {"doubt": 1}
     assert [s.name for s in result.invalid_samples] == ["s7"]
