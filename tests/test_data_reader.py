@@ -6,6 +6,7 @@ import csv
 import hashlib
 import importlib.util
 import io
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -46,7 +47,7 @@ def write_set(root: Path, rows: list[tuple[str, str, str]], folders: tuple[str, 
     with (root / "transcription_en_all.csv").open("w", newline="") as handle:
         csv.writer(handle, lineterminator="\n").writerows([("name", "sentence"), *((n, t) for n, _, t in rows)])
     for index, (name, _, _) in enumerate(rows):
-        for folder, dim in zip(folders, DIMS):
+        for folder, dim in zip(folders, DIMS, strict=True):
             np.save(root / folder / f"{name}.npy", np.arange(dim, dtype=np.float32) + index)
         Image.new("RGB", (6, 4), (10 * index, 100, 200)).save(root / "test3" / f"{name}.jpg")
     return root
@@ -212,7 +213,7 @@ def test_frame_fallback_is_mp4_then_avi_then_jpg(tmp_path: Path) -> None:
     colours = [np.asarray(read_frame(sample)).mean(axis=(0, 1)).round(-1).tolist() for sample in (a, b)]
     assert colours == [[250, 0, 0], [0, 250, 0]]
     assert read_frame(c).mode == "RGB" and read_frame(c).size == (6, 4)
-    with pytest.raises(FileNotFoundError, match="sample d: no .mp4/.avi/.jpg frame file"):
+    with pytest.raises(FileNotFoundError, match=re.escape("sample d: no .mp4/.avi/.jpg frame file")):
         read_frame(d)
 
 
@@ -239,7 +240,7 @@ def test_transcripts_are_read_as_the_original_reads_them(tmp_path: Path) -> None
     (root / "transcription_en_all.csv").write_text(
         'id,name,sentence_en,sentence\n1,a,english,"Well, yes."\n2,b,x,NA\n3,c,x,\n4,a,second row,ignored\n'
     )
-    a, b, c, d, e = load_test3(root).samples
+    a, b, c, d, _ = load_test3(root).samples
     assert [s.transcript for s in (a, b, c, d)] == ["Well, yes.", None, None, None]
     assert [prompt_sentence(s) for s in (a, b)] == ["Well, yes.", "nan"]
     (root / "transcription_en_all.csv").unlink()

@@ -27,7 +27,7 @@ def write_set(root: Path, names: list[str]) -> Path:
     with (root / "transcription_en_all.csv").open("w", newline="") as handle:
         csv.writer(handle, lineterminator="\n").writerows([("name", "sentence"), *((name, "Hi.") for name in names)])
     for name in names:
-        for folder, dim in zip(FOLDERS, DIMS):
+        for folder, dim in zip(FOLDERS, DIMS, strict=True):
             np.save(root / folder / f"{name}.npy", np.ones(dim, dtype=np.float32))
         Image.new("RGB", (4, 4), (200, 100, 50)).save(root / "test3" / f"{name}.jpg")
     return root

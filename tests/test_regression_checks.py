@@ -36,10 +36,13 @@ def edited(result: GateResult, gold: str, breaks: int, fixes: int = 0) -> GateRe
     samples: list[ScoredSample] = []
     for sample in result.samples:
         if sample.gold == gold and sample.correct and breaks:
-            sample, breaks = dataclasses.replace(sample, predicted="neutral", correct=False), breaks - 1
+            samples.append(dataclasses.replace(sample, predicted="neutral", correct=False))
+            breaks -= 1
         elif sample.gold == gold and not sample.correct and fixes:
-            sample, fixes = dataclasses.replace(sample, predicted=gold, correct=True, valid=True), fixes - 1
-        samples.append(sample)
+            samples.append(dataclasses.replace(sample, predicted=gold, correct=True, valid=True))
+            fixes -= 1
+        else:
+            samples.append(sample)
     return compute_result(samples, result.labels)
 
 

@@ -9,14 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from pytest_emogate.data import Test3Data, load_test3, prompt_sentence
-from pytest_emogate.inference.batches import SampleInputs
-from pytest_emogate.inference.generate import Generation, batch_embeddings, generate
-from pytest_emogate.inference.run import run_inference
-from pytest_emogate.inference.score import branch_logits, greedy_chain, label_chains, score
-from pytest_emogate.inference.settings import MER2023_LABELS
-from pytest_emogate.model import EmotionLlama, PromptIds, answer_text, load_emotion_llama, tokenize_prompts
-from pytest_emogate.model.emotion_llama import ModelFiles
+from pytest_emogate.data import Test3Data, load_test3, prompt_sentence  # noqa: E402
+from pytest_emogate.inference.batches import SampleInputs  # noqa: E402
+from pytest_emogate.inference.generate import Generation, batch_embeddings, generate  # noqa: E402
+from pytest_emogate.inference.run import run_inference  # noqa: E402
+from pytest_emogate.inference.score import branch_logits, greedy_chain, label_chains, score  # noqa: E402
+from pytest_emogate.inference.settings import MER2023_LABELS  # noqa: E402
+from pytest_emogate.model import EmotionLlama, PromptIds, answer_text, load_emotion_llama, tokenize_prompts  # noqa: E402
+from pytest_emogate.model.emotion_llama import ModelFiles  # noqa: E402
 from tests.conftest import TINY, TINY_SETTINGS  # noqa: E402
 
 EOS = 2

@@ -12,18 +12,18 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from pytest_emogate.data import Test3Data, load_test3
-from pytest_emogate.data.image import normalize_planes
-from pytest_emogate.inference.batches import (
+from pytest_emogate.data import Test3Data, load_test3  # noqa: E402
+from pytest_emogate.data.image import normalize_planes  # noqa: E402
+from pytest_emogate.inference.batches import (  # noqa: E402
     SampleInputs,
     compute_threads,
     input_batches,
     length_sorted_batches,
     reading_threads,
 )
-from pytest_emogate.inference.run import InferenceRun, run_inference
-from pytest_emogate.model import PromptIds, load_emotion_llama
-from pytest_emogate.model.emotion_llama import ModelFiles
+from pytest_emogate.inference.run import InferenceRun, run_inference  # noqa: E402
+from pytest_emogate.model import PromptIds, load_emotion_llama  # noqa: E402
+from pytest_emogate.model.emotion_llama import ModelFiles  # noqa: E402
 from tests.conftest import TINY, TINY_SETTINGS  # noqa: E402
 
 FEW = range(100, 148)

@@ -40,8 +40,8 @@ def test_the_project_s_naming_rules_cannot_hide_the_gate(project: pytest.Pyteste
 
 
 def test_a_keyword_selection_is_an_incomplete_verdict(project: pytest.Pytester) -> None:
-    result = project.runpytest("--emogate-predictions", "base.csv", "-k", "overall", "--emogate-report",
-                               "report.json", "--emogate-markdown", "summary.md", "--emogate-history", "h.sqlite")  # fmt: skip
+    result = project.runpytest("--emogate-predictions", "base.csv", "-k", "overall", "--emogate-report", "report.json",
+                               "--emogate-markdown", "summary.md", "--emogate-history", "h.sqlite")  # fmt: skip
     result.assert_outcomes(passed=4)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines([literal(
@@ -82,7 +82,8 @@ def test_a_check_without_a_section_neither_runs_nor_counts(project: pytest.Pytes
 def test_update_steps_act_only_on_a_passing_verdict(project: pytest.Pytester) -> None:
     project.makefile(".yaml", thresholds=PASSING)
     result = project.runpytest("--emogate-predictions", "base.csv", "--deselect", "emogate::test_label_validity",
-                               "--emogate-update-baseline", "new.jsonl", "--emogate-ratchet", "--emogate-no-history")  # fmt: skip
+                               "--emogate-update-baseline", "new.jsonl", "--emogate-ratchet",
+                               "--emogate-no-history")  # fmt: skip
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
