@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from pytest_emogate.inference.sources import CheckpointInference
     from pytest_emogate.outputs import Outputs
 
-INFER_EXTRA = ("torch", "transformers", "peft", "cv2", "safetensors", "sentencepiece", "numpy", "PIL")
-"""The modules inference imports; the `infer` extra installs them."""
-
 
 def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointInference | None:
     """The gate and its outputs; under torchrun on a worker rank only the source it answers with; None when off."""
@@ -94,21 +91,10 @@ def _outputs(config: pytest.Config) -> Outputs:
     return outputs
 
 
-def require_modules(modules: tuple[str, ...], option: str, extra: str) -> None:
-    """A usage error naming the extra to install when any of `modules` is not installed (found without importing
-    it: the model's libraries load only when inference starts)."""
-    from importlib.util import find_spec
-
-    missing = [module for module in modules if find_spec(module) is None]
-    if missing:
-        raise pytest.UsageError(
-            f"{option} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
-            f'pip install "pytest-emogate[{extra}]"'
-        )
-
-
 def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...]) -> CheckpointInference:
-    require_modules(INFER_EXTRA, "--emogate-ckpt", "infer")
+    from pytest_emogate.extras import INFER, require
+
+    require(INFER, "--emogate-ckpt", 'pip install "pytest-emogate[infer]"')
     from pytest_emogate.inference.settings import InferenceSettings
     from pytest_emogate.inference.sources import CheckpointInference
 

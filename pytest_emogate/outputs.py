@@ -47,14 +47,12 @@ class Outputs:
 
     def check(self) -> None:
         """Fail at the start of the session, not at its end: the optional libraries, an unusable history file."""
+        from pytest_emogate.extras import require
+
         if self.plot is not None:
-            from pytest_emogate.report.plot import require_matplotlib
-
-            require_matplotlib()
+            require(("matplotlib",), "--emogate-plot", 'pip install "pytest-emogate[plot]"')
         if self.ratchet:
-            from pytest_emogate.evaluate.ratchet import require_ruamel
-
-            require_ruamel()
+            require(("ruamel.yaml",), "--emogate-ratchet", 'pip install "ruamel.yaml>=0.17.21"')
         if self.history is not None:
             from pytest_emogate.history import check_history
 

@@ -107,7 +107,9 @@ def test_without_matplotlib_the_plot_is_a_one_line_usage_error(
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     result = gate(project, "slipped.csv", "--emogate-plot", "gate.png")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert result.stderr.lines[0] == "ERROR: --emogate-plot needs matplotlib: pip install pytest-emogate[plot]"
+    assert result.stderr.lines[0] == (
+        'ERROR: --emogate-plot needs matplotlib, which is not installed: pip install "pytest-emogate[plot]"'
+    )
     assert not (project.path / "gate.png").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import pytest
 
 from pytest_emogate.evaluate.compare import metric_intervals
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
-from pytest_emogate.evaluate.ratchet import apply_raises, proposed_raises, ratchet, require_ruamel
+from pytest_emogate.evaluate.ratchet import apply_raises, proposed_raises, ratchet
 from pytest_emogate.evaluate.thresholds import load_thresholds
+from pytest_emogate.extras import require
 from pytest_emogate.predictions import read_predictions
 from tests.conftest import SEED
 
@@ -99,8 +101,9 @@ def test_nothing_to_raise_says_so(tmp_path: Path, seed: GateResult) -> None:
 def test_without_ruamel_the_error_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ruamel", None)
     monkeypatch.setitem(sys.modules, "ruamel.yaml", None)
-    with pytest.raises(pytest.UsageError, match=r"^--emogate-ratchet needs ruamel\.yaml: pip install 'ruamel\.yaml"):
-        require_ruamel()
+    message = '--emogate-ratchet needs ruamel.yaml, which is not installed: pip install "ruamel.yaml>=0.17.21"'
+    with pytest.raises(pytest.UsageError, match=f"^{re.escape(message)}$"):
+        require(("ruamel.yaml",), "--emogate-ratchet", 'pip install "ruamel.yaml>=0.17.21"')
 
 
 @pytest.fixture

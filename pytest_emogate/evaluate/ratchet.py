@@ -19,8 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from pytest_emogate.evaluate.metrics import METRICS, GateResult, wilson_interval
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.files import atomic_write_text
@@ -42,14 +40,6 @@ class Raise:
     def describe(self) -> str:
         """`per_class.worried 0.50 -> 0.58 (95% lower bound 58.96%)`: two decimals, so the rounding down shows."""
         return f"{self.key} {self.old:.2f} -> {self.new:.2f} (95% lower bound {100 * self.bound:.2f}%)"
-
-
-def require_ruamel() -> None:
-    """Fail at configure time, with the fix, when the round-trip YAML library is missing."""
-    try:
-        import ruamel.yaml  # noqa: F401
-    except ImportError:
-        raise pytest.UsageError("--emogate-ratchet needs ruamel.yaml: pip install 'ruamel.yaml>=0.17.21'") from None
 
 
 def proposed_raises(

@@ -12,8 +12,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
 from pytest_emogate.evaluate.checks import inconclusive
 from pytest_emogate.evaluate.compare import Comparison
 from pytest_emogate.evaluate.metrics import GateResult
@@ -27,14 +25,6 @@ SIZE_PX = (1400, 600)
 """The PNG's width and height in pixels."""
 DPI = 100
 COLORS = {"pass": "#2e7d32", "fail": "#c62828", "none": "#455a64", "floor": "#c62828", "baseline": "#9e9e9e"}
-
-
-def require_matplotlib() -> None:
-    """Fail at configure time, in one line, when the plot extra is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise pytest.UsageError("--emogate-plot needs matplotlib: pip install pytest-emogate[plot]") from None
 
 
 def write_plot(

@@ -1,0 +1,27 @@
+"""The optional libraries: a missing one is a one-line usage error that says what to install, found when the
+session starts (without importing the library: the model's libraries load only when inference starts)."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+import pytest
+
+INFER = ("torch", "transformers", "peft", "cv2", "safetensors", "sentencepiece", "numpy", "PIL")
+"""The modules inference imports; the `infer` extra installs them."""
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (a parent package that is missing counts as missing)."""
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require(modules: tuple[str, ...], option: str, install: str) -> None:
+    """A usage error naming the missing modules and the command that installs them, when any is missing."""
+    missing = [module for module in modules if not installed(module)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise pytest.UsageError(f"{option} needs {', '.join(missing)}, which {verb} not installed: {install}")
