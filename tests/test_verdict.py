@@ -216,3 +216,20 @@ def test_inference_without_its_extra_is_one_line(
         [f'ERROR: --emogate-ckpt needs {module}, which is not installed: pip install "pytest-emogate[infer]"']
     )
     assert "Traceback" not in result.stderr.str()
+
+
+@pytest.mark.parametrize("seed", ["1", "2"])
+def test_pytest_randomly_shuffles_the_gate_items(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, seed: str
+) -> None:
+    pytest.importorskip("pytest_randomly")
+    monkeypatch.delenv("PYTEST_ADDOPTS")
+    result = project.runpytest("--emogate-predictions", "base.csv", "-p", "randomly", f"--randomly-seed={seed}",
+                               "-v", "--emogate-no-history")  # fmt: skip
+    ran = [line.split()[0] for line in result.stdout.lines if line.startswith("emogate::test_")]
+    in_order = project.runpytest("--emogate-predictions", "base.csv", "--co", "-q", "-p", "no:randomly")
+    declared = [line for line in in_order.stdout.lines if line.startswith("emogate::")]
+    assert sorted(ran) == sorted(declared) and ran != declared
+    result.stdout.fnmatch_lines(
+        [f"Using --randomly-seed={seed}", "emogate verdict: FAILED (1 of 15 checks): label_validity"]
+    )
