@@ -67,8 +67,9 @@ def print_tables(runs: Sequence[Run], db: Path) -> None:
             made.add_column(column, justify="left" if column in left else "right", no_wrap=True)
         return made
 
-    runs_table = table(f"emogate history {db}: {len(runs)} runs, oldest first", ("run", "time (UTC)", "commit",
-                       "verdict", *TABLE_METRICS), left=("time (UTC)", "commit", "verdict"))  # fmt: skip
+    title = f"emogate history {db}: {len(runs)} run{'s' if len(runs) != 1 else ''}, oldest first"
+    columns = ("run", "time (UTC)", "commit", "verdict", *TABLE_METRICS)
+    runs_table = table(title, columns, left=("time (UTC)", "commit", "verdict"))
     labels = list(dict.fromkeys(label for run in runs for label in run.per_class))
     class_table = table("Per-class recall", ("run", "commit", *labels), left=("commit",))
     for run in runs:

@@ -9,6 +9,8 @@ import pytest
 
 INFER = ("torch", "transformers", "peft", "cv2", "safetensors", "sentencepiece", "numpy", "PIL")
 """The modules inference imports; the `infer` extra installs them."""
+PACKAGES = {"cv2": "opencv-python-headless", "PIL": "pillow"}
+"""The package that installs a module, where its name differs."""
 
 
 def installed(module: str) -> bool:
@@ -24,4 +26,5 @@ def require(modules: tuple[str, ...], option: str, install: str) -> None:
     missing = [module for module in modules if not installed(module)]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
-        raise pytest.UsageError(f"{option} needs {', '.join(missing)}, which {verb} not installed: {install}")
+        names = ", ".join(PACKAGES.get(module, module) for module in missing)
+        raise pytest.UsageError(f"{option} needs {names}, which {verb} not installed: {install}")

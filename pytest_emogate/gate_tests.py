@@ -93,8 +93,9 @@ class GateItem(pytest.Item):
             pytest.fail(outcome.message, pytrace=False)
 
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
-        """The thresholds file (where the check is declared) and the test name."""
-        return self.path, None, self.name
+        """The thresholds file (where the check is declared), its first line, and the test name (pytest needs a
+        line number to report a skip mark)."""
+        return self.path, 0, self.name
 
 
 def _junit_forbids_case_properties(config: pytest.Config) -> bool:

@@ -18,6 +18,10 @@ from pytest_emogate.inference.settings import MODES, default_of
 
 SOURCES = ("predictions", "ckpt")
 """The two answer sources: a predictions file made elsewhere, or inference from a checkpoint."""
+SOURCE_NOUNS = {
+    "predictions": "a predictions file (CSV or JSONL)",
+    "ckpt": "a stage-2 checkpoint (.pth or .safetensors)",
+}
 HISTORY_DEFAULT = Path(".emogate") / "history.sqlite"
 CACHE_DEFAULT = Path(".emogate") / "cache"
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
@@ -145,13 +149,11 @@ def answer_source(config: pytest.Config) -> tuple[str, Path] | None:
 
     A source on the command line wins over the other one set in the ini file; an empty value is an error.
     """
-    empty = [_flag(name) for name in SOURCES if config.getoption(f"emogate_{name}") == ""]
-    empty += [f"ini setting emogate_{name}" for name in SOURCES if config.getini(f"emogate_{name}") == ""]
+    empty = [(_flag(name), name) for name in SOURCES if config.getoption(f"emogate_{name}") == ""]
+    empty += [(f"ini setting emogate_{name}", name) for name in SOURCES if config.getini(f"emogate_{name}") == ""]
     if empty:
-        raise pytest.UsageError(
-            f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty: expected the path of the answers "
-            "(an unset CI variable?); the gate never runs without its answers"
-        )
+        said = "; ".join(f"{where} is empty: expected the path of {SOURCE_NOUNS[name]}" for where, name in empty)
+        raise pytest.UsageError(f"{said} (an unset CI variable?); the gate never runs without its answers")
     on_command_line = [name for name in SOURCES if config.getoption(f"emogate_{name}")]
     in_ini = [name for name in SOURCES if config.getini(f"emogate_{name}")]
     if len(on_command_line) == 2:

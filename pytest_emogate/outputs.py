@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_emogate.files import display_path
+from pytest_emogate.files import display_path, usage_error
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -46,9 +46,16 @@ class Outputs:
     """Lines for the end of the summary, each with the least verbosity that shows it (-1: even under -q)."""
 
     def check(self) -> None:
-        """Fail at the start of the session, not at its end: the optional libraries, an unusable history file."""
+        """Fail at the start of the session, not at its end: an output path that is a directory, a missing
+        optional library, an unusable history file."""
         from pytest_emogate.extras import require
 
+        files = {"report": self.report, "save-predictions": self.save_predictions, "markdown": self.markdown,
+                 "plot": self.plot, "history": self.history, "update-baseline": self.update_baseline}  # fmt: skip
+        directories = [f"--emogate-{name} {path}: is a directory; expected the path of a file"
+                       for name, path in files.items() if path is not None and path.is_dir()]  # fmt: skip
+        if directories:
+            raise usage_error("emogate outputs", directories)
         if self.plot is not None:
             require(("matplotlib",), "--emogate-plot", 'pip install "pytest-emogate[plot]"')
         if self.ratchet:

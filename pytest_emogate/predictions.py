@@ -28,12 +28,14 @@ class Prediction:
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
-def read_predictions(path: Path, labels: tuple[str, ...]) -> list[Prediction]:
-    """Read a CSV or JSONL predictions file; raise one UsageError that lists every problem in it."""
-    text = _read_text(path)
+def read_predictions(path: Path, labels: tuple[str, ...], what: str = "predictions file") -> list[Prediction]:
+    """Read a CSV or JSONL predictions file; raise one UsageError that lists every problem in it (the error
+    starts `{what} {path}`)."""
+    where = f"{what} {path}"
+    text = _read_text(path, where)
     problems: list[str] = []
     if not text.strip():
-        raise usage_error(f"predictions file {path}", ["the file is empty: expected a header or JSON lines"])
+        raise usage_error(where, ["the file is empty: expected a header or JSON lines"])
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         rows = _jsonl_rows(text, problems)
     else:
@@ -42,7 +44,7 @@ def read_predictions(path: Path, labels: tuple[str, ...]) -> list[Prediction]:
     if not problems and not predictions:
         problems.append("no rows: expected one row per sample")
     if problems:
-        raise usage_error(f"predictions file {path}", problems)
+        raise usage_error(where, problems)
     return predictions
 
 
@@ -56,20 +58,20 @@ def write_predictions_jsonl(path: Path, predictions: Iterable[Prediction]) -> No
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, where: str) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise usage_error(f"predictions file {path}", ["the file does not exist"]) from None
+        raise usage_error(where, ["the file does not exist"]) from None
     except OSError as error:
-        raise usage_error(f"predictions file {path}", [f"cannot be read: {error.strerror}"]) from None
+        raise usage_error(where, [f"cannot be read: {error.strerror}"]) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         found = data[error.start : error.end].hex(" ")
         problem = f"line {line}: expected UTF-8 text, found undecodable bytes {found} at byte {error.start}"
-        raise usage_error(f"predictions file {path}", [problem]) from None
+        raise usage_error(where, [problem]) from None
 
 
 def _csv_rows(text: str, problems: list[str]) -> list[tuple[int, dict[str, object]]]:

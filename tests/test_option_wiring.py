@@ -111,8 +111,8 @@ def test_an_empty_predictions_option_is_a_usage_error(pytester: pytest.Pytester)
     with pytest.raises(pytest.UsageError) as error:
         answer_source(config)
     assert str(error.value) == (
-        "--emogate-predictions is empty: expected the path of the answers (an unset CI variable?); "
-        "the gate never runs without its answers"
+        "--emogate-predictions is empty: expected the path of a predictions file (CSV or JSONL) (an unset CI "
+        "variable?); the gate never runs without its answers"
     )
 
 
@@ -120,7 +120,8 @@ def test_an_empty_ini_source_is_a_usage_error_too(pytester: pytest.Pytester) -> 
     pytester.makeini("[pytest]\nemogate_ckpt =\n")
     with pytest.raises(pytest.UsageError, match=r"^ini setting emogate_ckpt is empty: "):
         answer_source(pytester.parseconfig())
-    with pytest.raises(pytest.UsageError, match=r"^--emogate-predictions and ini setting emogate_ckpt are empty: "):
+    both = r"^--emogate-predictions is empty: expected .*; ini setting emogate_ckpt is empty: expected .*"
+    with pytest.raises(pytest.UsageError, match=both):
         answer_source(pytester.parseconfig("--emogate-predictions="))
 
 

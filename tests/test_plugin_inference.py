@@ -29,7 +29,7 @@ def test_inference_gate_and_its_saved_answers_gate_identically(pytester: pytest.
     )
     inferred.assert_outcomes(passed=13)
     inferred.stdout.fnmatch_lines([
-        "emogate: thresholds * answers from inference from checkpoint *checkpoint_best.pth on data *data",
+        "emogate: thresholds * answers from Emotion-LLaMA inference (checkpoint *checkpoint_best.pth, data *data)",
         "answers: 0 from the cache, 834 inferred; cache .emogate/cache/*",
         "inference: 834 samples on cpu in * s (load * s, batch size 16, mode generate, max 32 new tokens)",
         "0 answers hit the cap of 32 new tokens",

@@ -112,5 +112,5 @@ def test_a_broken_baseline_file_names_its_line(project: pytest.Pytester) -> None
     result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "broken.jsonl")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: predictions file */broken.jsonl: 1 problem", "  - line 1: missing field 'output'"]
+        ["ERROR: baseline file */broken.jsonl: 1 problem", "  - line 1: missing field 'output'"]
     )

@@ -118,7 +118,7 @@ def test_markers_select_the_gate(project: pytest.Pytester) -> None:
     without = project.runpytest("--emogate-predictions", "base.csv", "-m", "not emogate")
     without.assert_outcomes(passed=1, deselected=15)
     assert without.ret == pytest.ExitCode.OK
-    without.stdout.fnmatch_lines(["emogate verdict: INCOMPLETE (0 of 15 checks ran, all passed; 15 not run: *"])
+    without.stdout.fnmatch_lines(["emogate verdict: INCOMPLETE (0 of 15 checks ran; 15 not run: *"])
 
 
 @pytest.mark.slow
@@ -150,8 +150,16 @@ def test_a_gate_option_without_a_source_is_a_usage_error(project: pytest.Pyteste
 @pytest.mark.parametrize(
     ("args", "ini", "message"),
     [
-        (["--emogate-predictions="], "", "ERROR: --emogate-predictions is empty: expected the path of the answers*"),
-        (["--emogate-ckpt", ""], "", "ERROR: --emogate-ckpt is empty: expected the path of the answers*"),
+        (
+            ["--emogate-predictions="],
+            "",
+            "ERROR: --emogate-predictions is empty: expected the path of a predictions file (CSV or JSONL)*",
+        ),
+        (
+            ["--emogate-ckpt", ""],
+            "",
+            "ERROR: --emogate-ckpt is empty: expected the path of a stage-2 checkpoint (.pth or .safetensors)*",
+        ),
         ([], "emogate_predictions =\n", "ERROR: ini setting emogate_predictions is empty: expected the path*"),
     ],
 )
@@ -204,16 +212,19 @@ def test_a_failed_verdict_goes_to_junit(project: pytest.Pytester) -> None:
     assert (properties["emogate_verdict"], properties["emogate_failed"]) == ("failed", "label_validity")
 
 
-@pytest.mark.parametrize("module", ["torch", "transformers", "peft", "cv2"])
+@pytest.mark.parametrize(
+    ("module", "package"),
+    [("torch", "torch"), ("transformers", "transformers"), ("peft", "peft"), ("cv2", "opencv-python-headless")],
+)
 def test_inference_without_its_extra_is_one_line(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, module: str
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, module: str, package: str
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
     result = project.runpytest("--emogate-ckpt", "c.pth", "--emogate-data", "d", "--emogate-llama", "l",
                                "--emogate-vit", "v")  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [f'ERROR: --emogate-ckpt needs {module}, which is not installed: pip install "pytest-emogate[infer]"']
+        [f'ERROR: --emogate-ckpt needs {package}, which is not installed: pip install "pytest-emogate[infer]"']
     )
     assert "Traceback" not in result.stderr.str()
 
@@ -233,3 +244,47 @@ def test_pytest_randomly_shuffles_the_gate_items(
     result.stdout.fnmatch_lines(
         [f"Using --randomly-seed={seed}", "emogate verdict: FAILED (1 of 15 checks): label_validity"]
     )
+
+
+@pytest.mark.parametrize("mark", ["pytest.mark.skip(reason='not today')", "pytest.mark.skipif(True, reason='no')"])
+def test_a_skip_mark_on_a_gate_item_leaves_the_verdict_incomplete(project: pytest.Pytester, mark: str) -> None:
+    project.makeconftest(f"""
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if item.name == "test_label_validity":
+                    item.add_marker({mark})
+    """)  # fmt: skip
+    result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-no-history")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=14, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["emogate verdict: INCOMPLETE (14 of 15 checks ran, all passed; 1 not run: label_validity)"]
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("option", ["--emogate-report", "--emogate-markdown", "--emogate-history", "--emogate-plot",
+                                    "--emogate-save-predictions", "--emogate-update-baseline"])  # fmt: skip
+def test_an_output_path_that_is_a_directory_stops_the_run_at_its_start(project: pytest.Pytester, option: str) -> None:
+    (project.path / "adir").mkdir()
+    result = project.runpytest("--emogate-predictions", "base.csv", option, "adir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: emogate outputs: 1 problem", f"  - {option} */adir: is a directory; expected the path of a file"]
+    )
+    assert "Traceback" not in result.stderr.str() and not (project.path / ".emogate").exists()
+
+
+def test_nothing_ran_is_said_plainly(project: pytest.Pytester) -> None:
+    result = project.runpytest("--emogate-predictions", "base.csv", "-m", "not emogate", "--emogate-no-history")
+    result.stdout.fnmatch_lines(
+        [literal("emogate verdict: INCOMPLETE (0 of 15 checks ran; 15 not run: overall[accuracy]*")]
+    )
+
+
+def test_a_broken_baseline_is_named_as_the_baseline(project: pytest.Pytester) -> None:
+    result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "nope.csv")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: baseline file */nope.csv: 1 problem", "  - the file does not exist"])

@@ -59,5 +59,5 @@ def read_baseline(path: Path, thresholds: Thresholds) -> Baseline:
             f"--emogate-baseline {path}: {thresholds.path} has no 'regression:' section, so nothing would be "
             "compared; expected e.g. regression: {alpha: 0.05, max_drop: {accuracy: 0.01}, per_class_max_drop: 0.10}"
         )
-    predictions = read_predictions(path, thresholds.labels)
+    predictions = read_predictions(path, thresholds.labels, "baseline file")
     return Baseline(path, predictions, hashlib.sha256(path.read_bytes()).hexdigest())

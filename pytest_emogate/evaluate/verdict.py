@@ -53,9 +53,8 @@ class Verdict:
             return f"PASSED ({total} check{'s' if total != 1 else ''})"
         if self.status == FAILED:
             return f"FAILED ({len(self.failed)} of {total} checks)"
-        return (
-            f"INCOMPLETE ({total - len(self.not_run)} of {total} checks ran, all passed; {len(self.not_run)} not run)"
-        )
+        ran = total - len(self.not_run)
+        return f"INCOMPLETE ({ran} of {total} checks ran{', all passed' if ran else ''}; {len(self.not_run)} not run)"
 
     def line(self) -> str:
         """The headline with the ids: `emogate verdict: FAILED (1 of 15 checks): label_validity`, or
@@ -69,7 +68,8 @@ class Verdict:
             line = f"emogate verdict: {self.headline()}: {', '.join(self.failed)}"
             return line + (f"; {not_run}" if not_run else "")
         ran = len(self.declared) - len(self.not_run)
-        return f"emogate verdict: INCOMPLETE ({ran} of {len(self.declared)} checks ran, all passed; {not_run})"
+        passed = ", all passed" if ran else ""
+        return f"emogate verdict: INCOMPLETE ({ran} of {len(self.declared)} checks ran{passed}; {not_run})"
 
 
 def judge(declared: Sequence[str], ran: Mapping[str, str], error: str | None = None) -> Verdict:

@@ -92,8 +92,9 @@ class CheckpointInference:
 
     @property
     def description(self) -> str:
-        """`inference from checkpoint ckpt.pth on data test3`."""
-        return f"inference from checkpoint {display_path(self.settings.ckpt)} on data {display_path(self.data_path)}"
+        """`Emotion-LLaMA inference (checkpoint ckpt.pth, data test3)`."""
+        ckpt, data = display_path(self.settings.ckpt), display_path(self.data_path)
+        return f"Emotion-LLaMA inference (checkpoint {ckpt}, data {data})"
 
     def signature(self) -> dict[str, str]:
         """The checkpoint's and the data's hashes and the device asked for."""
