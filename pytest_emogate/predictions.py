@@ -7,6 +7,7 @@ Every problem is collected and reported at once, naming the file and line; nothi
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping
@@ -31,8 +32,17 @@ class Prediction:
 def read_predictions(path: Path, labels: tuple[str, ...], what: str = "predictions file") -> list[Prediction]:
     """Read a CSV or JSONL predictions file; raise one UsageError that lists every problem in it (the error
     starts `{what} {path}`)."""
+    return read_hashed_predictions(path, labels, what)[0]
+
+
+def read_hashed_predictions(
+    path: Path, labels: tuple[str, ...], what: str = "predictions file"
+) -> tuple[list[Prediction], str]:
+    """The file's predictions and the sha256 of the very bytes they were read from (read once: the file may
+    change while the session runs)."""
     where = f"{what} {path}"
-    text = _read_text(path, where)
+    data = _read_bytes(path, where)
+    text = _decode(data, where)
     problems: list[str] = []
     if not text.strip():
         raise usage_error(where, ["the file is empty: expected a header or JSON lines"])
@@ -45,7 +55,7 @@ def read_predictions(path: Path, labels: tuple[str, ...], what: str = "predictio
         problems.append("no rows: expected one row per sample")
     if problems:
         raise usage_error(where, problems)
-    return predictions
+    return predictions, hashlib.sha256(data).hexdigest()
 
 
 def write_predictions_jsonl(path: Path, predictions: Iterable[Prediction]) -> None:
@@ -58,13 +68,16 @@ def write_predictions_jsonl(path: Path, predictions: Iterable[Prediction]) -> No
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def _read_text(path: Path, where: str) -> str:
+def _read_bytes(path: Path, where: str) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise usage_error(where, ["the file does not exist"]) from None
     except OSError as error:
         raise usage_error(where, [f"cannot be read: {error.strerror}"]) from None
+
+
+def _decode(data: bytes, where: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

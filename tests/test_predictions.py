@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -121,3 +122,15 @@ def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
     umask = os.umask(0o022)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_hash_is_of_the_bytes_that_were_read(tmp_path: Path) -> None:
+    from pytest_emogate.inference.file_source import PredictionsFile
+
+    path = tmp_path / "preds.csv"
+    original = b"name,label,output\na,sad,sad\n"
+    path.write_bytes(original)
+    source = PredictionsFile.read(path, ("sad", "happy"))
+    path.write_bytes(b"name,label,output\na,sad,happy\n")  # changed after the gate read it
+    assert source.provenance()["predictions_sha256"] == hashlib.sha256(original).hexdigest()
+    assert [row.output for row in source.predictions()] == ["sad"]

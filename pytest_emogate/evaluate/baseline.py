@@ -3,7 +3,6 @@ the current answer contract, and compared with the candidate pair by pair."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from pytest_emogate.evaluate.compare import Comparison, check_same_samples, comp
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.files import display_path
-from pytest_emogate.predictions import Prediction, read_predictions
+from pytest_emogate.predictions import Prediction, read_hashed_predictions
 
 
 @dataclass
@@ -59,5 +58,5 @@ def read_baseline(path: Path, thresholds: Thresholds) -> Baseline:
             f"--emogate-baseline {path}: {thresholds.path} has no 'regression:' section, so nothing would be "
             "compared; expected e.g. regression: {alpha: 0.05, max_drop: {accuracy: 0.01}, per_class_max_drop: 0.10}"
         )
-    predictions = read_predictions(path, thresholds.labels, "baseline file")
-    return Baseline(path, predictions, hashlib.sha256(path.read_bytes()).hexdigest())
+    predictions, sha256 = read_hashed_predictions(path, thresholds.labels, "baseline file")
+    return Baseline(path, predictions, sha256)

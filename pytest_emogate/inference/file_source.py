@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_emogate.files import display_path
-from pytest_emogate.predictions import Prediction, read_predictions
+from pytest_emogate.predictions import Prediction, read_hashed_predictions
 
 
 def gold_fingerprint(predictions: list[Prediction]) -> str:
@@ -35,8 +35,8 @@ class PredictionsFile:
     def read(cls, path: Path, labels: tuple[str, ...]) -> PredictionsFile:
         """Read and validate the file (one UsageError listing every problem)."""
         start = time.perf_counter()
-        rows = read_predictions(path, labels)
-        return cls(path, rows, hashlib.sha256(path.read_bytes()).hexdigest(), time.perf_counter() - start)
+        rows, sha256 = read_hashed_predictions(path, labels)
+        return cls(path, rows, sha256, time.perf_counter() - start)
 
     @property
     def description(self) -> str:
