@@ -130,10 +130,10 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)", default=None)
     for name, (kind, default, help_text) in {**VALUE_OPTIONS, **RUN_OPTIONS}.items():
         metavar = name.split("_")[-1].upper()
-        shown = "see above" if default is None else (",".join(default) or "none") if default == () else default
-        group.addoption(_flag(name), dest=f"emogate_{name}", type=kind, metavar=metavar,
-                        help=f"{help_text}; default {shown}")  # fmt: skip
-        parser.addini(f"emogate_{name}", f"{help_text}; default {shown}", default=None)
+        # a None default is described in the help itself (e.g. lora_alpha: the checkpoint's saved value)
+        described = help_text if default is None else f"{help_text}; default {'none' if default == () else default}"
+        group.addoption(_flag(name), dest=f"emogate_{name}", type=kind, metavar=metavar, help=described)
+        parser.addini(f"emogate_{name}", described, default=None)
     for name, help_text in FLAG_OPTIONS.items():
         group.addoption(_flag(name), action="store_true", dest=f"emogate_{name}", help=help_text)
     for name, help_text in STEP_OPTIONS.items():

@@ -1,9 +1,9 @@
 """Every file the session writes: the JSON report, the saved answers, the run history, the baseline and the floors
 (the explicit update steps), the Markdown and the GitHub step summary, the plot; and JUnit's suite properties.
 
-Paths are checked when the session starts (an unusable history file, a missing extra: exit 4 before any test
-runs); everything is written once, at the end, from the one verdict. The update steps act only on a passing
-verdict.
+Paths are checked when the session starts (an output path that is a directory, an unusable history file, a
+missing extra: exit 4 before any test runs); everything is written once, at the end, from the one verdict. The
+update steps act only on a passing verdict.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_emogate.evaluate.verdict import FAILED
 from pytest_emogate.files import display_path, usage_error
 
 if TYPE_CHECKING:
@@ -220,4 +221,4 @@ def junit_suite_properties(config: pytest.Config, gate: Gate, verdict: Verdict) 
 
 
 def _did_not_pass(verdict: Verdict) -> str:
-    return "failed" if verdict.status == "failed" else f"is incomplete ({len(verdict.not_run)} checks not run)"
+    return "failed" if verdict.status == FAILED else f"is incomplete ({len(verdict.not_run)} checks not run)"

@@ -53,8 +53,7 @@ class Verdict:
             return f"PASSED ({total} check{'s' if total != 1 else ''})"
         if self.status == FAILED:
             return f"FAILED ({len(self.failed)} of {total} checks)"
-        ran = total - len(self.not_run)
-        return f"INCOMPLETE ({ran} of {total} checks ran{', all passed' if ran else ''}; {len(self.not_run)} not run)"
+        return f"INCOMPLETE ({self._ran()}; {len(self.not_run)} not run)"
 
     def line(self) -> str:
         """The headline with the ids: `emogate verdict: FAILED (1 of 15 checks): label_validity`, or
@@ -67,9 +66,12 @@ class Verdict:
         if self.status == FAILED:
             line = f"emogate verdict: {self.headline()}: {', '.join(self.failed)}"
             return line + (f"; {not_run}" if not_run else "")
+        return f"emogate verdict: INCOMPLETE ({self._ran()}; {not_run})"
+
+    def _ran(self) -> str:
+        """`4 of 15 checks ran, all passed` (an incomplete verdict: none of those that ran failed)."""
         ran = len(self.declared) - len(self.not_run)
-        passed = ", all passed" if ran else ""
-        return f"emogate verdict: INCOMPLETE ({ran} of {len(self.declared)} checks ran{passed}; {not_run})"
+        return f"{ran} of {len(self.declared)} checks ran{', all passed' if ran else ''}"
 
 
 def judge(declared: Sequence[str], ran: Mapping[str, str], error: str | None = None) -> Verdict:
