@@ -1,15 +1,32 @@
-"""Small file helpers shared by every reader and writer: atomic writes and one error for many problems."""
+"""Every user file the package reads or writes goes through here: bounded reads of regular files, atomic writes
+that keep symlinks and devices what they are, output paths checked before anything runs, and one error for many
+problems.
+
+Reading: `open_checked` (a handle to stream) and `read_checked` (the bytes) refuse anything but a regular file
+(a FIFO would block, `/dev/zero` never ends) and a file over the caller's size limit, before reading a byte;
+they raise FileProblem, and their twins `open_regular` and `read_bounded` the UsageError a user sees.
+`check_regular` checks a path that a library opens itself (weights, images, videos).
+Writing: `atomic_write_bytes` writes through a symlink to its target, straight into a character device or FIFO
+(`/dev/stdout`, a pipe), and through a temporary sibling and a rename into a regular file; `output_problem` says
+at session start why a path could not be written at its end.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import tempfile
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 MAX_LISTED_PROBLEMS = 20
+MiB = 1 << 20
+TEMPORARY_SUFFIX = ".emogate-tmp"
+"""Temporaries are `.{name}.{pid}.emogate-tmp` beside their target: a later write removes those whose process
+has died (a kill during a write)."""
 
 
 def usage_error(what: str, problems: list[str]) -> pytest.UsageError:
@@ -22,10 +39,134 @@ def usage_error(what: str, problems: list[str]) -> pytest.UsageError:
     return pytest.UsageError("\n".join(lines))
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a file's bytes, read in 1 MiB blocks (weight files are gigabytes)."""
+class FileProblem(ValueError):
+    """A path that cannot be read as the caller needs: missing, not a regular file, too large, unreadable.
+    `found` says what it is instead, phrased to follow the path."""
+
+    def __init__(self, path: Path, found: str) -> None:
+        super().__init__(f"{path}: {found}")
+        self.path = path
+        self.found = found
+
+    def usage(self, what: str) -> pytest.UsageError:
+        """The problem as the UsageError a user sees: `{what} {path}: {found}`."""
+        return pytest.UsageError(f"{what} {self.path}: {self.found}")
+
+
+def kind_of(mode: int) -> str:
+    """What a stat mode says the path is, as a user would name it."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISREG, "a regular file"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def size_text(size: int) -> str:
+    """A byte count for people: '512 bytes', '3.2 MB'."""
+    return f"{size} bytes" if size < 10_000 else f"{size / 1e6:.1f} MB"
+
+
+def check_regular(path: Path) -> os.stat_result:
+    """The stat of `path` (symlinks followed) when it is a regular file; else FileProblem saying what it is.
+    For files a library opens itself (weights, images, videos)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        raise FileProblem(path, "does not exist") from None
+    except OSError as error:
+        raise FileProblem(path, f"cannot be read: {error.strerror}") from None
+    if not stat.S_ISREG(found.st_mode):
+        raise FileProblem(path, f"is {kind_of(found.st_mode)}; expected a regular file")
+    return found
+
+
+def open_checked(path: Path, limit: int | None = None) -> BinaryIO:
+    """Open a regular file for reading in binary, at most `limit` bytes long; FileProblem otherwise.
+
+    The path is opened without blocking (a FIFO would wait for a writer) and checked on the open descriptor, so a
+    path swapped between a check and the open cannot slip through.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileProblem(path, "does not exist") from None
+    except IsADirectoryError:
+        raise FileProblem(path, "is a directory; expected a regular file") from None
+    except OSError as error:
+        raise FileProblem(path, f"cannot be read: {error.strerror}") from None
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise FileProblem(path, f"is {kind_of(found.st_mode)}; expected a regular file")
+        if limit is not None and found.st_size > limit:
+            raise FileProblem(path, f"is {size_text(found.st_size)}; the limit is {size_text(limit)}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_checked(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (one that grows past it while read is refused);
+    FileProblem otherwise."""
+    with open_checked(path, limit) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileProblem(path, f"grew past the limit of {size_text(limit)} while it was read")
+    return data
+
+
+def open_regular(path: Path, what: str, limit: int | None = None) -> BinaryIO:
+    """`open_checked`, its problem a UsageError starting `{what} {path}`."""
+    try:
+        return open_checked(path, limit)
+    except FileProblem as problem:
+        raise problem.usage(what) from None
+
+
+def read_bounded(path: Path, what: str, limit: int) -> bytes:
+    """`read_checked`, its problem a UsageError starting `{what} {path}`."""
+    try:
+        return read_checked(path, limit)
+    except FileProblem as problem:
+        raise problem.usage(what) from None
+
+
+def decode_utf8(data: bytes, what: str, path: Path) -> str:
+    """UTF-8 text (a byte-order mark dropped); a UsageError naming the line and the bytes that do not decode."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        found = data[error.start : error.end].hex(" ")
+        problem = f"line {line}: expected UTF-8 text, found undecodable bytes {found} at byte {error.start}"
+        raise usage_error(f"{what} {path}", [problem]) from None
+
+
+def read_text_bounded(path: Path, what: str, limit: int) -> str:
+    """`read_bounded` decoded as UTF-8."""
+    return decode_utf8(read_bounded(path, what, limit), what, path)
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines split on '\\n' only (a '\\r' before it dropped): JSON strings may hold U+2028, U+0085 and the other
+    characters `str.splitlines` also breaks at, and line numbers must be the editor's."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def file_sha256(path: Path, what: str = "file") -> str:
+    """sha256 (hex) of a regular file's bytes, read in 1 MiB blocks (weight files are gigabytes)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_regular(path, what) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -39,26 +180,99 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def output_problem(path: Path) -> str | None:
+    """Why writing `path` at the end of the session would fail, or None: checked when the session starts.
+
+    A symlink is judged by its target; a character device or FIFO must be writable; a regular file (or none yet)
+    needs an existing, writable folder, since it is replaced through a temporary file beside it.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        found = os.stat(target)
+    except FileNotFoundError:
+        found = None
+    except OSError as error:
+        return f"cannot be used: {error.strerror}"
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        if stat.S_ISDIR(found.st_mode):
+            return "is a directory; expected the path of a file"
+        if not (stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode)):
+            return f"is {kind_of(found.st_mode)}; expected a file, a character device or a FIFO"
+        return None if os.access(target, os.W_OK) else f"is {kind_of(found.st_mode)} that cannot be written"
+    folder = target.parent
+    if not folder.exists():
+        return f"its folder {folder} does not exist; create it first"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} is not writable"
+    if found is not None and not os.access(target, os.W_OK):
+        return "the file is not writable"
+    return None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename.
+    """`atomic_write_bytes` of UTF-8 text (newlines as given)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
-    A crash never leaves half a file: readers see the old content or the new one.
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old content or the new one, never half a file.
+
+    A symlink stays a symlink: its target is written. A character device or FIFO (`/dev/stdout`, a pipe) is
+    written directly, never replaced by a file. A regular file is written to a temporary sibling, synced and
+    renamed over the target, keeping the target's permissions; a new file gets the mode any new file gets.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = Path(os.path.realpath(path))
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file should get the mode any new file gets
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        found: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        found = None
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        if stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode):
+            with open(target, "wb") as handle:
+                handle.write(data)
+            return
+        raise FileProblem(path, f"is {kind_of(found.st_mode)}; expected the path of a file")
+    if not target.parent.is_dir():
+        raise FileProblem(path, f"its folder {target.parent} does not exist")
+    remove_stale_temporaries(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+    mode = stat.S_IMODE(found.st_mode) if found is not None else 0o666  # the umask applies to the new mode
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), mode)
+        with os.fdopen(fd, "wb") as handle:
+            if found is not None:
+                os.fchmod(handle.fileno(), mode)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporaries of `target` that a killed process left (their pid no longer runs)."""
+    prefix = f".{target.name}."
+    try:
+        names = [name for name in os.listdir(target.parent) if name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) :].removesuffix(TEMPORARY_SUFFIX)
+        if not name.endswith(TEMPORARY_SUFFIX) or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):  # another run removed it first
+            (target.parent / name).unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True

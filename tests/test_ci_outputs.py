@@ -27,6 +27,7 @@ def gate(project: pytest.Pytester, answers: str, *args: str) -> pytest.RunResult
 
 
 def test_the_markdown_shows_the_regression_and_the_inconclusive_slip(project: pytest.Pytester) -> None:
+    (project.path / "out").mkdir()
     gate(project, "regressed.csv", "--emogate-markdown", "out/regressed.md")
     gate(project, "slipped.csv", "--emogate-markdown", "out/slipped.md")
     regressed = (project.path / "out" / "regressed.md").read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pytest_emogate"
 STAGES = (
-    ("files", "formats", "extras", "answers", "predictions"),  # files; how numbers are written; optional libraries
+    ("files", "safe_yaml", "formats", "extras", "answers", "predictions"),  # files; YAML; how numbers are written; optional libraries
     ("data", "model"),  # Test3 files -> samples; the model
     ("inference",),  # samples -> answers
     ("evaluate",),  # answers -> result -> outcomes -> verdict

@@ -169,6 +169,7 @@ def test_bad_predictions_exit_4(project: pytest.Pytester) -> None:
 
 
 def test_json_report(project: pytest.Pytester) -> None:
+    (project.path / "out").mkdir()
     result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-report", "out/report.json")
     report = json.loads((project.path / "out" / "report.json").read_text(encoding="utf-8"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -212,7 +213,7 @@ def test_json_report(project: pytest.Pytester) -> None:
     assert provenance["checkpoint_sha256"] is None and len(provenance["data_fingerprint"]) == 64
     assert len(provenance["thresholds_sha256"]) == 64 and provenance["versions"]["pytest"]
     assert set(report["timings_s"]) == {"load", "inference", "gate"}
-    assert not list((project.path / "out").glob("*.tmp"))
+    assert not list((project.path / "out").glob(".*tmp"))
 
 
 def test_quiet_summary_is_shorter(project: pytest.Pytester) -> None:
