@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pytest_emogate.evaluate.metrics import METRICS
+from pytest_emogate.files import FileProblem, atomic_write_text, output_problem
 from pytest_emogate.history import CLASS_FIELDS, Run, load_runs
 
 DEFAULT_DB = Path(".emogate") / "history.sqlite"
@@ -30,9 +31,21 @@ def parser() -> argparse.ArgumentParser:
     commands = main_parser.add_subparsers(dest="command", required=True)
     history = commands.add_parser("history", help="print or export the run history")
     history.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"the history database (default {DEFAULT_DB})")
-    history.add_argument("--last", type=int, metavar="N", help=f"only the last N runs (table default {TABLE_RUNS})")
+    history.add_argument("--last", type=positive_int, metavar="N",
+                         help=f"only the last N runs, N >= 1 (table default {TABLE_RUNS})")  # fmt: skip
     history.add_argument("--csv", metavar="PATH", help="export every run (or the --last N) as CSV; '-' for stdout")
     return main_parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (`--last 0` would otherwise mean "the default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs, at least 1; found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs, at least 1; found {value}")
+    return value
 
 
 def csv_text(runs: Sequence[Run]) -> str:
@@ -97,7 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.csv == "-":
         sys.stdout.write(csv_text(runs))
     elif args.csv:
-        Path(args.csv).write_text(csv_text(runs), encoding="utf-8")
+        target = Path(args.csv)
+        problem = output_problem(target)
+        if problem is None:
+            try:
+                atomic_write_text(target, csv_text(runs))
+            except FileProblem as error:
+                problem = error.found
+            except OSError as error:
+                problem = f"cannot be written: {error.strerror or error}"
+        if problem is not None:
+            print(f"emogate: --csv {args.csv}: {problem}", file=sys.stderr)
+            return 2
         print(f"wrote {len(runs)} runs to {args.csv}")
     elif not runs:
         print(f"emogate history: {args.db} holds no runs yet")

@@ -14,6 +14,7 @@ at session start why a path could not be written at its end.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -184,7 +185,8 @@ def output_problem(path: Path) -> str | None:
     """Why writing `path` at the end of the session would fail, or None: checked when the session starts.
 
     A symlink is judged by its target; a character device or FIFO must be writable; a regular file (or none yet)
-    needs an existing, writable folder, since it is replaced through a temporary file beside it.
+    needs a writable folder, since it is replaced through a temporary file beside it: an existing one, or one that
+    can be made (its nearest existing ancestor a writable folder).
     """
     target = Path(os.path.realpath(path))
     try:
@@ -200,15 +202,25 @@ def output_problem(path: Path) -> str | None:
             return f"is {kind_of(found.st_mode)}; expected a file, a character device or a FIFO"
         return None if os.access(target, os.W_OK) else f"is {kind_of(found.st_mode)} that cannot be written"
     folder = target.parent
-    if not folder.exists():
-        return f"its folder {folder} does not exist; create it first"
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent  # a missing folder is created when the file is written, as --junitxml does
     if not folder.is_dir():
         return f"{folder} is not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):
-        return f"its folder {folder} is not writable"
+        verb = "is not writable" if folder == target.parent else "is not writable, so the folders below cannot be made"
+        return f"its folder {folder} {verb}"
     if found is not None and not os.access(target, os.W_OK):
         return "the file is not writable"
     return None
+
+
+def is_stream(path: Path) -> bool:
+    """Whether `path` (through symlinks) is a character device or a FIFO: written directly, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -230,12 +242,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         found = None
     if found is not None and not stat.S_ISREG(found.st_mode):
         if stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode):
-            with open(target, "wb") as handle:
-                handle.write(data)
+            _write_stream(target, data)
             return
         raise FileProblem(path, f"is {kind_of(found.st_mode)}; expected the path of a file")
-    if not target.parent.is_dir():
-        raise FileProblem(path, f"its folder {target.parent} does not exist")
+    target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
     mode = stat.S_IMODE(found.st_mode) if found is not None else 0o666  # the umask applies to the new mode
@@ -251,6 +261,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_stream(target: Path, data: bytes) -> None:
+    """Write into a character device or FIFO as it is; a FIFO that nobody reads is refused at once (opening it
+    would wait for a reader forever)."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            raise FileProblem(target, "is a FIFO that nobody reads") from None
+        raise
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 def remove_stale_temporaries(target: Path) -> None:

@@ -129,35 +129,72 @@ def git_commit(root: Path) -> str | None:
 
 @contextmanager
 def _connect(path: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
-    """A connection with a busy timeout; problems with the file become a UsageError naming it."""
+    """A connection with a busy timeout (read-only unless `create`); problems with the file become a UsageError
+    naming it. The file must be a regular file (SQLite would block on a FIFO), and an emogate history or empty."""
     import sqlite3
 
-    if not create and not path.exists():
-        raise pytest.UsageError(f"history {path}: no such file; run the gate with history on first")
+    from pytest_emogate.files import FileProblem, check_regular
+
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not create or path.exists() or path.is_symlink():
+        try:
+            check_regular(path)
+        except FileProblem as problem:
+            if not create and problem.found == "does not exist":
+                raise pytest.UsageError(f"history {path}: no such file; run the gate with history on first") from None
+            raise problem.usage("history") from None
+    uri = f"{Path(path).resolve().as_uri()}?mode={'rwc' if create else 'ro'}"
     try:
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
+        with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
+            _check_schema(db, path)
             yield db
     except (sqlite3.DatabaseError, OSError) as error:
         raise pytest.UsageError(f"history {path}: expected an emogate SQLite history, found: {error}") from None
 
 
-def _check_version(db: sqlite3.Connection, path: Path) -> int:
+def _check_schema(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a database that holds anything but an emogate history (an empty one is fine: it becomes one)."""
+    tables = {name: [column for _, column, *_ in db.execute(f"PRAGMA table_info({name})")]
+              for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                        "AND name NOT LIKE 'sqlite_%'")}  # fmt: skip
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if not tables and version == 0:
+        return
     if version > SCHEMA_VERSION:
         raise pytest.UsageError(
             f"history {path}: schema version {version} is newer than this pytest-emogate's {SCHEMA_VERSION}; "
             "upgrade pytest-emogate or pass another --emogate-history"
         )
-    return version
+    expected = {
+        "runs": [name for name in RUN_FIELDS if version >= 2 or name not in ADDED_IN_2],
+        "run_metrics": ["run_id", "name", "value"],
+        "run_classes": ["run_id", "label", *CLASS_FIELDS],
+    }
+    if version in (1, 2) and tables == expected:
+        return
+    found = ", ".join(f"{name}({', '.join(columns)})" for name, columns in sorted(tables.items())) or "no tables"
+    raise pytest.UsageError(
+        f"history {path}: not an emogate history (schema version {version}; tables {_clip(found)}); expected an "
+        f"empty file or one that pytest-emogate wrote. Pass another --emogate-history or --emogate-no-history; the "
+        "file was not changed"
+    )
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
 def check_history(path: Path) -> None:
-    """Fail at the start of a session, not at its end, when an existing history file cannot be used."""
-    if path.exists():
-        with _connect(path, create=False) as db:
-            _check_version(db, path)
+    """Fail at the start of a session, not at its end, when an existing history file cannot be used (it is
+    opened read-only: nothing is written to a file that is refused)."""
+    if path.exists() or path.is_symlink():
+        with _connect(path, create=False):
+            pass
 
 
 def record_run(path: Path, run: Run) -> int:
@@ -165,7 +202,7 @@ def record_run(path: Path, run: Run) -> int:
     with _connect(path, create=True) as db:
         db.execute("BEGIN IMMEDIATE")
         try:
-            if _check_version(db, path) == 1:
+            if _check_version(db) == 1:
                 for column in ADDED_IN_2:
                     db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
             for statement in SCHEMA.split(";"):
@@ -192,7 +229,7 @@ def record_run(path: Path, run: Run) -> int:
 def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None = None) -> list[Run]:
     """The stored runs, oldest first: the `last` ones, of one evaluation set when `data_fingerprint` is given."""
     with _connect(path, create=False) as db:
-        old = _check_version(db, path) == 1
+        old = _check_version(db) == 1
         where, args = ("WHERE data_fingerprint = ?", [data_fingerprint]) if data_fingerprint else ("", [])
         limit = f"LIMIT {int(last)}" if last else ""
         columns = ", ".join("NULL" if old and name in ADDED_IN_2 else name for name in RUN_FIELDS)

@@ -8,6 +8,7 @@ update steps act only on a passing verdict.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_emogate.evaluate.verdict import FAILED
-from pytest_emogate.files import display_path, usage_error
+from pytest_emogate.files import FileProblem, display_path, usage_error
+from pytest_emogate.options import STEP_SUMMARY
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
     from pytest_emogate.evaluate.verdict import Verdict
     from pytest_emogate.gate import Gate
     from pytest_emogate.history import Run
+    from pytest_emogate.predictions import Prediction
 
+ANSWER_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+"""The suffixes an answers file may be written with: CSV, or JSON lines (what `--emogate-predictions` reads)."""
 HEADLINE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")
 """The metrics JUnit's suite properties carry beside the verdict."""
 
@@ -45,18 +50,30 @@ class Outputs:
     """The history's recent runs on this data, once this run is recorded (for the trend)."""
     notes: list[tuple[str, int]] = field(default_factory=list)
     """Lines for the end of the summary, each with the least verbosity that shows it (-1: even under -q)."""
+    unwritten: list[str] = field(default_factory=list)
+    """The outputs that could not be written at the end of the session (their options)."""
 
     def check(self) -> None:
-        """Fail at the start of the session, not at its end: an output path that is a directory, a missing
-        optional library, an unusable history file."""
+        """Fail at the start of the session, not at its end: every output path that could not be written (a
+        directory, a folder that is not writable or cannot be made, a read-only file, a socket), an answers file
+        whose suffix names no predictions format, a missing optional library, a history file that is not an
+        emogate history (opened read-only: a refused file is never changed)."""
         from pytest_emogate.extras import require
+        from pytest_emogate.files import is_stream, output_problem
 
-        files = {"report": self.report, "save-predictions": self.save_predictions, "markdown": self.markdown,
-                 "plot": self.plot, "history": self.history, "update-baseline": self.update_baseline}  # fmt: skip
-        directories = [f"--emogate-{name} {path}: is a directory; expected the path of a file"
-                       for name, path in files.items() if path is not None and path.is_dir()]  # fmt: skip
-        if directories:
-            raise usage_error("emogate outputs", directories)
+        files = {"--emogate-report": self.report, "--emogate-save-predictions": self.save_predictions,
+                 "--emogate-markdown": self.markdown, f"${STEP_SUMMARY}": self.step_summary,
+                 "--emogate-plot": self.plot, "--emogate-history": self.history,
+                 "--emogate-update-baseline": self.update_baseline}  # fmt: skip
+        problems = [f"{name} {path}: {problem}" for name, path in files.items()
+                    if path is not None and (problem := output_problem(path)) is not None]  # fmt: skip
+        for name in ("save_predictions", "update_baseline"):
+            path = getattr(self, name)
+            if path is not None and path.suffix.lower() not in ANSWER_SUFFIXES and not is_stream(path):
+                problems.append(f"--emogate-{name.replace('_', '-')} {path}: expected a .csv or .jsonl file name "
+                                f"(the format the suffix names), found suffix {path.suffix or '(none)'!r}")  # fmt: skip
+        if problems:
+            raise usage_error("emogate outputs", problems)
         if self.plot is not None:
             require(("matplotlib",), "--emogate-plot", 'pip install "pytest-emogate[plot]"')
         if self.ratchet:
@@ -67,28 +84,43 @@ class Outputs:
             check_history(self.history)
 
     def write(self, gate: Gate, verdict: Verdict) -> None:
-        """Write every output of the session from its verdict (the result only when it is at hand)."""
-        if self.report is not None:
-            self._report(gate, verdict)
-        if not gate.available:  # no gate test ran and the answers would need inference: nothing else to write
-            return
-        if self.save_predictions is not None:
-            from pytest_emogate.predictions import write_predictions_jsonl
+        """Write every output of the session from its verdict (the result only when it is at hand).
 
-            write_predictions_jsonl(self.save_predictions, gate.source.predictions())
-        if self.history is not None:
-            self._record(gate, verdict)
-        if self.update_baseline is not None:
-            self._update_baseline(gate, verdict)
-        if self.ratchet:
-            self._ratchet(gate, verdict)
-        if self.markdown is not None or self.step_summary is not None:
-            self._markdown(gate, verdict)
-        if self.plot is not None:
-            from pytest_emogate.report.plot import write_plot
+        An output that cannot be written after all (a full disk, a FIFO nobody reads, a history changed under
+        the run) does not stop the others: it is named in the notes and kept in `unwritten`, and the session's
+        exit status is then not 0.
+        """
+        steps: list[tuple[str, Path | None, Callable[[], None]]] = [
+            ("--emogate-report", self.report, lambda: self._report(gate, verdict)),
+        ]
+        if gate.available:  # else no gate test ran and the answers would need inference: nothing else to write
+            steps += [
+                ("--emogate-save-predictions", self.save_predictions,
+                 lambda: _write_answers(self.save_predictions, gate.source.predictions())),
+                ("--emogate-history", self.history, lambda: self._record(gate, verdict)),
+                ("--emogate-update-baseline", self.update_baseline, lambda: self._update_baseline(gate, verdict)),
+                ("--emogate-ratchet", gate.thresholds.path if self.ratchet else None,
+                 lambda: self._ratchet(gate, verdict)),
+                ("--emogate-markdown", self.markdown or self.step_summary, lambda: self._markdown(gate, verdict)),
+                ("--emogate-plot", self.plot, lambda: self._plot(gate, verdict)),
+            ]  # fmt: skip
+        for option, path, step in steps:
+            if path is None:
+                continue
+            try:
+                step()
+            except (OSError, FileProblem, pytest.UsageError) as error:
+                found = error.found if isinstance(error, FileProblem) else getattr(error, "strerror", None) or error
+                reason = " ".join(str(found).split())[:300]
+                self.unwritten.append(option)
+                self.notes.append((f"emogate: {option} {display_path(path)} was NOT written: {reason}", -1))
 
-            write_plot(self.plot, gate.result(), gate.thresholds, verdict, gate.comparison())
-            self.notes.append((f"emogate: wrote plots to {display_path(self.plot)}", 0))
+    def _plot(self, gate: Gate, verdict: Verdict) -> None:
+        from pytest_emogate.report.plot import write_plot
+
+        assert self.plot is not None
+        write_plot(self.plot, gate.result(), gate.thresholds, verdict, gate.comparison())
+        self.notes.append((f"emogate: wrote plots to {display_path(self.plot)}", 0))
 
     def _report(self, gate: Gate, verdict: Verdict) -> None:
         from pytest_emogate.report.json_report import report_dict, write_report
@@ -123,15 +155,13 @@ class Outputs:
         self.notes.append((f"emogate: recorded run #{run_id} in {display_path(self.history)}", 1))
 
     def _update_baseline(self, gate: Gate, verdict: Verdict) -> None:
-        from pytest_emogate.predictions import write_predictions_jsonl
-
         assert self.update_baseline is not None
         where = display_path(self.update_baseline)
         if not verdict.passed:
             self.notes.append((f"emogate: baseline {where} NOT updated: the gate {_did_not_pass(verdict)}", -1))
             return
         predictions = gate.source.predictions()
-        write_predictions_jsonl(self.update_baseline, predictions)
+        _write_answers(self.update_baseline, predictions)
         self.notes.append((f"emogate: baseline {where} updated with this run's {len(predictions)} answers", -1))
 
     def _ratchet(self, gate: Gate, verdict: Verdict) -> None:
@@ -218,6 +248,18 @@ def junit_suite_properties(config: pytest.Config, gate: Gate, verdict: Verdict) 
         xml.add_global_property("emogate_n", result.n)
         for metric in HEADLINE_METRICS:
             xml.add_global_property(f"emogate_{metric}", result.metrics[metric])
+
+
+def _write_answers(path: Path | None, predictions: list[Prediction]) -> None:
+    """Answers in the format the path's suffix names: CSV for .csv, JSON lines otherwise (the suffixes and
+    streams `check` lets through)."""
+    from pytest_emogate.predictions import write_predictions_csv, write_predictions_jsonl
+
+    assert path is not None
+    if path.suffix.lower() == ".csv":
+        write_predictions_csv(path, predictions)
+    else:
+        write_predictions_jsonl(path, predictions)
 
 
 def _did_not_pass(verdict: Verdict) -> str:

@@ -134,7 +134,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from pytest_emogate.outputs import junit_suite_properties
 
     junit_suite_properties(config, gate, verdict)
-    config.stash[OUTPUTS_KEY].write(gate, verdict)
+    outputs = config.stash[OUTPUTS_KEY]
+    outputs.write(gate, verdict)
+    if outputs.unwritten and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR  # an output asked for and not written is not a green run
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -154,3 +154,21 @@ def _validate_rows(
         extra = {key: value for key, value in row.items() if key not in REQUIRED_FIELDS}
         predictions.append(Prediction(name=name, label=label, output=values["output"], extra=extra))
     return predictions
+
+
+def write_predictions_csv(path: Path, predictions: Iterable[Prediction]) -> None:
+    """Write predictions as CSV that `read_predictions` accepts (atomically): name, label, output, then the
+    extra fields in order of first appearance (a row without one leaves it empty)."""
+    rows = list(predictions)
+    extra = list(dict.fromkeys(key for row in rows for key in row.extra if key not in REQUIRED_FIELDS))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*REQUIRED_FIELDS, *extra])
+    for row in rows:
+        values = [row.extra.get(key, "") for key in extra]
+        writer.writerow([row.name, row.label, row.output, *map(_csv_value, values)])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _csv_value(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

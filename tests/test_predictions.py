@@ -46,7 +46,7 @@ def test_jsonl_rows_and_a_round_trip(tmp_path: Path) -> None:
     )
     rows = read_predictions(path, LABELS)
     assert rows == [Prediction("a", "sad", "sad", {"n_new_tokens": 2}), Prediction("b", "worried", "")]
-    copy = tmp_path / "copy.jsonl"
+    copy = tmp_path / "out" / "copy.jsonl"
     write_predictions_jsonl(copy, rows)
     assert read_predictions(copy, LABELS) == rows
 

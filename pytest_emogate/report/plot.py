@@ -8,7 +8,6 @@ on an Agg canvas of its own, so the user's pyplot state and backend are never to
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from pytest_emogate.evaluate.compare import Comparison
 from pytest_emogate.evaluate.metrics import GateResult
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import Verdict
+from pytest_emogate.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -48,7 +48,7 @@ def write_plot(
     )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _confusion(axes: Axes, result: GateResult) -> None:
@@ -110,16 +110,3 @@ def _recall(
     axes.set_title("Per-class recall ('?': the interval contains the floor, inconclusive)")
     axes.legend(loc="lower left", fontsize=8)
     axes.grid(axis="y", alpha=0.3)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename; open() (not mkstemp) so the PNG gets the umask's mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
