@@ -191,8 +191,8 @@ def output_problem(path: Path) -> str | None:
     target = Path(os.path.realpath(path))
     try:
         found = os.stat(target)
-    except FileNotFoundError:
-        found = None
+    except (FileNotFoundError, NotADirectoryError):
+        found = None  # NotADirectoryError: a file where a folder should be, named below
     except OSError as error:
         return f"cannot be used: {error.strerror}"
     if found is not None and not stat.S_ISREG(found.st_mode):

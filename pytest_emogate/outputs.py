@@ -59,19 +59,21 @@ class Outputs:
         whose suffix names no predictions format, a missing optional library, a history file that is not an
         emogate history (opened read-only: a refused file is never changed)."""
         from pytest_emogate.extras import require
-        from pytest_emogate.files import is_stream, output_problem
+        from pytest_emogate.files import output_problem
 
         files = {"--emogate-report": self.report, "--emogate-save-predictions": self.save_predictions,
                  "--emogate-markdown": self.markdown, f"${STEP_SUMMARY}": self.step_summary,
                  "--emogate-plot": self.plot, "--emogate-history": self.history,
                  "--emogate-update-baseline": self.update_baseline}  # fmt: skip
-        problems = [f"{name} {path}: {problem}" for name, path in files.items()
-                    if path is not None and (problem := output_problem(path)) is not None]  # fmt: skip
-        for name in ("save_predictions", "update_baseline"):
-            path = getattr(self, name)
-            if path is not None and path.suffix.lower() not in ANSWER_SUFFIXES and not is_stream(path):
-                problems.append(f"--emogate-{name.replace('_', '-')} {path}: expected a .csv or .jsonl file name "
-                                f"(the format the suffix names), found suffix {path.suffix or '(none)'!r}")  # fmt: skip
+        answers = {"--emogate-save-predictions", "--emogate-update-baseline"}
+        problems = []
+        for name, path in files.items():
+            problem = None if path is None else output_problem(path)
+            if path is not None and problem is None and name in answers and not _names_a_format(path):
+                problem = ("expected a .csv or .jsonl file name (the format the suffix names), found "
+                           f"{repr(path.suffix) if path.suffix else 'no suffix'}")  # fmt: skip
+            if problem is not None:
+                problems.append(f"{name} {path}: {problem}")
         if problems:
             raise usage_error("emogate outputs", problems)
         if self.plot is not None:
@@ -248,6 +250,12 @@ def junit_suite_properties(config: pytest.Config, gate: Gate, verdict: Verdict) 
         xml.add_global_property("emogate_n", result.n)
         for metric in HEADLINE_METRICS:
             xml.add_global_property(f"emogate_{metric}", result.metrics[metric])
+
+
+def _names_a_format(path: Path) -> bool:
+    from pytest_emogate.files import is_stream
+
+    return path.suffix.lower() in ANSWER_SUFFIXES or is_stream(path)
 
 
 def _write_answers(path: Path | None, predictions: list[Prediction]) -> None:

@@ -1,0 +1,345 @@
+"""Outputs under hostile paths: symlinks stay symlinks, devices and FIFOs are never replaced, every output path is
+checked before any test runs, killed writes leave nothing behind, and a foreign SQLite file is never touched."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from pytest_emogate.cli import main
+from pytest_emogate.files import (
+    TEMPORARY_SUFFIX,
+    FileProblem,
+    atomic_write_bytes,
+    atomic_write_text,
+    output_problem,
+    remove_stale_temporaries,
+)
+from pytest_emogate.history import check_history, load_runs
+from pytest_emogate.predictions import read_predictions
+from tests.conftest import SEED, THRESHOLDS
+
+LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+PASSING = THRESHOLDS.read_text(encoding="utf-8").replace("max_invalid: 0", "max_invalid: 1")
+PASSING = PASSING.replace("surprise: 0.35 ", "surprise: 0.30 ")
+"""The shipped thresholds with room for the seed's one 'doubt': the seed passes."""
+RATCHETABLE = """\
+labels: [neutral, angry, happy, sad, worried, surprise]
+invalid: neutral
+overall:
+  accuracy: 0.80
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project whose gate passes on the seed (preds.csv)."""
+    pytester.makefile(".yaml", thresholds=PASSING)
+    (pytester.path / "preds.csv").write_bytes(SEED.read_bytes())
+    return pytester
+
+
+def finishes(target: object, *args: object, seconds: float = 10.0) -> None:
+    """Run target(*args) in a thread; fail (instead of hanging the suite) when it does not return in time."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target(*args)  # type: ignore[operator]
+        except BaseException as error:  # re-raised in the test's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{target} did not return within {seconds} s"
+    if errors:
+        raise errors[0]
+
+
+def device(folder: Path, name: str) -> Path:
+    """A character device of our own in `folder`: 'null' (1, 3) or 'full' (1, 7), as /dev has them. The tests
+    never write the real /dev nodes: on code with the defect, as root, that would replace them for the machine."""
+    path = folder / name
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, {"null": 3, "full": 7}[name]))
+    path.chmod(0o666)
+    return path
+
+
+# --- the atomic writer ----------------------------------------------------------------------------------------
+
+
+def test_a_symlink_stays_a_symlink_and_its_target_gets_the_new_content(tmp_path: Path) -> None:
+    target = tmp_path / "real" / "report.json"
+    target.parent.mkdir()
+    target.write_text("old", encoding="utf-8")
+    link = tmp_path / "report.json"
+    link.symlink_to(target)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text(encoding="utf-8") == "new"
+
+
+def test_a_chain_of_symlinks_and_a_dangling_one_write_their_final_target(tmp_path: Path) -> None:
+    final = tmp_path / "final.txt"
+    (tmp_path / "middle").symlink_to(final)
+    (tmp_path / "first").symlink_to(tmp_path / "middle")
+    atomic_write_text(tmp_path / "first", "through two links")  # the final target does not exist yet
+    assert (tmp_path / "first").is_symlink() and (tmp_path / "middle").is_symlink()
+    assert final.read_text(encoding="utf-8") == "through two links"
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "kept.txt"
+    path.write_text("old", encoding="utf-8")
+    path.chmod(0o640)
+    atomic_write_text(path, "new")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.read_text(encoding="utf-8") == "new"
+
+
+def test_a_character_device_is_written_never_replaced(tmp_path: Path) -> None:
+    null = device(tmp_path, "null")
+    atomic_write_text(null, "into the void")
+    assert stat.S_ISCHR(os.stat(null).st_mode)
+    (tmp_path / "stdout").symlink_to(null)  # /dev/stdout is a symlink to a device
+    atomic_write_text(tmp_path / "stdout", "through a link")
+    assert (tmp_path / "stdout").is_symlink() and stat.S_ISCHR(os.stat(null).st_mode)
+
+
+def test_a_full_device_is_an_error_and_stays_a_device(tmp_path: Path) -> None:
+    full = device(tmp_path, "full")
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_bytes(full, b"x" * 100_000)
+    assert stat.S_ISCHR(os.stat(full).st_mode)
+
+
+def test_a_fifo_is_written_directly_when_read_and_refused_at_once_when_nobody_reads(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(FileProblem, match="a FIFO that nobody reads"):
+        finishes(atomic_write_text, fifo, "lost")
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    finishes(lambda: _write_when_read(fifo))
+    reader.join(10)
+    assert received == [b"piped"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def _write_when_read(fifo: Path) -> None:
+    for _ in range(200):  # the reader thread opens the FIFO soon
+        try:
+            atomic_write_text(fifo, "piped")
+            return
+        except FileProblem:
+            threading.Event().wait(0.02)
+    raise AssertionError("the reader never opened the FIFO")
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileProblem, match="is a directory"):
+        atomic_write_text(tmp_path, "x")
+
+
+def test_temporaries_of_killed_writers_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    dead = tmp_path / f".report.json.{_dead_pid()}{TEMPORARY_SUFFIX}"
+    alive = tmp_path / f".report.json.{os.getppid()}{TEMPORARY_SUFFIX}"  # a running process: maybe mid-write
+    other = tmp_path / f".other.json.{_dead_pid()}{TEMPORARY_SUFFIX}"  # another file's: not ours to judge now
+    for path in (dead, alive, other):
+        path.write_text("half", encoding="utf-8")
+    atomic_write_text(target, "{}")
+    assert not dead.exists() and alive.exists() and other.exists()
+    remove_stale_temporaries(tmp_path / "other.json")
+    assert not other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "report.json"]
+
+
+def _dead_pid() -> int:
+    """A pid no process has now (a child that has exited and been reaped)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+# --- output paths checked at the start ----------------------------------------------------------------------
+
+
+def test_output_problem_names_each_unusable_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    assert output_problem(tmp_path / "a_file" / "report.json") == f"{tmp_path / 'a_file'} is not a folder"
+    assert output_problem(tmp_path) == "is a directory; expected the path of a file"
+    assert output_problem(tmp_path / "new" / "deeper" / "report.json") is None  # folders are made when written
+    assert output_problem(device(tmp_path, "null")) is None
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path) and real_access(path, mode))
+    assert output_problem(tmp_path / "report.json") == f"its folder {tmp_path} is not writable"
+    assert output_problem(tmp_path / "sub" / "report.json") == (
+        f"its folder {tmp_path} is not writable, so the folders below cannot be made"
+    )
+
+
+def test_every_unusable_output_path_is_exit_4_before_any_test_runs(project: pytest.Pytester) -> None:
+    (project.path / "a_file").write_text("x", encoding="utf-8")
+    (project.path / "a_dir").mkdir()
+    result = project.runpytest(
+        "--emogate-predictions", "preds.csv", "--emogate-report", "a_file/report.json",
+        "--emogate-markdown", "a_dir", "--emogate-plot", "a_file/plot.png", "--emogate-history", "a_file/h.sqlite",
+        "--emogate-save-predictions", "a_dir", "--emogate-update-baseline", "base.txt",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: emogate outputs: 6 problems",
+        "  - --emogate-report */a_file/report.json: */a_file is not a folder",
+        "  - --emogate-save-predictions */a_dir: is a directory; expected the path of a file",
+        "  - --emogate-markdown */a_dir: is a directory; expected the path of a file",
+        "  - --emogate-plot */a_file/plot.png: */a_file is not a folder",
+        "  - --emogate-history */a_file/h.sqlite: */a_file is not a folder",
+        "  - --emogate-update-baseline */base.txt: expected a .csv or .jsonl file name (the format the suffix names), "
+        "found '.txt'",
+    ])  # fmt: skip
+    assert "passed" not in result.stdout.str() and not (project.path / ".emogate").exists()
+
+
+def test_the_step_summary_path_is_checked_at_the_start(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project.path / "a_dir").mkdir()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(project.path / "a_dir"))
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-no-history")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["  - $GITHUB_STEP_SUMMARY */a_dir: is a directory; expected the path of a file"])
+
+
+def test_a_report_into_a_null_device_keeps_the_device(project: pytest.Pytester) -> None:
+    null = device(project.path, "null")
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-report", "null", "--emogate-no-history")
+    assert result.ret == pytest.ExitCode.OK
+    assert stat.S_ISCHR(os.stat(null).st_mode)
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_named_and_never_exit_0(project: pytest.Pytester) -> None:
+    full = device(project.path, "full")
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-report", "full",
+                               "--emogate-markdown", "summary.md", "--emogate-no-history")  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["emogate: --emogate-report full was NOT written: No space left on device"])
+    assert (project.path / "summary.md").is_file()  # the other outputs are still written
+    assert stat.S_ISCHR(os.stat(full).st_mode)
+
+
+def test_a_symlinked_baseline_is_updated_through_the_link(project: pytest.Pytester) -> None:
+    (project.path / "baselines").mkdir()
+    real = project.path / "baselines" / "accepted.jsonl"
+    real.write_text("stale\n", encoding="utf-8")
+    (project.path / "baseline.jsonl").symlink_to(real)
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-update-baseline", "baseline.jsonl",
+                               "--emogate-no-history")  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK
+    assert (project.path / "baseline.jsonl").is_symlink()
+    assert read_predictions(real, LABELS) == read_predictions(SEED, LABELS)
+
+
+def test_a_symlinked_thresholds_file_is_ratcheted_through_the_link(pytester: pytest.Pytester) -> None:
+    (pytester.path / "config").mkdir()
+    real = pytester.path / "config" / "gate.yaml"
+    real.write_text(RATCHETABLE, encoding="utf-8")
+    (pytester.path / "thresholds.yaml").symlink_to(real)
+    (pytester.path / "preds.csv").write_bytes(SEED.read_bytes())
+    result = pytester.runpytest("--emogate-predictions", "preds.csv", "--emogate-ratchet", "--emogate-no-history")
+    assert result.ret == pytest.ExitCode.OK
+    assert (pytester.path / "thresholds.yaml").is_symlink()
+    assert "accuracy: 0.8\n" not in real.read_text(encoding="utf-8").replace("0.80", "0.8")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_update_baseline_writes_the_format_its_suffix_names(project: pytest.Pytester, suffix: str) -> None:
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-update-baseline", f"new{suffix}",
+                               "--emogate-save-predictions", f"saved{suffix}", "--emogate-no-history")  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK
+    for name in ("new", "saved"):
+        written = project.path / f"{name}{suffix}"
+        assert written.read_bytes().startswith(b"name,label,output" if suffix == ".csv" else b'{"name": ')
+        assert read_predictions(written, LABELS) == read_predictions(SEED, LABELS)
+    again = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-baseline", f"new{suffix}",
+                              "--emogate-no-history")  # fmt: skip
+    assert again.ret == pytest.ExitCode.OK
+
+
+# --- the run history ------------------------------------------------------------------------------------------
+
+
+def _foreign_database(path: Path) -> bytes:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+        db.execute("INSERT INTO users (email) VALUES ('someone@example.org')")
+    db.close()
+    return path.read_bytes()
+
+
+def test_a_foreign_sqlite_file_is_refused_at_the_start_and_left_untouched(project: pytest.Pytester) -> None:
+    before = _foreign_database(project.path / "app.sqlite")
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-history", "app.sqlite")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: history */app.sqlite: not an emogate history (schema version 0; tables users(id, email)); expected "
+        "an empty file or one that pytest-emogate wrote.*"
+    ])  # fmt: skip
+    assert (project.path / "app.sqlite").read_bytes() == before
+    assert "passed" not in result.stdout.str()
+
+
+def test_a_runs_table_with_other_columns_is_refused_at_the_start(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, started TEXT)")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+    with pytest.raises(pytest.UsageError, match=r"not an emogate history \(schema version 2; tables runs\(id, started"):
+        check_history(path)
+
+
+def test_an_empty_file_becomes_a_history(project: pytest.Pytester) -> None:
+    (project.path / "empty.sqlite").write_bytes(b"")
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-history", "empty.sqlite")
+    assert result.ret == pytest.ExitCode.OK
+    assert len(load_runs(project.path / "empty.sqlite")) == 1
+
+
+def test_a_fifo_as_history_is_refused_without_hanging(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "history.sqlite")
+    with pytest.raises(
+        pytest.UsageError, match=r"history .*history.sqlite: is a FIFO \(named pipe\); expected a regular"
+    ):
+        finishes(check_history, tmp_path / "history.sqlite")
+
+
+# --- emogate history ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("last", ["0", "-1", "two"])
+def test_history_last_must_be_a_positive_count(last: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["history", "--last", last])
+    assert stop.value.code == 2
+    assert "--last: expected a whole number of runs, at least 1; found" in capsys.readouterr().err
+
+
+def test_history_csv_into_a_missing_folder_is_written_and_into_a_file_is_an_error(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.runpytest("--emogate-predictions", "preds.csv", "--emogate-history", "h.sqlite")
+    db = str(project.path / "h.sqlite")
+    assert main(["history", "--db", db, "--csv", str(project.path / "exports" / "runs.csv")]) == 0
+    assert (project.path / "exports" / "runs.csv").read_text(encoding="utf-8").startswith("id,time,")
+    capsys.readouterr()
+    assert main(["history", "--db", db, "--csv", str(project.path / "preds.csv" / "runs.csv")]) == 2
+    assert capsys.readouterr().err == (f"emogate: --csv {project.path / 'preds.csv' / 'runs.csv'}: "
+                                       f"{project.path / 'preds.csv'} is not a folder\n")  # fmt: skip
