@@ -20,6 +20,7 @@ from pytest_emogate.files import usage_error
 
 TOP_KEYS = ("labels", "aliases", "invalid", "overall", "per_class", "label_validity", "confusion", "regression")
 FLOOR_MODES = ("point", "lower_bound")
+CORRECTIONS = ("none", "holm")
 BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
@@ -49,6 +50,8 @@ class RegressionPolicy:
     alpha: float = 0.05
     max_drop: Mapping[str, float] = field(default_factory=dict)
     per_class_max_drop: Mapping[str, float] = field(default_factory=dict)
+    correction: str = "none"
+    """`none`, or `holm`: the Holm-Bonferroni step-down over the family of regression checks."""
 
 
 @dataclass(frozen=True)
@@ -218,8 +221,13 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
         problems.append(f"regression: expected a mapping, found {_kind(section)}")
         return None
     for key in section:
-        if key not in ("alpha", "max_drop", "per_class_max_drop"):
-            problems.append(f"regression.{key}: unknown key; expected alpha, max_drop, per_class_max_drop")
+        if key not in ("alpha", "max_drop", "per_class_max_drop", "correction"):
+            problems.append(f"regression.{key}: unknown key; expected alpha, max_drop, per_class_max_drop, correction")
+    correction = section.get("correction", "none")
+    if correction not in CORRECTIONS:
+        shown = repr(correction) if isinstance(correction, str) else _kind(correction)
+        problems.append(f"regression.correction: expected one of {', '.join(CORRECTIONS)}, found {shown}")
+        correction = "none"
     alpha = section.get("alpha", 0.05)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
         problems.append(f"regression.alpha: expected a number in (0, 1), found {_kind(alpha)}")
@@ -248,4 +256,4 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
         raw_class is not None and (drop := _fraction(raw_class, "regression.per_class_max_drop", problems)) is not None
     ):
         per_class = dict.fromkeys(labels, drop)
-    return RegressionPolicy(alpha=float(alpha), max_drop=max_drop, per_class_max_drop=per_class)
+    return RegressionPolicy(alpha=float(alpha), max_drop=max_drop, per_class_max_drop=per_class, correction=correction)
