@@ -63,7 +63,8 @@ def test_a_significant_drop_beyond_the_margin_fails(thresholds: Thresholds, seed
     assert (result.value, result.limit) == (pytest.approx(-12 / 834), -0.01)
     assert result.message == (
         "accuracy 90.65% -> 89.21% (-1.44 pts, max drop 1.00 pts): 5 fixed, 17 broken, one-sided exact McNemar "
-        "p=0.0085 < alpha 0.05 (thresholds.yaml: regression.max_drop.accuracy)"
+        "p=0.0085 < alpha 0.05 (thresholds.yaml: regression.max_drop.accuracy); broken: samplenew_00000002 (gold "
+        "neutral), samplenew_00000010 (gold neutral), samplenew_00000012 (gold neutral) and 14 more"
     )
 
 
@@ -91,7 +92,8 @@ def test_a_large_significant_class_drop_fails(thresholds: Thresholds, seed: Gate
     assert not result.passed
     assert result.message.endswith(
         "(-13.33 pts, max drop 10.00 pts): 0 fixed, 6 broken, one-sided exact McNemar p=0.0156 < alpha 0.05 "
-        "(thresholds.yaml: regression.per_class_max_drop.worried)"
+        "(thresholds.yaml: regression.per_class_max_drop.worried); broken: samplenew_00000006 (gold worried), "
+        "samplenew_00000045 (gold worried), samplenew_00000064 (gold worried) and 3 more"
     )
 
 
@@ -108,7 +110,9 @@ def test_a_bootstrap_metric_reports_its_interval(thresholds: Thresholds, seed: G
     assert not result.passed
     assert result.message == (  # deterministic: the same answers always give the same interval and p
         "uar 80.52% -> 61.16% (-19.37 pts, max drop 3.00 pts): paired bootstrap 95% CI of the difference -24.05 to "
-        "-14.97 pts, one-sided p=0.0033 < alpha 0.05 (thresholds.yaml: regression.max_drop.uar)"
+        "-14.97 pts, one-sided p=0.0033 < alpha 0.05 (thresholds.yaml: regression.max_drop.uar); broken: "
+        "samplenew_00000006 (gold worried), samplenew_00000045 (gold worried), samplenew_00000064 (gold worried) "
+        "and 36 more"
     )
 
 

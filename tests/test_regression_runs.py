@@ -16,7 +16,8 @@ def test_the_regressed_candidate_fails_on_accuracy_only(project: pytest.Pytester
         "compared with baseline base.csv (834 rows)",
         "*_ test_no_regression[accuracy] _*",
         "accuracy 90.65% -> 89.21% (-1.44 pts, max drop 1.00 pts): 5 fixed, 17 broken, one-sided exact McNemar "
-        "p=0.0085 < alpha 0.05 (thresholds.yaml: regression.max_drop.accuracy)",
+        "p=0.0085 < alpha 0.05 (thresholds.yaml: regression.max_drop.accuracy); broken: samplenew_00000002 (gold "
+        "neutral), samplenew_00000010 (gold neutral), samplenew_00000012 (gold neutral) and 14 more",
         "*= emogate summary =*",
         "Regression vs baseline: 5 fixed, 17 broken, 739 both right, 73 both wrong",
         "check *baseline *now *delta *max drop *fixed *broken *p *status",

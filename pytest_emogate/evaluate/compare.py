@@ -28,12 +28,15 @@ OUTCOMES = ("fixed", "broken", "both_right", "both_wrong")
 
 @dataclass(frozen=True)
 class Pair:
-    """One sample answered by both models: its gold label and each model's predicted label."""
+    """One sample answered by both models: its gold label, each model's predicted label (or `<invalid>`) and each
+    model's raw answer exactly as read."""
 
     name: str
     gold: str
     baseline: str
     candidate: str
+    baseline_output: str = ""
+    candidate_output: str = ""
 
     @property
     def outcome(self) -> str:
@@ -77,10 +80,34 @@ class Comparison:
     reps: int
     seed: int
 
+    labels: tuple[str, ...] = ()
+    """The taxonomy, in the thresholds' order: sample lists are sorted by gold class in this order, then name."""
+
     def counts(self, gold: str | None = None) -> dict[str, int]:
         """How many pairs were fixed, broken, both right, both wrong (of one gold class, or of all)."""
         counted = Counter(pair.outcome for pair in self.pairs if gold is None or pair.gold == gold)
         return {outcome: counted[outcome] for outcome in OUTCOMES}
+
+    def samples(self, outcome: str, gold: str | None = None) -> list[Pair]:
+        """The pairs of one outcome (`broken`, `fixed`, ...), of one gold class or all, by class then name."""
+        return self._sorted(pair for pair in self.pairs if pair.outcome == outcome and gold in (None, pair.gold))
+
+    def changed(self) -> dict[str, list[Pair]]:
+        """Pairs whose answer changed without a change in correctness: `answer_text` (right in both runs, the
+        answer's text differs) and `wrong_label` (wrong in both runs, the predicted label differs)."""
+        return {
+            "answer_text": self._sorted(
+                pair for pair in self.pairs
+                if pair.outcome == "both_right" and pair.baseline_output != pair.candidate_output
+            ),
+            "wrong_label": self._sorted(
+                pair for pair in self.pairs if pair.outcome == "both_wrong" and pair.baseline != pair.candidate
+            ),
+        }  # fmt: skip
+
+    def _sorted(self, pairs: Iterable[Pair]) -> list[Pair]:
+        order = {label: index for index, label in enumerate(self.labels)}
+        return sorted(pairs, key=lambda pair: (order.get(pair.gold, len(order)), pair.gold, pair.name))
 
 
 def check_same_samples(baseline: Mapping[str, str], candidate: Mapping[str, str], what: str) -> None:
@@ -116,8 +143,10 @@ def pair_results(baseline: GateResult, candidate: GateResult, what: str) -> tupl
     after = {sample.name: sample for sample in candidate.samples}
     check_same_samples({n: s.gold for n, s in before.items()}, {n: s.gold for n, s in after.items()}, what)
     return tuple(
-        Pair(name, before[name].gold, before[name].predicted, after[name].predicted) for name in sorted(before)
-    )
+        Pair(name, before[name].gold, before[name].predicted, after[name].predicted, before[name].output,
+             after[name].output)
+        for name in sorted(before)
+    )  # fmt: skip
 
 
 def mcnemar_one_sided(broken: int, fixed: int) -> float:
@@ -163,7 +192,7 @@ def compare(
             mcnemar_one_sided(counted["broken"], counted["fixed"]), percentile_interval(class_draws[label]),
             counted["fixed"], counted["broken"],
         )  # fmt: skip
-    return Comparison(pairs, metrics, per_class, reps, seed)
+    return Comparison(pairs, metrics, per_class, reps, seed, labels)
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,26 @@ A drop fails only when it exceeds its declared margin (`regression.max_drop`, `r
 AND the paired one-sided test gives p < `regression.alpha`: a drop within the margin is tolerated however
 certain, a larger drop that rests on a handful of samples is noise until the pairs show otherwise, and an
 improvement never fails.
+
+Two numbers say what a check can detect. `smallest_failing_drop` is the smallest drop that could ever fail it:
+k broken answers and none fixed, with k/n above the margin and the exact p (0.5^k) below alpha. On a 14-sample
+class with a 0.10 margin at alpha 0.05 that is 5/14 (35.7 points): smaller drops always pass. With
+`regression.correction: holm` the family of regression checks is tested with the Holm-Bonferroni step-down,
+which keeps the chance of any false alarm across the family below alpha, at the price of power: each check's
+drop is then judged at alpha/m when it is the family's only drop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pytest_emogate.evaluate.checks import Outcome
-from pytest_emogate.evaluate.compare import Comparison, Delta
+from pytest_emogate.evaluate.compare import Comparison, Delta, Pair
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.formats import p_text, pct2
 
+EXAMPLE_SAMPLES = 3
+"""Broken samples a failing check's message names (the JSON report lists them all)."""
 TOLERANCE = 1e-12
 """Float slack so that a drop of exactly the margin (e.g. 1 of 100 against 0.01) counts as within it."""
 
@@ -22,6 +33,51 @@ def regression_ids(thresholds: Thresholds) -> list[str]:
     """The regression checks' parameters: each metric of `max_drop`, then each class of `per_class_max_drop`."""
     policy = thresholds.regression
     return [] if policy is None else [*policy.max_drop, *policy.per_class_max_drop]
+
+
+def smallest_failing_drop(n: int, max_drop: float, alpha: float) -> float | None:
+    """The smallest drop an exact-test regression check on n samples could fail at: the least k (k broken, none
+    fixed) with k/n > max_drop and 0.5^k < alpha, as k/n; None when no k <= n qualifies (it can never fail)."""
+    for k in range(1, n + 1):
+        if k / n > max_drop + TOLERANCE and 0.5**k < alpha:
+            return k / n
+    return None
+
+
+def holm_adjusted(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni step-down adjusted p-values: sorted ascending, the i-th (from 0) of m is multiplied by m - i,
+    capped at 1 and made monotone; a check is rejected at alpha when its adjusted p is below alpha."""
+    ordered = sorted(p_values, key=lambda key: (p_values[key], key))
+    m, running, adjusted = len(ordered), 0.0, {}
+    for index, key in enumerate(ordered):
+        running = max(running, min(1.0, (m - index) * p_values[key]))
+        adjusted[key] = running
+    return adjusted
+
+
+def family_p_values(thresholds: Thresholds, comparison: Comparison) -> dict[str, float]:
+    """Each regression check's p-value as its verdict uses it: raw, or Holm-adjusted over the family."""
+    raw = {key: delta_of(comparison, key).p_value for key in regression_ids(thresholds)}
+    policy = thresholds.regression
+    return holm_adjusted(raw) if policy is not None and policy.correction == "holm" else raw
+
+
+def detection_limit(thresholds: Thresholds, comparison: Comparison, key: str) -> float | None:
+    """`smallest_failing_drop` of one regression check (None for a bootstrap-tested metric, or when it cannot
+    fail); under Holm at alpha/m, the level its drop meets when it is the only one."""
+    policy = thresholds.regression
+    assert policy is not None, "regression checks exist only with a regression: section"
+    delta = delta_of(comparison, key)
+    if delta.test != "mcnemar":
+        return None
+    max_drop = policy.max_drop[key] if key in policy.max_drop else policy.per_class_max_drop[key]
+    level = policy.alpha / len(regression_ids(thresholds)) if policy.correction == "holm" else policy.alpha
+    return smallest_failing_drop(delta.n, max_drop, level)
+
+
+def broken_samples(comparison: Comparison, key: str) -> list[Pair]:
+    """The samples a regression check's drop is made of: the class's broken answers, or every broken answer."""
+    return comparison.samples("broken", None if key in comparison.metrics else key)
 
 
 def delta_of(comparison: Comparison, key: str) -> Delta:
@@ -58,17 +114,27 @@ def regression_outcome(thresholds: Thresholds, comparison: Comparison, key: str)
         new = f"{after}/{delta.n} = {pct2(delta.candidate)}"
         key = f"{key} recall"
     drop = -delta.delta
-    significant = delta.p_value < policy.alpha
+    p_value = family_p_values(thresholds, comparison)[check_id[len("regression[") : -1]]
+    significant = p_value < policy.alpha
     failed = drop > max_drop + TOLERANCE and significant
     head = f"{key} {old} -> {new} ({100 * delta.delta:+.2f} pts, max drop {100 * max_drop:.2f} pts)"
+    adjusted = f", Holm-adjusted p={p_text(p_value)}" if policy.correction == "holm" else ""
     if drop <= 0:
         judgement = "; no drop"
     elif drop <= max_drop + TOLERANCE:
         judgement = "; within the margin"
     else:
         judgement = f" < alpha {policy.alpha:g}" if significant else f" >= alpha {policy.alpha:g}, not significant"
-    message = f"{head}: {evidence(delta)}{judgement} ({source})"
+    message = f"{head}: {evidence(delta)}{adjusted}{judgement} ({source})"
+    if failed:
+        message += _broken_examples(broken_samples(comparison, check_id[len("regression[") : -1]))
     return Outcome(check_id, not failed, delta.delta, -max_drop, message, delta.n)
+
+
+def _broken_examples(pairs: list[Pair]) -> str:
+    shown = ", ".join(f"{pair.name} (gold {pair.gold})" for pair in pairs[:EXAMPLE_SAMPLES])
+    more = f" and {len(pairs) - EXAMPLE_SAMPLES} more" if len(pairs) > EXAMPLE_SAMPLES else ""
+    return f"; broken: {shown}{more}" if pairs else ""
 
 
 def junit_properties(comparison: Comparison, key: str) -> list[tuple[str, object]]:
