@@ -8,6 +8,7 @@ project's own tests.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,21 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _finite_positive(text: str) -> float:
+    """A LoRA alpha: a finite positive number (a NaN or infinite alpha would only show as NaN logits after the
+    whole inference)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, found {text!r}")
+    return value
+
+
+_finite_positive.__name__ = "finite positive number"
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
@@ -94,7 +110,7 @@ VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         ("batch_size", _positive(int), "samples per batch in inference (the original used 1)"),
         ("max_new_tokens", _positive(int), "cap on generated tokens per answer (the original's 500 reproduces it)"),
         ("image_size", _positive(int), "the ViT input size (the original's 448; the weights cannot tell it)"),
-        ("lora_alpha", _positive(float), "LoRA alpha (default: the checkpoint's saved config, else 16)"),
+        ("lora_alpha", _finite_positive, "LoRA alpha (default: the checkpoint's saved config, else 16)"),
         ("head_dim", _positive(int), "EVA-ViT head dimension (the original's 88: 16 heads at width 1408)"),
         ("mode", _choice(*MODES), "generate: free greedy generation (the original's); score: label scoring with "
                                   "generation fallback"),
