@@ -136,7 +136,7 @@ def test_a_pickle_carrying_code_is_refused_and_the_code_never_runs(tmp_path: Pat
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "junk.pth"
     path.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(pytest.UsageError, match="cannot be read as a torch file"):
+    with pytest.raises(pytest.UsageError, match="is a truncated or damaged zip archive"):
         read_stage_two(path)
     with pytest.raises(pytest.UsageError, match="does not exist"):
         read_stage_two(tmp_path / "absent.pth")

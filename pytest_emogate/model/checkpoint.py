@@ -1,24 +1,26 @@
-"""Weight files read safely, with every key accounted for.
+"""Weight files read safely, with every key accounted for and every shape checked before a size is read from it.
 
 The original loads both of its weight files with `strict=False` and discards the report, so a renamed LoRA key
 silently runs the base model and a missing projection stays randomly initialised (spec §2.2). Here every key of
 the stage-2 checkpoint and of the EVA file is either consumed or one of the known-unused ones (`attention.*`,
-the EVA file's last block); anything else, and anything missing, is one UsageError naming the keys.
-
-Files are read with `torch.load(weights_only=True)` only (or safetensors): a pickle that needs code is refused.
+the EVA file's last block); anything else, anything missing and any tensor of the wrong rank or shape is one
+UsageError naming the keys. The LoRA alpha saved in the training config must be a finite positive number when
+it is there, and a config that is there but malformed is named, never passed over. Files are opened through
+weight_files.py: regular files only, read with `weights_only=True` or safetensors.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
+import math
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from pytest_emogate.files import usage_error
+from pytest_emogate.model.weight_files import ABSENT, rank_problem, read_weights
 
 if TYPE_CHECKING:
     import torch
@@ -28,21 +30,22 @@ FEATURE_PROJECTIONS = PROJECTIONS[1:4]
 LN_VISION_KEYS = ("ln_vision.weight", "ln_vision.bias")
 UNUSED_PREFIXES = ("attention.",)  # the original's never-called Attention module (spec §1.8)
 DEFAULT_LORA_ALPHA = 16.0
+ALPHA_EXPECTED = "expected a finite positive number"
 # peft 0.2 names LoRA weights `...q_proj.lora_A.weight`; peft >= 0.3 inserts the adapter name (`.default`).
 LORA_KEY = re.compile(
     r"llama_model\.base_model\.model\.model\.layers\.(\d+)\.(\w+)\.(\w+)\.lora_([AB])(\.default)?\.weight"
 )
+VIT_SIZING = {"cls_token": "[1, 1, width]", "patch_embed.proj.weight": "[width, 3, patch, patch]",
+              "pos_embed": "[1, positions, width]", "blocks.0.mlp.fc1.weight": "[mlp, width]"}  # fmt: skip
+"""The EVA tensors whose shapes give the model's sizes, and the shape each must have."""
 VIT_TOP_KEYS = ("cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias")
-VIT_BLOCK_KEYS = tuple(
-    f"{part}.{name}"
-    for part, names in (
-        ("norm1", ("weight", "bias")),
-        ("attn", ("q_bias", "v_bias", "qkv.weight", "proj.weight", "proj.bias")),
-        ("norm2", ("weight", "bias")),
-        ("mlp", ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")),
-    )
-    for name in names
-)
+VIT_BLOCK_SHAPES = {
+    "norm1.weight": "w", "norm1.bias": "w", "attn.q_bias": "w", "attn.v_bias": "w", "attn.qkv.weight": "3w w",
+    "attn.proj.weight": "w w", "attn.proj.bias": "w", "norm2.weight": "w", "norm2.bias": "w",
+    "mlp.fc1.weight": "m w", "mlp.fc1.bias": "m", "mlp.fc2.weight": "w m", "mlp.fc2.bias": "w",
+}  # fmt: skip
+"""Each block tensor's shape in the ViT width (w) and MLP width (m)."""
+VIT_BLOCK_KEYS = tuple(VIT_BLOCK_SHAPES)
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(.+)")
 
 
@@ -67,6 +70,12 @@ class StageTwo:
             return override
         return DEFAULT_LORA_ALPHA if self.saved_lora_alpha is None else self.saved_lora_alpha
 
+    @property
+    def feature_dims(self) -> tuple[int, int, int]:
+        """The Face, Video and Audio feature widths the projections take."""
+        face, video, audio = (int(self.projections[name][0].shape[1]) for name in FEATURE_PROJECTIONS)
+        return face, video, audio
+
 
 @dataclass(frozen=True)
 class VitWeights:
@@ -80,30 +89,29 @@ class VitWeights:
     depth: int  # blocks built: all but the file's last, as the original
 
 
-def read_weights(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The top-level mapping of a `.pth` (weights_only) or `.safetensors` file, and its saved config (or {}).
+def alpha_problem(value: Any) -> str | None:
+    """Why `value` cannot be a LoRA alpha (`expected a finite positive number, found ...`), or None."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value > 0:
+        return None
+    return f"{ALPHA_EXPECTED}, found {found_text(value)}"
 
-    For safetensors the tensors are the mapping itself and the config is the JSON in the `config` metadata.
-    """
-    if not path.is_file():
-        raise usage_error(f"{what} {path}", ["does not exist (every weight file is a local path)"])
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path, what)
-    import torch
 
-    try:
-        # mmap keeps a real checkpoint's optimizer state on disk: only the tensors we use are paged in.
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        problem = f"refused: a pickle that needs code to load; only weights_only=True loading is allowed ({reason})"
-        raise usage_error(f"{what} {path}", [problem]) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as error:
-        raise usage_error(f"{what} {path}", [f"cannot be read as a torch file: {_one_line(error)}"]) from None
-    if not isinstance(loaded, dict):
-        raise usage_error(f"{what} {path}", [f"expected a dict at the top, found {type(loaded).__name__}"])
-    config = loaded.get("config")
-    return loaded, config if isinstance(config, dict) else {}
+def check_lora_alpha_setting(value: float | None) -> None:
+    """A UsageError naming --emogate-lora-alpha unless it is unset or a finite positive number (checked before
+    anything is loaded: a NaN alpha would only show as NaN logits after the whole inference)."""
+    problem = None if value is None else alpha_problem(value)
+    if problem is not None:
+        raise pytest.UsageError(f"--emogate-lora-alpha: {problem}")
+
+
+def found_text(value: Any) -> str:
+    """A value found where another was expected, shortened for an error message: 'sixteen', nan, a list."""
+    if isinstance(value, (str, int, float)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    name = type(value).__name__
+    return f"an {name}" if name[0].lower() in "aeiou" else f"a {name}"
 
 
 def read_stage_two(path: Path) -> StageTwo:
@@ -117,40 +125,29 @@ def read_stage_two(path: Path) -> StageTwo:
     projections = _projections(state, problems)
     lora, rank = _lora(state, problems)
     ln_vision = {key.split(".")[-1]: state[key] for key in LN_VISION_KEYS if key in state}
+    problems += [problem for key in LN_VISION_KEYS if key in state
+                 and (problem := rank_problem(key, state[key].shape, "[width]"))]  # fmt: skip
     known = set(LN_VISION_KEYS) | {f"{name}.{part}" for name in PROJECTIONS for part in ("weight", "bias")}
     unknown = sorted(
         key for key in state if key not in known and not LORA_KEY.fullmatch(key) and not key.startswith(UNUSED_PREFIXES)
     )
     problems += [f"unexpected key {key} (not a projection, LoRA, ln_vision or attention.* tensor)" for key in unknown]
+    alpha = _saved_lora_alpha(saved, problems)
     if problems:
         raise usage_error(f"checkpoint {path}", problems)
-    alpha = saved.get("model", {}).get("lora_alpha") if isinstance(saved.get("model"), dict) else None
     targets = tuple(sorted({target for _, _, target in lora}))
-    return StageTwo(path, projections, lora, rank, targets, ln_vision, None if alpha is None else float(alpha))
+    return StageTwo(path, projections, lora, rank, targets, ln_vision, alpha)
 
 
 def feature_dims(path: Path) -> tuple[int, int, int]:
-    """The Face, Video and Audio feature widths the checkpoint's projections take, without loading any model."""
-    if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                shapes = {key: handle.get_slice(key).get_shape() for key in handle.keys()}  # noqa: SIM118
-        except (SafetensorError, OSError) as error:
-            raise usage_error(f"checkpoint {path}", [f"cannot be read as safetensors: {_one_line(error)}"]) from None
-    else:
-        state, _ = _checkpoint_state(path)
-        shapes = {key: list(value.shape) for key, value in state.items() if hasattr(value, "shape")}
-    missing = [f"{name}.weight" for name in FEATURE_PROJECTIONS if f"{name}.weight" not in shapes]
-    if missing:
-        raise usage_error(f"checkpoint {path}", [f"missing key {key}" for key in missing])
-    face, video, audio = (int(shapes[f"{name}.weight"][-1]) for name in FEATURE_PROJECTIONS)
-    return face, video, audio
+    """The Face, Video and Audio feature widths the checkpoint's projections take, the checkpoint read in full
+    (every key and shape, the saved LoRA alpha) without loading any model."""
+    return read_stage_two(path).feature_dims
 
 
 def read_vit(path: Path) -> VitWeights:
-    """Read an `eva_vit_g.pth`-format file; every key must belong to a built block or be the last block's."""
+    """Read an `eva_vit_g.pth`-format file; every key must belong to a built block or be the last block's, and
+    every tensor must have the shape the file's own sizes give it."""
     state, _ = read_weights(path, "EVA-ViT weights")
     blocks = sorted({int(match.group(1)) for key in state if (match := _BLOCK_KEY.fullmatch(key))})
     problems: list[str] = []
@@ -167,17 +164,46 @@ def read_vit(path: Path) -> VitWeights:
         for key in sorted(state.keys() - expected)
         if unused is None or not key.startswith(unused)
     ]
+    problems += [f"{key}: expected a tensor, found {type(state[key]).__name__}"
+                 for key in sorted(expected & state.keys()) if not hasattr(state[key], "shape")]  # fmt: skip
     if problems:
         raise usage_error(f"EVA-ViT weights {path}", problems)
     kept = {key: state[key] for key in expected}
+    problems = [problem for key, dims in VIT_SIZING.items() if (problem := rank_problem(key, kept[key].shape, dims))]
+    if problems:
+        raise usage_error(f"EVA-ViT weights {path}", problems)
     width = int(kept["cls_token"].shape[-1])
     patch = int(kept["patch_embed.proj.weight"].shape[-1])
-    mlp = int(kept["blocks.0.mlp.fc1.weight"].shape[0]) if depth else 0
+    mlp = int(kept["blocks.0.mlp.fc1.weight"].shape[0])
+    problems = _vit_shape_problems(kept, width, patch, mlp, depth)
+    if problems:
+        raise usage_error(f"EVA-ViT weights {path}", problems)
     return VitWeights(path, kept, width, patch, mlp, depth)
 
 
-def _checkpoint_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The checkpoint's model state dict and its saved config."""
+def _vit_shape_problems(state: dict[str, Any], width: int, patch: int, mlp: int, depth: int) -> list[str]:
+    """Every EVA tensor against the shape the file's width, patch and MLP sizes give it."""
+    sizes = {"w": width, "3w": 3 * width, "m": mlp}
+    expected = {"cls_token": [1, 1, width], "patch_embed.proj.weight": [width, 3, patch, patch],
+                "patch_embed.proj.bias": [width]}  # fmt: skip
+    expected |= {f"blocks.{i}.{key}": [sizes[dim] for dim in dims.split()] for i in range(depth)
+                 for key, dims in VIT_BLOCK_SHAPES.items()}  # fmt: skip
+    problems = [
+        f"{key}: expected shape {shape}, found {list(state[key].shape)}"
+        for key, shape in expected.items()
+        if list(state[key].shape) != shape
+    ]
+    positions = list(state["pos_embed"].shape)
+    grid = math.isqrt(max(positions[1] - 1, 0))
+    if positions[0] != 1 or positions[2] != width:
+        problems.append(f"pos_embed: expected shape [1, positions, {width}], found {positions}")
+    elif grid < 1 or grid * grid != positions[1] - 1:
+        problems.append(f"pos_embed: expected 1 + a square number of positions, found {positions[1]}")
+    return problems
+
+
+def _checkpoint_state(path: Path) -> tuple[dict[str, Any], Any]:
+    """The checkpoint's model state dict and its saved config (ABSENT when it has none)."""
     loaded, config = read_weights(path, "checkpoint")
     if path.suffix == ".safetensors":
         return loaded, config
@@ -186,7 +212,30 @@ def _checkpoint_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         found = ", ".join(sorted(map(str, loaded))[:10]) or "nothing"
         problem = f"expected the MiniGPT-v2 format {{'model': {{...}}, 'config': ...}}, found top-level keys {found}"
         raise usage_error(f"checkpoint {path}", [problem])
-    return model, config
+    return model, loaded.get("config", ABSENT)
+
+
+def _saved_lora_alpha(config: Any, problems: list[str]) -> float | None:
+    """`config.model.lora_alpha`, checked; None only when the config does not set it at all (the original's
+    default, 16, then applies). A config or config.model that is there but not a mapping is a problem."""
+    if config is ABSENT:
+        return None
+    if not isinstance(config, dict):
+        problems.append(f"config: expected a mapping, found {found_text(config)}")
+        return None
+    if "model" not in config:
+        return None
+    model = config["model"]
+    if not isinstance(model, dict):
+        problems.append(f"config.model: expected a mapping, found {found_text(model)}")
+        return None
+    if "lora_alpha" not in model:
+        return None
+    problem = alpha_problem(model["lora_alpha"])
+    if problem is not None:
+        problems.append(f"config.model.lora_alpha: {problem}")
+        return None
+    return float(model["lora_alpha"])
 
 
 def _projections(state: dict[str, Any], problems: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -198,7 +247,12 @@ def _projections(state: dict[str, Any], problems: list[str]) -> dict[str, tuple[
         ]
         if weight is None or bias is None:
             continue
-        if weight.dim() != 2 or bias.shape != weight.shape[:1]:
+        ranks = [rank_problem(f"{name}.weight", weight.shape, "[out, in]"),
+                 rank_problem(f"{name}.bias", bias.shape, "[out]")]  # fmt: skip
+        problems += [problem for problem in ranks if problem]
+        if any(ranks):
+            continue
+        if bias.shape[0] != weight.shape[0]:
             shapes = f"{list(weight.shape)} and {list(bias.shape)}"
             problems.append(f"{name}: expected weight [out, in] and bias [out], found {shapes}")
         found[name] = (weight, bias)
@@ -221,6 +275,15 @@ def _lora(state: dict[str, Any], problems: list[str]) -> tuple[dict[tuple[int, s
     for layer, parent, target in sorted({slot[:3] for slot in halves}):
         a, b = halves.get((layer, parent, target, "A")), halves.get((layer, parent, target, "B"))
         if a is not None and b is not None:
+            wrong = [rank_problem(a[0], a[1].shape, "[rank, in]"), rank_problem(b[0], b[1].shape, "[out, rank]")]
+            problems += [problem for problem in wrong if problem]
+            if any(wrong):
+                continue
+            if a[1].shape[0] != b[1].shape[1]:
+                problems.append(
+                    f"{b[0]}: expected [out, {a[1].shape[0]}] (the rank of its lora_A), found {list(b[1].shape)}"
+                )
+                continue
             ranks.add(int(a[1].shape[0]))
             pairs[(layer, parent, target)] = (a[1], b[1])
             continue
@@ -229,23 +292,3 @@ def _lora(state: dict[str, Any], problems: list[str]) -> tuple[dict[tuple[int, s
     if len(ranks) > 1:
         problems.append(f"LoRA ranks differ between tensors ({sorted(ranks)}): expected one rank")
     return pairs, min(ranks, default=0)
-
-
-def _read_safetensors(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as error:
-        raise usage_error(f"{what} {path}", [f"cannot be read as safetensors: {_one_line(error)}"]) from None
-    try:
-        config = json.loads(metadata["config"]) if "config" in metadata else {}
-    except json.JSONDecodeError as error:
-        raise usage_error(f"{what} {path}", [f"metadata 'config' is not JSON: {error.msg}"]) from None
-    return tensors, config if isinstance(config, dict) else {}
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__
