@@ -18,6 +18,7 @@ import torch
 
 from pytest_emogate.files import usage_error
 from pytest_emogate.model.checkpoint import StageTwo
+from pytest_emogate.model.llama_files import check_llama_folder
 from pytest_emogate.model.prompt import PAD_TOKEN
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, LlamaTokenizer
 
 LORA_DROPOUT = 0.05  # the original's; inactive at eval
-LLAMA_FILES = ("config.json", "tokenizer.model")
 
 
 @contextlib.contextmanager
@@ -44,18 +44,10 @@ def offline() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def check_llama_dir(path: Path) -> None:
-    """Raise a UsageError naming the path unless it is a local Llama directory with a config and tokenizer."""
-    if not path.is_dir():
-        raise usage_error(f"Llama directory {path}", ["does not exist (expected a local Hugging Face model folder)"])
-    missing = [name for name in LLAMA_FILES if not (path / name).is_file()]
-    if missing:
-        raise usage_error(f"Llama directory {path}", [f"missing file {name}" for name in missing])
-
-
 def load_tokenizer(path: Path) -> LlamaTokenizer:
-    """The slow sentencepiece tokenizer of the Llama directory, pad set to "$$" as the original."""
-    check_llama_dir(path)
+    """The slow sentencepiece tokenizer of the Llama directory, pad set to "$$" as the original; the folder is
+    checked first (llama_files.py), so transformers opens only regular files it can read."""
+    check_llama_folder(path)
     with offline():
         from transformers import LlamaTokenizer
 
@@ -64,27 +56,38 @@ def load_tokenizer(path: Path) -> LlamaTokenizer:
         except ImportError as error:
             # tokenizer_config.json "legacy": false (Llama-2's) makes the slow tokenizer need protobuf.
             raise usage_error(f"Llama tokenizer {path}", [f"a package is missing: {error}"]) from None
+        except (OSError, ValueError, RuntimeError, TypeError) as error:
+            raise usage_error(f"Llama tokenizer {path}", [_one_line(error)]) from None
+    if not isinstance(tokenizer, LlamaTokenizer):
+        raise usage_error(f"Llama tokenizer {path}", [f"loaded as {type(tokenizer).__name__}, not a LlamaTokenizer"])
     tokenizer.pad_token = PAD_TOKEN
     return tokenizer
 
 
 def load_llama(path: Path, device: torch.device) -> LlamaForCausalLM:
-    """Llama from local files: fp16 straight onto a CUDA device, fp32 on CPU; eager attention."""
-    check_llama_dir(path)
+    """Llama from local files: fp16 straight onto a CUDA device, fp32 on CPU; eager attention. The folder is
+    checked first (config.json against the weights' shapes), and a tensor the weights leave out is refused,
+    never initialised at random."""
+    check_llama_folder(path)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     with offline():
         from transformers import LlamaForCausalLM
 
         try:
-            model = LlamaForCausalLM.from_pretrained(
+            model, info = LlamaForCausalLM.from_pretrained(
                 str(path),
                 dtype=dtype,
                 attn_implementation="eager",
                 local_files_only=True,
                 device_map={"": device} if device.type == "cuda" else None,
+                output_loading_info=True,
             )
-        except (OSError, ValueError) as error:
-            raise usage_error(f"Llama directory {path}", [" ".join(str(error).split())[:500]]) from None
+        except (OSError, ValueError, RuntimeError) as error:
+            raise usage_error(f"Llama directory {path}", [_one_line(error)]) from None
+    missing = sorted(info.get("missing_keys", ())) + [str(key) for key, *_ in info.get("mismatched_keys", ())]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise usage_error(f"Llama directory {path}", [f"the weights do not hold {shown}"])
     return model.eval().requires_grad_(False)
 
 
@@ -137,3 +140,7 @@ def lm_parts(model: Any) -> tuple[Any, Any]:
     """The decoder stack (embeddings and layers, LoRA inside) and the lm_head of a peft-wrapped Llama."""
     causal = model.get_base_model()
     return causal.model, causal.lm_head
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:500] or type(error).__name__
