@@ -21,12 +21,24 @@ from pytest_emogate.files import usage_error
 UNSAFE_NAME_PARTS = ("/", "\\", "..")
 
 
-def preflight(data: Test3Data, labels: tuple[str, ...], feature_dims: tuple[int, int, int]) -> None:
+FeatureDims = tuple[int | None, int | None, int | None]
+
+
+def preflight(data: Test3Data, labels: tuple[str, ...], feature_dims: FeatureDims) -> None:
     """Check every sample of `data` against the taxonomy `labels` and the checkpoint's `feature_dims`.
 
     `feature_dims` are the input widths of the Face, Video and Audio projections. Returns None when all is
     well; otherwise raises one pytest.UsageError listing the problems (the first 20 and a count).
     """
+    problems = preflight_problems(data, labels, feature_dims)
+    if problems:
+        raise usage_error(f"Test3 data {data.source}", problems)
+
+
+def preflight_problems(data: Test3Data, labels: tuple[str, ...], feature_dims: FeatureDims | None) -> list[str]:
+    """The preflight's problems, for a caller that reports them with others. A width of None is not checked
+    (the checkpoint could not be read); `feature_dims` None checks the sample table alone (names, labels,
+    transcripts) and reads no file: the answers are cached, and only the labels still matter."""
     annotation = _shown(data, data.annotation)
     problems: list[str] = []
     if not data.samples:
@@ -46,15 +58,17 @@ def preflight(data: Test3Data, labels: tuple[str, ...], feature_dims: tuple[int,
                 f"sample {sample.name}: {_shown(data, data.transcripts)}: expected a {data.transcript_column!r} "
                 "text for this name, found no row or an empty cell (the original would prompt with 'nan')"
             )
+    if feature_dims is None:
+        return problems
+    dims = feature_dims
     safe = [sample for sample in data.samples if not any(part in sample.name for part in UNSAFE_NAME_PARTS)]
     with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-        for found in pool.map(lambda sample: _file_problems(data, sample, feature_dims), safe):
+        for found in pool.map(lambda sample: _file_problems(data, sample, dims), safe):
             problems += found
-    if problems:
-        raise usage_error(f"Test3 data {data.source}", problems)
+    return problems
 
 
-def _file_problems(data: Test3Data, sample: Sample, feature_dims: tuple[int, int, int]) -> list[str]:
+def _file_problems(data: Test3Data, sample: Sample, feature_dims: FeatureDims) -> list[str]:
     """The frame and feature problems of one sample; runs on a worker thread (decoding releases the GIL)."""
     problems = []
     if sample.frame is None:
