@@ -49,9 +49,9 @@ def test_a_foreign_line_is_an_error_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(pytest.UsageError) as error:
         cache.load()
     assert str(error.value) == (
-        f"answer cache {cache.answers_path}: 2 problems\n"
-        "  - line 2: not an answer written by pytest-emogate: 'hello'\n"
-        f"  - delete {cache.folder} or run with --emogate-no-cache"
+        f"answer cache {cache.folder}: 1 problem\n"
+        "  - answers.jsonl line 2: not an answer written by pytest-emogate: 'hello'\n"
+        "  fix or delete the folder, or run with --emogate-no-cache"
     )
 
 

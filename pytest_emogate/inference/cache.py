@@ -9,6 +9,11 @@ folder (pytest-xdist workers), so only one computes while the others wait and th
 write side by side instead, each to its own `answers-rank{R}.jsonl` (no interleaved appends); a load reads every
 `answers*.jsonl`, and a torn line in another writer's file is skipped, never cut: that writer may still be
 appending, and it cuts its own torn tail before its next append.
+
+The cache is checked when it is opened, before any inference: a folder that is a file or cannot be written, an
+answers file that is not a regular file, a line that is not an answer, a sample answered twice. It never supplies
+a gold label: each cached line keeps the label it was answered under, and a load given the data's labels refuses
+a line whose label differs and returns the data's.
 """
 
 from __future__ import annotations
@@ -17,13 +22,26 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.files import file_sha256, usage_error
+import pytest
+
+from pytest_emogate.files import (
+    FileProblem,
+    MiB,
+    atomic_write_text,
+    decode_utf8,
+    file_sha256,
+    kind_of,
+    read_checked,
+    text_lines,
+    usage_error,
+)
 from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
@@ -31,6 +49,11 @@ if TYPE_CHECKING:
 
 ANSWERS = "answers.jsonl"
 ANSWER_FILES = "answers*.jsonl"
+ANSWERS_LIMIT = 512 * MiB
+"""The most bytes one answers file may hold: 500 new tokens for each of a hundred thousand samples fit."""
+LOCK = "lock"
+FIX = "fix or delete the folder, or run with --emogate-no-cache"
+SHOWN = 80
 
 
 def key_digest(key: Mapping[str, Any]) -> str:
@@ -47,12 +70,16 @@ class AnswerCache:
 
     @classmethod
     def open(cls, root: Path, key: Mapping[str, Any]) -> AnswerCache:
-        """The folder for `key` under `root`, created with its readable key.json."""
+        """The folder for `key` under `root`, created with its readable key.json; a UsageError when the root or
+        the folder is not a folder, cannot be made or written, or holds an answers or lock file that is not a
+        writable regular file."""
         folder = root / key_digest(key)[:20]
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_folder(root, folder)
         key_file = folder / "key.json"
         if not key_file.exists():
-            key_file.write_text(json.dumps(key, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+            atomic_write_text(key_file, json.dumps(key, indent=2, sort_keys=True, default=str) + "\n")
+        for path in sorted([*folder.glob(ANSWER_FILES), folder / LOCK]):
+            _check_writable_file(path)
         return cls(folder)
 
     @property
@@ -64,33 +91,58 @@ class AnswerCache:
         """The same folder, appending to rank `rank`'s own file."""
         return replace(self, answers_file=f"answers-rank{rank}.jsonl")
 
-    def load(self) -> dict[str, Prediction]:
+    def load(self, gold: Mapping[str, str] | None = None, *, cut: bool = True) -> dict[str, Prediction]:
         """Every finished answer by sample name, from every writer's file; a torn last line (a killed writer) is
-        cut off this process's own file and skipped in the others."""
-        answers: dict[str, Prediction] = {}
-        for path in sorted(self.folder.glob(ANSWER_FILES)):
-            answers.update(self._read(path, cut=path == self.answers_path))
-        return answers
+        cut off this process's own file (`cut`, for a process holding the lock) and skipped otherwise.
 
-    def _read(self, path: Path, *, cut: bool) -> dict[str, Prediction]:
-        data = path.read_bytes()
+        With `gold`, the data's gold label of every sample by name: a cached answer for a sample not in it, or
+        under another label, is a problem, and every answer returned carries the data's label. Every problem of
+        every file is listed in one UsageError.
+        """
+        found: dict[str, tuple[Prediction, str]] = {}
+        problems: list[str] = []
+        for path in sorted(self.folder.glob(ANSWER_FILES)):
+            problems += self._read(path, found, gold, cut=cut and path == self.answers_path)
+        if problems:
+            raise _cache_error(self.folder, problems)
+        if gold is None:
+            return {name: prediction for name, (prediction, _) in found.items()}
+        return {name: replace(prediction, label=gold[name]) for name, (prediction, _) in found.items()}
+
+    def _read(
+        self, path: Path, found: dict[str, tuple[Prediction, str]], gold: Mapping[str, str] | None, *, cut: bool
+    ) -> list[str]:
+        """Add the answers of one file to `found`; the problems of its lines."""
+        try:
+            data = read_checked(path, ANSWERS_LIMIT)
+        except FileProblem as refused:
+            return [f"{path.name}: {refused.found}"]
         complete = data[: data.rfind(b"\n") + 1]
         if cut and len(complete) != len(data):
-            with path.open("r+b") as handle:
-                handle.truncate(len(complete))
-        answers: dict[str, Prediction] = {}
-        for line_number, line in enumerate(complete.decode("utf-8", errors="replace").splitlines(), start=1):
+            fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                row = json.loads(line)
-                answers[row["name"]] = Prediction(
-                    row["name"], row["label"], row["output"],
-                    {k: v for k, v in row.items() if k not in ("name", "label", "output")},
-                )  # fmt: skip
-            except (json.JSONDecodeError, KeyError, TypeError):
-                problem = f"line {line_number}: not an answer written by pytest-emogate: {line[:80]!r}"
-                hint = f"delete {self.folder} or run with --emogate-no-cache"
-                raise usage_error(f"answer cache {path}", [problem, hint]) from None
-        return answers
+                os.ftruncate(fd, len(complete))
+            finally:
+                os.close(fd)
+        problems: list[str] = []
+        for number, line in enumerate(text_lines(decode_utf8(complete, "answer cache", path)), start=1):
+            where = f"{path.name} line {number}"
+            prediction, problem = _answer(line)
+            if prediction is None:
+                problems.append(f"{where}: {problem}")
+                continue
+            name = prediction.name
+            if name in found:
+                problems.append(f"{where}: sample {_shown(name)} answered again (first in {found[name][1]})")
+            elif gold is not None and name not in gold:
+                problems.append(f"{where}: sample {_shown(name)} is not in the data")
+            elif gold is not None and gold[name] != prediction.label:
+                problems.append(
+                    f"{where}: sample {_shown(name)}: gold label {_shown(prediction.label)}, but the data says "
+                    f"{_shown(gold[name])} (the data supplies gold labels)"
+                )
+            found.setdefault(name, (prediction, where))
+        return problems
 
     def append(self, predictions: Iterable[Prediction]) -> None:
         """Append finished answers and force them to disk before returning."""
@@ -101,8 +153,13 @@ class AnswerCache:
         if not lines:
             return
         payload = "".join(line + "\n" for line in lines).encode("utf-8")
-        fd = os.open(self.answers_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.answers_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise FileProblem(self.answers_path, f"is {kind_of(mode)}; expected a regular file").usage(
+                    "answer cache"
+                )
             _cut_torn_tail(fd)
             os.write(fd, payload)
             os.fsync(fd)
@@ -112,12 +169,76 @@ class AnswerCache:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the folder's exclusive lock: one process computes, the others wait here and then read."""
-        with (self.folder / "lock").open("a") as handle:
+        with (self.folder / LOCK).open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _make_folder(root: Path, folder: Path) -> None:
+    """Create the key's folder under `root`, or say in a UsageError why it cannot hold a cache."""
+    for path, what in ((root, "a folder"), (folder, "the folder of one cache key (delete it)")):
+        if path.exists() and not path.is_dir():
+            raise FileProblem(path, f"is {kind_of(path.stat().st_mode)}; expected {what}").usage("answer cache")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        failed = root if not root.is_dir() else folder
+        raise FileProblem(failed, f"cannot be created: {error.strerror}").usage("answer cache") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileProblem(
+            folder,
+            "is not writable: answers are appended there and its lock file is made there (make it writable, "
+            "move the cache with --emogate-cache, or run with --emogate-no-cache)",
+        ).usage("answer cache")
+
+
+def _check_writable_file(path: Path) -> None:
+    """An answers or lock file, if there, must be a regular file this process can append to."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise FileProblem(path, f"is {kind_of(mode)}; expected a regular file (delete it)").usage("answer cache")
+    if not os.access(path, os.W_OK):
+        raise FileProblem(path, "is not writable (make it writable or delete it)").usage("answer cache")
+
+
+def _answer(line: str) -> tuple[Prediction, None] | tuple[None, str]:
+    """One cache line as an answer, or what is wrong with it."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        row = None
+    if not isinstance(row, dict) or not {"name", "label", "output"} <= row.keys():
+        return None, f"not an answer written by pytest-emogate: {_shown(line)}"
+    name, label, output = row["name"], row["label"], row["output"]
+    if not isinstance(name, str) or not name:
+        return None, f'expected "name" to be a non-empty string, found {_shown(name)}'
+    if not isinstance(label, str):
+        return None, f'expected "label" to be a string, found {_shown(label)}'
+    if not isinstance(output, str):
+        return None, f'expected "output" to be a string, found {_shown(output)}'
+    if "hit_cap" in row and not isinstance(row["hit_cap"], bool):
+        return None, f'expected "hit_cap" to be true or false, found {_shown(row["hit_cap"])}'
+    tokens = row.get("n_new_tokens", 0)
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+        return None, f'expected "n_new_tokens" to be a whole number of at least 0, found {_shown(tokens)}'
+    extra = {key: value for key, value in row.items() if key not in ("name", "label", "output")}
+    return Prediction(name, label, output, extra), None
+
+
+def _shown(value: object) -> str:
+    """A value from the file as Python writes it, shortened: a cache line may be megabytes of anything."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[: SHOWN - 3]}..."
+
+
+def _cache_error(folder: Path, problems: list[str]) -> pytest.UsageError:
+    return pytest.UsageError(f"{usage_error(f'answer cache {folder}', problems)}\n  {FIX}")
 
 
 def _cut_torn_tail(fd: int) -> None:
