@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,6 +59,14 @@ class AnswerSource(Protocol):
 
     def notes(self) -> list[str]:
         """Lines for the summary about how the answers were made (empty when there is nothing to say)."""
+        ...
+
+    def work(self) -> dict[str, Any]:
+        """What this process did to get the answers (a pytest-xdist worker sends it to the controller)."""
+        ...
+
+    def add_work(self, work: Mapping[str, Any]) -> None:
+        """Note what a pytest-xdist worker did (its `work()`), so the controller's summary reports it."""
         ...
 
 

@@ -23,6 +23,8 @@ from pytest_emogate.stash import GATE_KEY
 
 NODE = "emogate"
 """The collector's node id: the gate tests' ids start with `emogate::`."""
+WORK_KEY = "emogate_work"
+"""Under xdist, the key of a worker's `workeroutput` that says what it did to get the answers."""
 
 
 def gate_items(session: pytest.Session, gate: Gate) -> Iterator[pytest.Item]:
@@ -33,7 +35,8 @@ def gate_items(session: pytest.Session, gate: Gate) -> Iterator[pytest.Item]:
 
 class VerdictRecorder:
     """A plugin object that notes how each gate test ended, for the verdict; it reads test reports, so on the
-    xdist controller (which never collects the items) the workers' reports count too."""
+    xdist controller (which never collects the items) the workers' reports count too. Under xdist it also carries
+    what each worker did to get the answers to the controller, whose summary reports it."""
 
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
@@ -44,6 +47,19 @@ class VerdictRecorder:
         check_id = self.check_ids.get(report.nodeid)
         if check_id is not None:
             self.gate.record(check_id, report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """On an xdist worker: send what it did to get the answers (inferred or read) to the controller."""
+        output = getattr(session.config, "workeroutput", None)
+        if output is not None:
+            output[WORK_KEY] = self.gate.source.work()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """On the xdist controller: note what a worker that finished did, so the summary counts its answers."""
+        work = getattr(node, "workeroutput", {}).get(WORK_KEY)
+        if work:
+            self.gate.source.add_work(work)
 
 
 def gate_result(gate: Gate) -> Gate:

@@ -90,4 +90,5 @@ def test_xdist_workers_infer_once(sliced: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert len(answer_lines(sliced)) == SLICE  # a second worker that inferred too would have appended again
     assert run.stdout.count("emogate summary") == 1
-    assert f"answers: {SLICE} from the cache, 0 inferred" in run.stdout
+    assert f"answers: 0 from the cache, {SLICE} inferred by the pytest-xdist workers" in run.stdout
+    assert f"inference: {SLICE} samples on cpu in " in run.stdout  # the worker that inferred says how

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,10 @@ class PredictionsFile:
     def notes(self) -> list[str]:
         """Nothing to add: the header names the file."""
         return []
+
+    def work(self) -> dict[str, Any]:
+        """Nothing to send: every process reads the file itself."""
+        return {}
+
+    def add_work(self, work: Mapping[str, Any]) -> None:
+        """Nothing to note: no worker infers a predictions file."""

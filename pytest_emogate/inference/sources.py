@@ -2,25 +2,29 @@
 file made elsewhere is file_source.py).
 
 Inference imports torch, transformers and the data reader inside its methods: only `--emogate-ckpt` pays for them.
-The preflight (data files, feature shapes against the checkpoint, model paths) runs when the source is made, before
-any model is loaded, so a broken data set stops the run with exit 4 instead of dying at sample 700.
+The preflight (model paths and files, data files, feature shapes against the checkpoint, the cache) runs when the
+source is made, before any model is loaded, so a broken data set stops the run with exit 4 instead of dying at
+sample 700, and every problem is listed in one error.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_emogate.files import display_path, usage_error
+import pytest
+
+from pytest_emogate.files import FileProblem, check_regular, display_path, usage_error
 from pytest_emogate.inference.cache import AnswerCache, answer_key
 from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
     from pytest_emogate.data import Test3Data
+    from pytest_emogate.data.preflight import FeatureDims
     from pytest_emogate.inference.distributed import RankRun
     from pytest_emogate.inference.run import InferenceRun
     from pytest_emogate.inference.settings import InferenceSettings
@@ -34,10 +38,10 @@ class AnswersUnavailable(RuntimeError):
 class CheckpointInference:
     """Answers made by running the model over the Test3 data once, through the per-sample answer cache.
 
-    At configure time: the model paths are checked, the data is read and fingerprinted, and unless the cache
-    already holds every answer, the preflight checks every sample. When the answers are first asked for, the
-    cache folder is locked (pytest-xdist workers and ranks share it), the cached answers are read, and only the
-    missing samples are inferred, each batch appended to the cache as it finishes.
+    At configure time: the model paths are checked, the data is read and fingerprinted, the cache is opened and
+    read, and unless it already holds every answer, the model files and every sample are checked. When the answers
+    are first asked for, the cache folder is locked (pytest-xdist workers and ranks share it), the cached answers
+    are read, and only the missing samples are inferred, each batch appended to the cache as it finishes.
     """
 
     settings: InferenceSettings
@@ -55,6 +59,8 @@ class CheckpointInference:
     _run: InferenceRun | None = None
     _ranks: list[RankRun] | None = None
     _cached: int = 0
+    _workers: list[dict[str, Any]] = field(default_factory=list)
+    """What each pytest-xdist worker did to get the answers (on the controller, which infers nothing itself)."""
 
     @classmethod
     def prepare(
@@ -68,26 +74,36 @@ class CheckpointInference:
         quiet_terminal: Callable[[], AbstractContextManager[Any]] = nullcontext,
         progress: bool = True,
     ) -> CheckpointInference:
-        """Check the model paths, read and fingerprint the data, open the cache and, unless it already holds every
-        answer, preflight every sample: any problem is a UsageError before a model loads."""
+        """Check the model paths, read and fingerprint the data, open and read the cache and, unless it already
+        holds every answer, check the model files and every sample (a complete cache has its labels checked, and
+        no file read). Every problem of the model, the data and the cache is in one UsageError, before a model
+        loads: a user fixing a long GPU job sees them all at once."""
         from pytest_emogate.data import load_test3
+        from pytest_emogate.data.preflight import preflight_problems
 
-        missing = [
-            f"{option}: {path} does not exist"
-            for option, path in (("--emogate-ckpt", settings.ckpt), ("--emogate-llama", settings.llama),
-                                 ("--emogate-vit", settings.vit))
-            if not path.exists()
-        ]  # fmt: skip
-        if missing:
-            raise usage_error("emogate inference", missing)
-        data = load_test3(data_path)
-        ran_on = replace(settings, device=devices[0].split(":")[0]) if devices else settings
-        key = answer_key(ran_on, data.fingerprint())
-        root = cache_root if cache_root is not None else Path(tempfile.mkdtemp(prefix="emogate-"))
-        cache = AnswerCache.open(root, key)
-        source = cls(settings, data_path, labels, data, cache, key, cache_root, quiet_terminal, progress, devices)
-        if len(cache.load().keys() & {s.name for s in data.samples}) < len(data.samples):
-            source.preflight()
+        problems: list[str | pytest.UsageError] = [*_model_path_problems(settings)]
+        try:
+            data = load_test3(data_path)
+        except pytest.UsageError as error:
+            raise _one_error("emogate inference", [*problems, error]) from None
+        source, complete, paths_found = None, False, not problems
+        if paths_found:
+            ran_on = replace(settings, device=devices[0].split(":")[0]) if devices else settings
+            root = cache_root if cache_root is not None else Path(tempfile.mkdtemp(prefix="emogate-"))
+            try:
+                key = answer_key(ran_on, data.fingerprint())
+                cache = AnswerCache.open(root, key)
+                source = cls(settings, data_path, labels, data, cache, key, cache_root, quiet_terminal, progress,
+                             devices)  # fmt: skip
+                complete = source._complete(source._read_cache(cut=False)) is not None
+            except pytest.UsageError as error:
+                problems.append(error)
+        dims = None if complete else _feature_dims(settings, problems, check_files=paths_found)
+        data_problems = preflight_problems(data, labels, dims)
+        if problems or data_problems:
+            what = f"emogate inference (Test3 data {data.source})" if data_problems else "emogate inference"
+            raise _one_error(what, [*problems, *data_problems])
+        assert source is not None, "a source is made whenever the model paths are found"
         return source
 
     @property
@@ -104,28 +120,21 @@ class CheckpointInference:
         return {"checkpoint": self.key["checkpoint_sha256"][:12], "data": self.key["data_fingerprint"][:12],
                 "device": device, "torch": version("torch")}  # fmt: skip
 
-    def preflight(self) -> None:
-        """Check every sample's files, and their feature shapes against the checkpoint, before a model loads."""
-        from pytest_emogate.data import preflight
-        from pytest_emogate.inference.run import checkpoint_feature_dims
-
-        preflight(self.data, self.labels, checkpoint_feature_dims(self.settings.ckpt))
-
     @property
     def loaded(self) -> bool:
         """True once the answers are at hand, or when the cache already holds every one (no inference needed)."""
-        return self._answers is not None or self._complete(self.cache.load()) is not None
+        return self._answers is not None or self._complete(self._read_cache(cut=False)) is not None
 
     def predictions(self) -> list[Prediction]:
         """The answers in sample order: cached ones read back, missing ones inferred (once) and cached."""
         if self._answers is None:
             with self.cache.locked():
-                done = self.cache.load()
+                done = self._read_cache(cut=True)
                 self._cached = sum(sample.name in done for sample in self.data.samples)
                 missing = [i for i, sample in enumerate(self.data.samples) if sample.name not in done]
                 if missing:
                     self._infer(missing)
-                    done = self.cache.load()
+                    done = self._read_cache(cut=True)
             self._answers = self._complete(done)
             assert self._answers is not None, "the inference left samples without an answer"
         return self._answers
@@ -139,7 +148,7 @@ class CheckpointInference:
         from pytest_emogate.inference.distributed import RankFailedError, run_torchrun
         from pytest_emogate.inference.run import NonFiniteLogitsError
 
-        done = self.cache.load()
+        done = self._read_cache(cut=False)
         self._cached = sum(sample.name in done for sample in self.data.samples)
         missing = [i for i, sample in enumerate(self.data.samples) if sample.name not in done]
         with self.quiet_terminal():
@@ -151,7 +160,7 @@ class CheckpointInference:
                 )
             except (NonFiniteLogitsError, RankFailedError) as error:
                 raise AnswersUnavailable(str(error)) from error
-        self._answers = self._complete(self.cache.load())
+        self._answers = self._complete(self._read_cache(cut=False))
 
     def _infer(self, missing: list[int]) -> None:
         from pytest_emogate.inference.distributed import RankFailedError
@@ -173,6 +182,10 @@ class CheckpointInference:
             except (NonFiniteLogitsError, RankFailedError) as error:
                 raise AnswersUnavailable(str(error)) from error
 
+    def _read_cache(self, *, cut: bool) -> dict[str, Prediction]:
+        """The cached answers, each checked against the data's gold label and carrying it."""
+        return self.cache.load({sample.name: sample.label for sample in self.data.samples}, cut=cut)
+
     def _complete(self, done: dict[str, Prediction]) -> list[Prediction] | None:
         if any(sample.name not in done for sample in self.data.samples):
             return None
@@ -189,43 +202,78 @@ class CheckpointInference:
             "inference": {
                 "batch_size": s.batch_size, "max_new_tokens": s.max_new_tokens, "image_size": s.image_size,
                 "lora_alpha": s.lora_alpha, "head_dim": s.head_dim, "mode": s.mode, "merge_lora": s.merge_lora,
-                "capped": _capped(answers), "cached": self._cached,
+                "capped": _capped(answers), "cached": len(answers) - self._inferred(),
                 "cache": str(self.cache.folder) if self.cache_root is not None else None,
             },
         }  # fmt: skip
 
     def timings(self) -> dict[str, float | None]:
-        """Model load and inference seconds (zero when every answer came from the cache)."""
+        """Model load and inference seconds, this process's or its xdist workers' (zero when every answer came
+        from the cache)."""
         self.predictions()
-        timings = self._run.timings_s if self._run is not None else {}
-        return {"load": timings.get("load", 0.0), "inference": timings.get("inference", 0.0)}
+        own = self._own_timings()
+        timings = [own, *(work.get("timings", {}) for work in self._workers)]
+        return {phase: max(float(t.get(phase, 0.0)) for t in timings) for phase in ("load", "inference")}
 
     def notes(self) -> list[str]:
-        """How the answers were made, how many came from the cache, and how many hit the token cap."""
+        """How the answers were made (here or by the xdist workers), how many came from the cache, and how many
+        hit the token cap."""
         if self._answers is None:
             return []
-        s, capped = self.settings, _capped(self._answers)
-        computed = len(self._answers) - self._cached
+        s, capped, inferred = self.settings, _capped(self._answers), self._inferred()
+        by = " by the pytest-xdist workers" if self._workers else ""
         where = f"; cache {display_path(self.cache.folder)}" if self.cache_root else ""
-        lines = [f"answers: {self._cached} from the cache, {computed} inferred{where}"]
+        lines = [f"answers: {len(self._answers) - inferred} from the cache, {inferred} inferred{by}{where}"]
+        lines += self._inference_lines() + [str(line) for work in self._workers for line in work.get("lines", [])]
+        lines.append(f"{capped} answer{'s' if capped != 1 else ''} hit the cap of {s.max_new_tokens} new tokens")
+        return lines
+
+    def work(self) -> dict[str, Any]:
+        """What this process did to get the answers: how many it inferred, its seconds and its inference lines
+        (a pytest-xdist worker sends this to the controller, which reports it); empty before the answers."""
+        if self._answers is None:
+            return {}
+        own = len(self._answers) - self._cached
+        return {"inferred": own, "timings": self._own_timings(), "lines": self._inference_lines()}
+
+    def add_work(self, work: Mapping[str, Any]) -> None:
+        """Note what a pytest-xdist worker did (its `work()`): this controller's notes, timings and provenance
+        report the answers its workers inferred, not the cache they left behind."""
+        if work:
+            self._workers.append(dict(work))
+
+    def _inferred(self) -> int:
+        """How many answers this session inferred: here, and in the xdist workers (only one infers each: the lock)."""
+        own = len(self._answers) - self._cached if self._answers is not None else 0
+        return min(own + sum(int(work.get("inferred", 0)) for work in self._workers), len(self.data.samples))
+
+    def _own_timings(self) -> dict[str, float]:
+        if self._run is not None:
+            return {phase: self._run.timings_s.get(phase, 0.0) for phase in ("load", "inference")}
+        ranks = self._ranks or []
+        return {phase: max((rank.timings_s.get(phase, 0.0) for rank in ranks), default=0.0)
+                for phase in ("load", "inference")}  # fmt: skip
+
+    def _inference_lines(self) -> list[str]:
+        """What this process's inference did: its samples, devices and seconds, and the notes of each run."""
+        s = self.settings
+        settings = f"batch size {s.batch_size}, mode {s.mode}, max {s.max_new_tokens} new tokens"
+        lines = []
         if self._ranks:
             seconds = max((rank.timings_s.get("inference", 0.0) for rank in self._ranks), default=0.0)
             lines.append(
                 f"inference: {sum(rank.answered for rank in self._ranks)} samples on {len(self._ranks)} ranks "
-                f"({self._device()}) in {seconds:.1f} s (batch size {s.batch_size}, mode {s.mode}, "
-                f"max {s.max_new_tokens} new tokens)"
+                f"({self._device()}) in {seconds:.1f} s ({settings})"
             )
             lines += [note for rank in self._ranks for note in rank.notes]
         if self._run is not None:
             run = self._run
             lines.append(
                 f"inference: {len(run.predictions)} samples on {run.device} "
-                f"in {run.timings_s.get('inference', 0.0):.1f} s "
-                f"(load {run.timings_s.get('load', 0.0):.1f} s, batch size {s.batch_size}, mode {s.mode}, "
-                f"max {s.max_new_tokens} new tokens)"
+                f"in {run.timings_s.get('inference', 0.0):.1f} s (load {run.timings_s.get('load', 0.0):.1f} s, "
+                f"{settings})"
             )
-            lines += list(getattr(run, "notes", []))
-        lines.append(f"{capped} answer{'s' if capped != 1 else ''} hit the cap of {s.max_new_tokens} new tokens")
+            lines += list(run.notes)
         return lines
 
     def _device(self) -> str:
@@ -236,3 +284,48 @@ class CheckpointInference:
 
 def _capped(answers: list[Prediction]) -> int:
     return sum(bool(answer.extra.get("hit_cap")) for answer in answers)
+
+
+def _model_path_problems(settings: InferenceSettings) -> list[str]:
+    """The model paths that are missing or not what they must be: a weight file each, the Llama folder."""
+    problems = []
+    for option, path in (("--emogate-ckpt", settings.ckpt), ("--emogate-vit", settings.vit)):
+        try:
+            check_regular(path)
+        except FileProblem as problem:
+            problems.append(f"{option}: {path} {problem.found}")
+    if not settings.llama.exists():
+        problems.append(f"--emogate-llama: {settings.llama} does not exist")
+    elif not settings.llama.is_dir():
+        problems.append(f"--emogate-llama: {settings.llama} is not a folder; expected the Llama-2 model folder")
+    return problems
+
+
+def _feature_dims(
+    settings: InferenceSettings, problems: list[str | pytest.UsageError], *, check_files: bool
+) -> FeatureDims:
+    """The feature widths the samples must have. With `check_files`, the model files are checked against each
+    other first, their problems added to `problems`; a width the checkpoint cannot give is None (not checked)."""
+    from pytest_emogate.model import ModelFiles, check_model_files
+    from pytest_emogate.model.checkpoint import feature_dims
+
+    s = settings
+    if check_files:
+        try:
+            stage, _, _ = check_model_files(ModelFiles(s.ckpt, s.llama, s.vit, s.image_size, s.head_dim, s.lora_alpha))
+            return stage.feature_dims
+        except pytest.UsageError as error:
+            problems.append(error)
+    try:
+        return feature_dims(s.ckpt) if s.ckpt.is_file() else (None, None, None)
+    except pytest.UsageError as error:
+        if not check_files:
+            problems.append(error)
+        return None, None, None
+
+
+def _one_error(what: str, problems: list[str | pytest.UsageError]) -> pytest.UsageError:
+    """One UsageError for every problem: a lone error as it is, else a list, an error's own lines indented."""
+    if len(problems) == 1 and isinstance(problems[0], pytest.UsageError):
+        return problems[0]
+    return usage_error(what, [str(problem).replace("\n", "\n    ") for problem in problems])
