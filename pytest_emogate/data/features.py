@@ -4,11 +4,15 @@ Each `{name}.npy` holds one vector, shape (D,) or (1, D). Accepted dtypes are fl
 float32, which is exact). float64 is refused rather than cast: the original feeds the array to an fp16-autocast
 Linear, which does not cast float64 inputs and fails, so a float64 file cannot be what the published run used.
 Files are read as `np.load(allow_pickle=False)` would, header first: a pickle, or an object array that needs
-one, can run code and is refused before any of it is read.
+one, can run code and is refused before any of it is read. A feature file must be a regular file of at most 64 MiB
+(a vector of Test3 is a few KiB): a FIFO, a device or a huge file is refused unread. A header numpy cannot read
+(a dtype it does not know, a shape of floats, a missing key) is a DataFileError, never another exception.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import struct
 from pathlib import Path
@@ -17,7 +21,8 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from pytest_emogate.data.errors import DataFileError
+from pytest_emogate.data.errors import DataFileError, UnusableDataFile
+from pytest_emogate.files import FileProblem, MiB, open_checked
 
 if TYPE_CHECKING:
     from pytest_emogate.data.test3 import Sample
@@ -31,11 +36,26 @@ NUMPY_HEADER = re.compile(
     r"'shape': \((|[0-9]+,|[0-9]+(?:, [0-9]+)+)\), \} *\n"
 )
 MAX_HEADER_BYTES = 10_000  # numpy refuses longer headers without allow_pickle: those go to its parser
+NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
+MAX_FEATURE_BYTES = 64 * MiB
+NUMPY_DTYPE_ERROR = "descr is not a valid dtype descriptor: "
+
+
+class NpyDtypeError(ValueError):
+    """A .npy header whose `descr` numpy cannot make a dtype of; `descr` is its repr, as the header holds it."""
+
+    def __init__(self, descr: str) -> None:
+        super().__init__(f"{NUMPY_DTYPE_ERROR}{descr}")
+        self.descr = descr
 
 
 def load_vector(path: Path, dim: int | None = None) -> np.ndarray:
     """Load one feature file as a float32 vector [D]; with `dim`, D must equal it. Raise DataFileError."""
-    with path.open("rb") as handle:
+    try:
+        handle = open_checked(path, MAX_FEATURE_BYTES)
+    except FileProblem as problem:
+        raise UnusableDataFile(problem) from None
+    with handle:
         magic = handle.read(len(NPY_MAGIC))
         if magic != NPY_MAGIC:
             found = "a pickle" if magic[:1] == PICKLE_PROTOCOL_BYTE else f"no .npy header (starts {magic!r})"
@@ -43,6 +63,8 @@ def load_vector(path: Path, dim: int | None = None) -> np.ndarray:
         handle.seek(0)
         try:
             shape, dtype = read_npy_header(handle)
+        except NpyDtypeError as error:
+            raise DataFileError(path, "dtype float32 or float16", error.descr) from None
         except ValueError as error:
             raise DataFileError(path, "a readable .npy file", " ".join(str(error).split())) from None
         # The header alone decides, so a refused file is never unpickled nor read in full.
@@ -50,15 +72,18 @@ def load_vector(path: Path, dim: int | None = None) -> np.ndarray:
             raise DataFileError(path, "a plain .npy array (allow_pickle=False)", "an object array that needs pickle")
         if dtype.kind != "f" or dtype.itemsize not in (2, 4):
             raise DataFileError(path, "dtype float32 or float16", f"dtype {dtype.name}")
-        width = shape[-1] if shape else None
-        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[0] != 1) or (dim is not None and width != dim):
+        width = shape[-1] if shape else 0
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[0] != 1) or width < 1 or dim not in (None, width):
             want = "D" if dim is None else str(dim)
             raise DataFileError(path, f"shape ({want},) or (1, {want})", f"shape {tuple(shape)}")
-        # One read of the payload: np.load would parse the header a second time (half the preflight's cost).
-        payload = handle.read()
-    count = int(np.prod(shape))
-    if len(payload) != count * dtype.itemsize:
-        found = f"{len(payload)} bytes of data where the header promises {count * dtype.itemsize}"
+        count = math.prod(shape)
+        promised = count * dtype.itemsize
+        # One read of the payload, of the size the header promises: np.load would parse the header a second time
+        # (half the preflight's cost).
+        available = os.fstat(handle.fileno()).st_size - handle.tell()
+        payload = handle.read(promised) if available == promised else b""
+    if len(payload) != promised:
+        found = f"{max(available, 0)} bytes of data where the header promises {promised}"
         raise DataFileError(path, "a complete .npy file", found)
     vector = np.frombuffer(payload, dtype=dtype, count=count).astype(np.float32)
     if not np.isfinite(vector).all():
@@ -69,13 +94,15 @@ def load_vector(path: Path, dim: int | None = None) -> np.ndarray:
 
 def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
     """The shape and dtype of the .npy file open at its start, the handle left at the payload; ValueError as
-    numpy's own reader raises it.
+    numpy's own reader raises it (NpyDtypeError for a `descr` that is no dtype).
 
     The header numpy writes is read directly (numpy parses it with `ast.literal_eval`: two thirds of a small
     file's reading time, all of it holding the GIL); any other header goes to numpy's parser, so what is
     accepted, and what it means, is numpy's.
     """
     version = np.lib.format.read_magic(handle)
+    if version not in NPY_VERSIONS:
+        raise ValueError(f"format version {version[0]}.{version[1]} (numpy reads 1.0, 2.0 and 3.0)")
     start = handle.tell()
     size_format = "<H" if version == (1, 0) else "<I"
     width = struct.calcsize(size_format)
@@ -86,15 +113,25 @@ def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
         match = NUMPY_HEADER.fullmatch(header.decode("latin1")) if len(header) == size else None
         if match:
             descr, _, dims = match.groups()
-            return tuple(int(dim) for dim in dims.split(",") if dim), np.dtype(descr)
+            try:
+                dtype = np.dtype(descr)
+            except (TypeError, ValueError):
+                raise NpyDtypeError(repr(descr)) from None
+            return tuple(int(dim) for dim in dims.split(",") if dim), dtype
     handle.seek(start)
     # Format 3.0 differs from 2.0 only for non-latin-1 field names, which no float vector has.
     formats = np.lib.format
     read_header = formats.read_array_header_1_0 if version == (1, 0) else formats.read_array_header_2_0
     try:
         shape, _, dtype = read_header(handle)
-    except (SyntaxError, TokenError) as error:  # numpy lets its tokenizer's errors through on a broken dict
+    except ValueError as error:
+        if str(error).startswith(NUMPY_DTYPE_ERROR):
+            raise NpyDtypeError(str(error)[len(NUMPY_DTYPE_ERROR) :]) from None
+        raise
+    except (SyntaxError, TokenError, RecursionError) as error:  # numpy lets its parser's errors through
         raise ValueError(f"a header that does not parse ({error})") from None
+    except Warning as error:  # a Python 2 header, under -W error
+        raise ValueError(f"a header numpy warns about ({error})") from None
     return shape, dtype
 
 

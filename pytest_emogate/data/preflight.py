@@ -3,7 +3,9 @@
 A 30-minute GPU job must not die at sample 700 on a missing file. For each sample: its name is a bare file name
 and unique, its gold label is in the taxonomy, its transcript is present, its frame file exists and its first
 frame decodes, and its three feature files exist, load without pickle and have the widths the checkpoint's
-projections take. Each problem names the sample, the file, what was expected and what was found.
+projections take. A data file that is not a regular file (a FIFO, a device) or is over its size limit is one
+more problem of its sample, found before a byte of it is read. Each problem names the sample, the file, what was
+expected and what was found.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def _file_problems(data: Test3Data, sample: Sample, feature_dims: FeatureDims) -
 
 
 def _file_problem(data: Test3Data, sample: Sample, error: DataFileError) -> str:
-    return f"sample {sample.name}: {_shown(data, error.path)}: expected {error.expected}, found {error.found}"
+    return f"sample {sample.name}: {_shown(data, error.path)}: {error.detail}"
 
 
 def _unreadable(error: OSError) -> str:
