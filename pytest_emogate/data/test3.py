@@ -5,6 +5,10 @@ and field 2 (label) are used; the gold label is the last word of the label field
 cleaning (lowercase, `.!"()*#:;~` to spaces); the transcript is the first CSV row for the name, and a missing
 or empty cell (or one pandas reads as NaN, such as "NA") is a missing transcript that the original renders as
 "nan". Files are looked up by listing each folder once, so a name can never reach outside its folder.
+
+The annotation (at most 64 MiB) and the transcripts (at most 256 MiB) are read once each, bounded, and only as
+regular files; annotation lines end at "\n" alone (not at U+2028 and the other breaks of `str.splitlines`), and the
+CSV must parse strictly: a transcript may be any length, a quote left open is named by the line it opens on.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import io
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_emogate.data.layout import FRAME_SUFFIXES, DataPaths, locate
-from pytest_emogate.files import usage_error
+from pytest_emogate.files import FileProblem, MiB, decode_utf8, open_checked, read_checked, text_lines, usage_error
 
 TRANSCRIPT_COLUMNS = ("sentence", "sentence_en")
 # pandas.read_csv's default NA strings: the original reads the CSV with pandas, and these cells become NaN.
@@ -31,6 +35,8 @@ CAPTION_PUNCTUATION = re.compile(r'[.!"()*#:;~]')
 FINGERPRINT_VERSION = b"emogate-test3-fingerprint-v1"
 MISSING = b"<missing>"
 IO_THREADS = min(8, os.cpu_count() or 1)
+MAX_ANNOTATION_BYTES = 64 * MiB  # Test3's is 40 KB
+MAX_TRANSCRIPTS_BYTES = 256 * MiB  # Test3's is 200 KB; a long transcript is legal, a runaway file is not
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class Test3Data:
     feature_dirs: tuple[Path, Path, Path]
     frames: Path
     source: Path
+    annotation_bytes: bytes = field(repr=False)
+    """The annotation file as it was read: the fingerprint covers these very bytes."""
 
     def fingerprint(self) -> str:
         """sha256 (hex) of what determines the model's inputs.
@@ -71,7 +79,7 @@ class Test3Data:
         """
         digest = hashlib.sha256()
         _add(digest, FINGERPRINT_VERSION)
-        _add(digest, self.annotation.read_bytes())
+        _add(digest, self.annotation_bytes)
         with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
             for sample, file_digests in zip(self.samples, pool.map(_sample_file_digests, self.samples), strict=True):
                 _add(digest, sample.name.encode("utf-8"))
@@ -89,8 +97,9 @@ def load_test3(path: Path) -> Test3Data:
     malformed per-sample files are the preflight's to report, all at once.
     """
     paths = locate(path)
-    lines = _annotation_lines(paths.annotation)
-    column, transcripts = _transcripts(paths)
+    annotation, transcripts_text = _read_both(paths)
+    lines = _annotation_lines(annotation, paths.annotation)
+    column, transcripts = _transcripts(paths, transcripts_text)
     frame_files = _listing(paths.frames)
     feature_files = [_listing(folder) for folder in paths.feature_dirs]
     samples = []
@@ -111,6 +120,7 @@ def load_test3(path: Path) -> Test3Data:
         feature_dirs=paths.feature_dirs,
         frames=paths.frames,
         source=paths.source,
+        annotation_bytes=annotation,
     )
 
 
@@ -125,10 +135,27 @@ def gold_label(field: str) -> str:
     return words[-1] if words else ""
 
 
-def _annotation_lines(annotation: Path) -> list[tuple[int, str, str]]:
-    text = _read_text(annotation, f"Test3 annotation {annotation}")
+def _read_both(paths: DataPaths) -> tuple[bytes, bytes]:
+    """The annotation's and the transcripts' bytes, each a regular file within its limit; one UsageError naming
+    both when both are not."""
+    contents, problems = [], []
+    for what, path, limit in (("Test3 annotation", paths.annotation, MAX_ANNOTATION_BYTES),
+                              ("Test3 transcripts", paths.transcripts, MAX_TRANSCRIPTS_BYTES)):  # fmt: skip
+        try:
+            contents.append(read_checked(path, limit))
+        except FileProblem as problem:
+            problems.append(f"{what} {problem}")
+            contents.append(b"")
+    if problems:
+        raise usage_error(f"Test3 data {paths.source}", problems)
+    return contents[0], contents[1]
+
+
+def _annotation_lines(data: bytes, annotation: Path) -> list[tuple[int, str, str]]:
+    what = "Test3 annotation"
+    text = decode_utf8(data, what, annotation)
     rows, problems = [], []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text_lines(text), start=1):
         if not raw.strip():
             continue
         fields = raw.strip().split(" ")
@@ -137,14 +164,32 @@ def _annotation_lines(annotation: Path) -> list[tuple[int, str, str]]:
             continue
         rows.append((number, fields[0], gold_label(fields[2])))
     if problems:
-        raise usage_error(f"Test3 annotation {annotation}", problems)
+        raise usage_error(f"{what} {annotation}", problems)
     return rows
 
 
-def _transcripts(paths: DataPaths) -> tuple[str, dict[str, str | None]]:
+def _transcripts(paths: DataPaths, data: bytes) -> tuple[str, dict[str, str | None]]:
     what = f"Test3 transcripts {paths.transcripts}"
-    reader = csv.reader(io.StringIO(_read_text(paths.transcripts, what), newline=""))
-    header = next(reader, [])
+    text = decode_utf8(data, "Test3 transcripts", paths.transcripts)
+    _allow_long_fields()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[list[str]] = []
+    start = 1  # the line the next record begins on
+    try:
+        for row in reader:
+            rows.append(row)
+            start = reader.line_num + 1
+    except csv.Error as error:
+        lines = io.StringIO(text, newline="").readlines()  # as the reader counts them
+        opened = _open_quote(lines[start - 1 :], start) if reader.line_num >= len(lines) else None
+        problem = (
+            f"line {start}: expected CSV, found a row that does not parse ({error})"
+            if opened is None
+            else f"line {opened}: expected a closing '\"' for the quoted field that opens on this line, found the "
+            "end of the file"
+        )
+        raise usage_error(what, [problem]) from None
+    header = rows[0] if rows else []
     wanted = (paths.transcript_column,) if paths.transcript_column else TRANSCRIPT_COLUMNS
     column = next((name for name in wanted if name in header), None)
     if "name" not in header or column is None:
@@ -152,18 +197,36 @@ def _transcripts(paths: DataPaths) -> tuple[str, dict[str, str | None]]:
         raise usage_error(what, [f"line 1: expected {expected}, found columns {header}"])
     name_at, text_at = header.index("name"), header.index(column)
     sentences: dict[str, str | None] = {}
-    for row in reader:
+    for row in rows[1:]:
         if len(row) > name_at and row[name_at] not in sentences:  # the original takes the first matching row
-            text = row[text_at] if len(row) > text_at else ""
-            sentences[row[name_at]] = None if text in PANDAS_NA_STRINGS else text
+            cell = row[text_at] if len(row) > text_at else ""
+            sentences[row[name_at]] = None if cell in PANDAS_NA_STRINGS else cell
     return column, sentences
 
 
-def _read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise usage_error(what, [f"cannot be read as UTF-8 text: {' '.join(str(error).split())}"]) from None
+def _allow_long_fields() -> None:
+    """Let the csv module read a field as long as a whole transcripts file. Its limit (131,072 characters by
+    default) is process-wide, so it is only ever raised."""
+    if csv.field_size_limit() < MAX_TRANSCRIPTS_BYTES:
+        csv.field_size_limit(MAX_TRANSCRIPTS_BYTES)
+
+
+def _open_quote(lines: list[str], start: int) -> int | None:
+    """The line a quoted field opened on when `lines` (a record from line `start` to the end of the file, each
+    with its line break) end inside it, else None. Scanned as the csv module reads: a quote opens a field only at
+    its start, and '""' in a quoted field is a quote."""
+    opened, state = start, "start"
+    for number, line in enumerate(lines, start=start):
+        for char in line:
+            if state == "quoted":
+                state = "quote" if char == '"' else "quoted"
+            elif state == "quote":  # another quote is an escaped one; anything else follows the closed field
+                state = "quoted" if char == '"' else "start" if char in ",\r\n" else "field"
+            elif char == '"' and state == "start":
+                opened, state = number, "quoted"
+            else:
+                state = "start" if char in ",\r\n" else "field"
+    return opened if state == "quoted" else None
 
 
 def _listing(folder: Path) -> frozenset[str]:
@@ -180,13 +243,14 @@ def _sample_file_digests(sample: Sample) -> list[bytes]:
 def _file_digest(path: Path | None) -> bytes:
     if path is None:
         return MISSING
-    # hashlib.file_digest is Python 3.11+; the package supports 3.10, so the file is hashed in chunks.
+    # hashlib.file_digest is Python 3.11+; the package supports 3.10, so the file is hashed in chunks. Only a
+    # regular file is read (a FIFO would block, /dev/zero never ends); any other is missing, as the preflight says.
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
+        with open_checked(path) as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-    except OSError:
+    except (FileProblem, OSError):
         return MISSING
     return digest.digest()
 
