@@ -18,16 +18,20 @@ Manifest (YAML; relative paths are resolved against `root`, itself relative to t
     transcript_column: sentence                 optional, default: `sentence`, else `sentence_en`
     features: {face: mae_340_UTT, video: maeV_399_UTT, audio: HL-UTT}
     frames: test3
+
+The manifest is read as a regular file of at most 4 MiB, as safe YAML (a duplicate key, an alias bomb or deep
+nesting is refused, naming its line). The annotation and transcript files it names, or the release layout holds,
+must be regular files: a FIFO or a link to a device is named here, with every other problem of the layout.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from pytest_emogate.files import usage_error
+from pytest_emogate.files import FileProblem, MiB, check_regular, read_text_bounded, usage_error
+from pytest_emogate.safe_yaml import load_yaml
 
 FRAME_SUFFIXES = (".mp4", ".avi", ".jpg")
 """A sample's frame file: its video, or one extracted frame."""
@@ -44,6 +48,7 @@ FEATURE_FOLDERS = (
 )
 MANIFEST_KEYS = ("root", "annotation", "transcripts", "transcript_column", "features", "frames")
 MANIFEST_REQUIRED = ("annotation", "transcripts", "features", "frames")
+MAX_MANIFEST_BYTES = 4 * MiB
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ def locate(path: Path) -> DataPaths:
     """Resolve `--emogate-data`: a directory in the release layout, or any other file as a YAML manifest."""
     if path.is_dir():
         return _release_layout(path)
-    if path.is_file():
+    if os.path.lexists(path):  # a FIFO or a broken link too: the manifest's reading names what it is
         return _manifest(path)
     raise usage_error(
         f"Test3 data {path}", ["does not exist: expected a directory in the release layout or a YAML manifest"]
@@ -73,12 +78,17 @@ def locate(path: Path) -> DataPaths:
 def _release_layout(root: Path) -> DataPaths:
     problems: list[str] = []
     annotation = root / ANNOTATION_NAME
-    if not annotation.is_file():
+    if not os.path.lexists(annotation):
         problems.append(f"no annotation file: expected {ANNOTATION_NAME} (a manifest can name another file)")
-    present = [root / name for name in TRANSCRIPT_NAMES if (root / name).is_file()]
+    else:
+        problems += _irregular(annotation, f"annotation {ANNOTATION_NAME}: ")
+    # The first name that is there is the one read: a FIFO under the first name is refused, not passed over.
+    present = [root / name for name in TRANSCRIPT_NAMES if os.path.lexists(root / name)]
     transcripts = present[0] if present else root / TRANSCRIPT_NAMES[0]
-    if not transcripts.is_file():
+    if not present:
         problems.append(f"no transcript CSV: expected {' or '.join(TRANSCRIPT_NAMES)}")
+    else:
+        problems += _irregular(transcripts, f"transcripts {transcripts.name}: ")
     feature_dirs = []
     for slot, candidates in zip(SLOTS, FEATURE_FOLDERS, strict=True):
         found = [root / name for name in candidates if (root / name).is_dir()]
@@ -98,10 +108,7 @@ def _release_layout(root: Path) -> DataPaths:
 
 def _manifest(path: Path) -> DataPaths:
     what = f"Test3 data manifest {path}"
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise usage_error(what, [f"cannot be read as YAML: {_one_line(error)}"]) from None
+    content = load_yaml(read_text_bounded(path, "Test3 data manifest", MAX_MANIFEST_BYTES), "Test3 data manifest", path)
     if not isinstance(content, dict):
         raise usage_error(what, [f"expected a mapping of keys {', '.join(MANIFEST_KEYS)}, found {_kind(content)}"])
     known = ", ".join(MANIFEST_KEYS)
@@ -143,10 +150,22 @@ def _existing(
     if value is None:
         return root
     resolved = root / value
-    if not (resolved.is_dir() if folder else resolved.is_file()):
-        kind = "folder" if folder else "file"
-        problems.append(f"key '{prefix}{key}': expected an existing {kind}, found no {resolved}")
+    if folder and not resolved.is_dir():
+        problems.append(f"key '{prefix}{key}': expected an existing folder, found no {resolved}")
+    elif not folder and not os.path.lexists(resolved):
+        problems.append(f"key '{prefix}{key}': expected an existing file, found no {resolved}")
+    elif not folder:
+        problems += _irregular(resolved, f"key '{prefix}{key}': {resolved} ")
     return resolved
+
+
+def _irregular(path: Path, prefix: str) -> list[str]:
+    """A problem starting with `prefix` when `path` is not a regular file (a FIFO, a device, a broken link)."""
+    try:
+        check_regular(path)
+    except FileProblem as problem:
+        return [f"{prefix}{problem.found}"]
+    return []
 
 
 def _string(
@@ -165,7 +184,3 @@ def _three(paths: list[Path]) -> tuple[Path, Path, Path]:
 
 def _kind(value: object) -> str:
     return "nothing" if value is None else f"{type(value).__name__} {value!r}"
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
