@@ -245,18 +245,18 @@ def test_a_usage_error_in_a_rank_stays_a_usage_error_and_others_carry_their_trac
 
 
 def test_a_rank_killed_by_a_signal_is_reported_with_the_end_of_its_stderr(tmp_path: Path) -> None:
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+    from types import SimpleNamespace
 
-    from pytest_emogate.inference.launch import _failure
+    from pytest_emogate.inference.launch import _Rank
 
-    stderr = tmp_path / "emogate-run_x1" / "attempt_0" / "1" / "stderr.log"
-    stderr.parent.mkdir(parents=True)
+    plan = tmp_path / "plan.pickle"
+    stderr = tmp_path / "rank1.stderr.log"
     stderr.write_text("".join(f"line {n}\n" for n in range(30)) + "CUDA out of memory\n", encoding="utf-8")
-    killed = ProcessFailure(local_rank=1, pid=4242, exitcode=-9, error_file=str(tmp_path / "none.json"))
-    error = _failure(ChildFailedError("rank", {1: killed}), ["cuda:0", "cuda:1"], tmp_path)
+    killed = _Rank(1, "cuda:1", plan, SimpleNamespace(returncode=-9))  # type: ignore[arg-type]
+    error = killed.failure()
     assert isinstance(error, RankFailedError) and error.rank == 1
     lines = str(error).splitlines()
     assert lines[0] == (
-        "rank 1 (cuda:1) failed: Signal 9 (SIGKILL) received by PID 4242 with no error recorded; the end of its stderr:"
+        "rank 1 (cuda:1) failed: killed by signal 9 (SIGKILL) with no error recorded; the end of its stderr:"
     )
     assert lines[1:] == [f"  line {n}" for n in range(11, 30)] + ["  CUDA out of memory"]

@@ -3,8 +3,8 @@
 Two ways in, one rank body (`answer_shard`: load the model once, answer the shard, append each batch to the
 rank's own `answers-rank{R}.jsonl` in the cache folder):
 
-- launched, `--emogate-devices cuda:0,cuda:1`: the pytest process starts one rank per device with torch's elastic
-  launcher (launch.py). The answers travel through the cache folder.
+- launched, `--emogate-devices cuda:0,cuda:1`: the pytest process starts one rank process per device, watches it
+  and reaps it (launch.py). The answers travel through the cache folder; no collective runs.
 - torchrun, `torchrun --nnodes N --nproc-per-node M ... -m pytest`: every rank is a pytest process. Rank 0
   broadcasts what its cache lacks, each rank answers its shard on cuda:LOCAL_RANK (or the CPU), and
   `gather_object` brings every answer to rank 0, which appends those its cache folder lacks (a node-local cache
