@@ -163,7 +163,7 @@ def manifest_error(tmp_path: Path, text: str) -> str:
 
 def test_an_unreadable_manifest_is_a_usage_error(tmp_path: Path) -> None:
     assert manifest_error(tmp_path, "annotation: [unclosed").startswith(
-        "Test3 data manifest {tmp}/manifest.yaml: 1 problem\n  - cannot be read as YAML: while parsing a flow"
+        "Test3 data manifest {tmp}/manifest.yaml: 1 problem\n  - not valid YAML: while parsing a flow"
     )
     assert manifest_error(tmp_path, "- a list") == (
         "Test3 data manifest {tmp}/manifest.yaml: 1 problem\n  - expected a mapping of keys root, annotation, "
