@@ -117,7 +117,10 @@ def read_checked(path: Path, limit: int) -> bytes:
     """The bytes of a regular file of at most `limit` bytes (one that grows past it while read is refused);
     FileProblem otherwise."""
     with open_checked(path, limit) as handle:
-        data = handle.read(limit + 1)
+        size = os.fstat(handle.fileno()).st_size
+        data = handle.read(min(size, limit) + 1)  # read(n) reserves n bytes: ask for what the file holds
+        if len(data) > size and len(data) <= limit:
+            data += handle.read(limit + 1 - len(data))  # it grew while read: take up to the limit and judge
     if len(data) > limit:
         raise FileProblem(path, f"grew past the limit of {size_text(limit)} while it was read")
     return data
