@@ -34,7 +34,9 @@ def test_the_markdown_shows_the_regression_and_the_inconclusive_slip(project: py
     assert regressed.startswith("## emogate: ❌ FAILED (1 of 23 checks)\n")
     assert (
         "- `regression[accuracy]`: accuracy 90.65% -&gt; 89.21% (-1.44 pts, max drop 1.00 pts): 5 fixed, 17 broken, "
-        "one-sided exact McNemar p=0.0085 &lt; alpha 0.05 (thresholds.yaml: regression.max_drop.accuracy)\n"
+        "one-sided exact McNemar p=0.0085 &lt; alpha 0.05 (thresholds.yaml: regression.max_drop.accuracy); broken: "
+        "samplenew_00000002 (gold neutral), samplenew_00000010 (gold neutral), samplenew_00000012 (gold neutral) and "
+        "14 more\n"
     ) in regressed
     assert ("| accuracy | 89.21% | 89.00% | pass | 90.65% | -1.44 | -2.52 to -0.36 | 0.0085 | exact McNemar "
             "| **FAIL** |") in regressed  # fmt: skip
