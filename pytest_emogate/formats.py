@@ -1,11 +1,17 @@
 """How numbers and answers are written for people, in one place: percentages, intervals, p-values, the invalid
-answers, sparklines. The check messages, the terminal, the Markdown and the plot all use these."""
+answers, sparklines, and untrusted text (answers, sample names, values from user files) shortened to one line.
+The check messages, the terminal, the Markdown, the plot and the error messages all use these."""
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 
 SPARKS = "▁▂▃▄▅▆▇█"
+CLIP_CHARS = 80
+"""The most characters a piece of untrusted text takes when printed: a model may answer with megabytes."""
+LISTED_ANSWERS = 10
+"""The most distinct invalid answers one line lists; the rest are counted."""
 
 
 def pct(value: float) -> str:
@@ -33,9 +39,31 @@ def p_text(p: float) -> str:
     return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
+def clip(text: str, limit: int = CLIP_CHARS) -> str:
+    """Untrusted text as one printed line of at most `limit` characters: line breaks, tabs and other unprintable
+    characters escaped as `repr` writes them, and a longer text cut, ending in '…'."""
+    flat = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text[: limit + 1])
+    if len(text) <= limit and len(flat) <= limit:
+        return flat
+    return flat[: limit - 1] + "…"
+
+
+def quoted(value: object, limit: int = CLIP_CHARS) -> str:
+    """`repr` of an untrusted value, on one line and cut to about `limit` characters ('…' marks a cut): what an
+    error message shows of a value it quotes."""
+    if not isinstance(value, str):
+        return clip(reprlib.repr(value), limit)
+    text = repr(value[:limit])
+    if len(value) <= limit and len(text) <= limit + 2:
+        return text
+    return text[0] + text[1:-1][: limit - 1] + "…" + text[-1]
+
+
 def invalid_answers(answers: Mapping[str, int]) -> str:
-    """The invalid answer words with their counts: "'doubt' x1, '(empty)' x2"."""
-    return ", ".join(f"{word or '(empty)'!r} x{times}" for word, times in answers.items())
+    """The invalid answer words with their counts, each shortened, the first ten: "'doubt' x1, '(empty)' x2"."""
+    shown = [f"{quoted(word) if word else repr('(empty)')} x{times}" for word, times in answers.items()]
+    more = len(shown) - LISTED_ANSWERS
+    return ", ".join(shown[:LISTED_ANSWERS]) + (f", and {more} more" if more > 0 else "")
 
 
 def invalid_policy(policy: str) -> str:

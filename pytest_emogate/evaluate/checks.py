@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pytest_emogate.evaluate.metrics import ClassStats, GateResult
 from pytest_emogate.evaluate.thresholds import Thresholds
-from pytest_emogate.formats import interval, invalid_answers, pct
+from pytest_emogate.formats import clip, interval, invalid_answers, pct
 
 EXAMPLE_SAMPLES = 3
 
@@ -116,7 +116,7 @@ def label_validity(thresholds: Thresholds, result: GateResult, _: str = "label_v
         message = f"0 invalid answers <= max {limit} ({source})"
     else:
         answers = invalid_answers(result.invalid_answers)
-        examples = ", ".join(sample.name for sample in result.invalid_samples[:EXAMPLE_SAMPLES])
+        examples = ", ".join(clip(sample.name) for sample in result.invalid_samples[:EXAMPLE_SAMPLES])
         relation = "<=" if passed else ">"
         plural = "s" if count != 1 else ""
         message = (

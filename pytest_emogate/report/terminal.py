@@ -18,7 +18,7 @@ from pytest_emogate.evaluate.regression import delta_of
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, INCOMPLETE, PASSED, Verdict
 from pytest_emogate.files import display_path
-from pytest_emogate.formats import ci_range, invalid_answers, invalid_policy, p_text, pct, pct2, sparkline
+from pytest_emogate.formats import ci_range, clip, invalid_answers, invalid_policy, p_text, pct, pct2, sparkline
 from pytest_emogate.history import Run
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def _confusion_table(result: GateResult, narrow: bool) -> Table:
 
 
 def _invalid_line(result: GateResult) -> str:
-    examples = ", ".join(f"{s.name} (gold {s.gold})" for s in result.invalid_samples[:EXAMPLE_SAMPLES])
+    examples = ", ".join(f"{clip(s.name)} (gold {s.gold})" for s in result.invalid_samples[:EXAMPLE_SAMPLES])
     return (
         f"Invalid answers ({result.invalid_count}, {invalid_policy(result.invalid_policy)}): "
         f"{invalid_answers(result.invalid_answers)}; e.g. {examples}"
