@@ -13,6 +13,7 @@ The file is rewritten through ruamel.yaml's round-trip mode, so comments, key or
 from __future__ import annotations
 
 import difflib
+import hashlib
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_emogate.evaluate.metrics import METRICS, GateResult, wilson_interval
-from pytest_emogate.evaluate.thresholds import Thresholds
-from pytest_emogate.files import atomic_write_text
+from pytest_emogate.evaluate.thresholds import MAX_BYTES, Thresholds
+from pytest_emogate.files import FileProblem, atomic_write_text, decode_utf8, read_bounded
 
 STEP = 0.01
 """Floors move in whole percentage points: readable in the file, and a hair of slack below the bound."""
@@ -61,15 +62,22 @@ def proposed_raises(
     return raises
 
 
-def apply_raises(path: Path, raises: Sequence[Raise]) -> tuple[str, str]:
-    """Rewrite the file with the new floors (atomically) and return its text before and after."""
+def apply_raises(path: Path, raises: Sequence[Raise], read_sha256: str | None = None) -> tuple[str, str]:
+    """Rewrite the file with the new floors (atomically) and return its text before and after.
+
+    The file is read again as load_thresholds read it (a bounded regular file); with `read_sha256`, the hash of
+    the bytes the session gated with, a file changed since then is left alone (FileProblem).
+    """
     from ruamel.yaml import YAML
     from ruamel.yaml.scalarfloat import ScalarFloat
 
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap the user's long flow lists
-    before = path.read_text(encoding="utf-8")
+    raw = read_bounded(path, "thresholds file", MAX_BYTES)
+    if read_sha256 is not None and hashlib.sha256(raw).hexdigest() != read_sha256:
+        raise FileProblem(path, "changed since the session read it; ratchet the new file in a run of its own")
+    before = decode_utf8(raw, "thresholds file", path)
     data = yaml.load(before)
     for item in raises:
         section, key = item.key.split(".", 1)
@@ -104,7 +112,7 @@ def ratchet(thresholds: Thresholds, result: GateResult, intervals: Mapping[str, 
     raises = proposed_raises(thresholds, result, intervals)
     if not raises:
         return f"emogate ratchet: no floor in {thresholds.path.name} is cleared by a 95% lower bound with margin\n"
-    before, after = apply_raises(thresholds.path, raises)
+    before, after = apply_raises(thresholds.path, raises, thresholds.sha256)
     listed = "".join(f"  {item.describe()}\n" for item in raises)
     header = f"emogate ratchet: raised {len(raises)} floor{'s' if len(raises) != 1 else ''} in {thresholds.path}:\n"
     return header + listed + unified_diff(thresholds.path, before, after)

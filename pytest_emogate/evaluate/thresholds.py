@@ -1,6 +1,10 @@
 """thresholds.yaml -> frozen dataclasses; every problem in the file named in one UsageError.
 
-Validation runs once, at configure time, so a typo in the gate file stops the run before any model loads.
+Validation runs once, at configure time, so a typo in the gate file stops the run before any model loads. The file
+is read bounded (a regular file of at most 4 MiB) as YAML 1.2 through safe_yaml (duplicate keys, alias bombs and
+deep nesting refused). Labels and alias keys must be words the answer contract can produce, or no answer could
+ever match them. Anchors, aliases and a YAML 1.1 directive are refused too: `--emogate-ratchet` rewrites floors in
+place with ruamel.yaml, and a floor shared through an alias would move everywhere it is used.
 """
 
 from __future__ import annotations
@@ -14,25 +18,26 @@ from typing import Any
 
 import yaml
 
-from pytest_emogate.answers import INVALID
+from pytest_emogate.answers import INVALID, answer_word
 from pytest_emogate.evaluate.metrics import METRICS
-from pytest_emogate.files import usage_error
+from pytest_emogate.files import FileProblem, MiB, decode_utf8, read_checked, usage_error
+from pytest_emogate.formats import clip, quoted
+from pytest_emogate.safe_yaml import load_yaml
 
-TOP_KEYS = ("labels", "aliases", "invalid", "overall", "per_class", "label_validity", "confusion", "regression")
+TOP_KEYS = (
+    "labels", "aliases", "invalid", "overall", "per_class", "label_validity", "confusion", "regression",
+    "expect_samples",
+)  # fmt: skip
 FLOOR_MODES = ("point", "lower_bound")
 CORRECTIONS = ("none", "holm")
-BOOL_TAG = "tag:yaml.org,2002:bool"
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: `on`, `yes`, `no` stay strings (so `{floor: 0.4, on: lower_bound}` works)."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+MAX_BYTES = 4 * MiB
+"""The largest thresholds file read: a gate file is a few hundred bytes."""
+WORD = re.compile(r"[^\W\d_](?:[\w-]*\w)?")
+"""A label or alias key: a word that starts with a letter (digits and YAML's numbers, dates and booleans aside)."""
+CONTRACT = (
+    "answers are lowercased, stripped of <s>, </s>, <unk> and of the punctuation around words, and labelled by "
+    "their last word"
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class Thresholds:
     max_invalid: int | None
     confusion: Mapping[str, float]
     regression: RegressionPolicy | None
+    expect_samples: int | None = None
+    """How many samples (rows of a predictions file or baseline, samples of the data set) the gate expects."""
 
     def source(self, key: str) -> str:
         """Where a limit comes from, for failure messages: `thresholds.yaml: per_class.surprise`."""
@@ -78,50 +85,81 @@ def load_thresholds(path: Path) -> Thresholds:
     """Read and validate a thresholds file; raise one UsageError listing every problem."""
     what = f"thresholds file {path}"
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise usage_error(what, ["the file does not exist (set --emogate-thresholds or create it)"]) from None
-    except OSError as error:
-        raise usage_error(what, [f"cannot be read: {error.strerror}"]) from None
-    try:
-        data = yaml.load(raw.decode("utf-8"), Loader=_Yaml12Loader)
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise usage_error(what, [f"not valid YAML: {error}"]) from None
-    problems: list[str] = []
+        raw = read_checked(path, MAX_BYTES)
+    except FileProblem as problem:
+        hint = " (set --emogate-thresholds or create it)" if problem.found == "does not exist" else ""
+        raise usage_error(what, [f"the file {problem.found}{hint}"]) from None
+    text = decode_utf8(raw, "thresholds file", path)
+    data = load_yaml(text, "thresholds file", path, yaml12_booleans=True)
+    problems: list[str] = _shared_values(text)
     if not isinstance(data, dict):
-        raise usage_error(what, [f"expected a mapping at the top level, found {_kind(data)}"])
+        raise usage_error(what, [*problems, f"expected a mapping at the top level, found {_kind(data)}"])
     for key in data:
         if key not in TOP_KEYS:
-            problems.append(f"{key}: unknown key; expected one of {', '.join(TOP_KEYS)}")
+            problems.append(f"{clip(str(key))}: unknown key; expected one of {', '.join(TOP_KEYS)}")
     labels = _labels(data.get("labels"), problems)
     known = set(labels)
-    aliases = _mapping(data, "aliases", problems, lambda key, value: _label(value, known, f"aliases.{key}", problems))
+    aliases = _mapping(data, "aliases", problems, lambda key, value: _alias(key, value, known, problems))
     invalid = data.get("invalid", "wrong")
-    if invalid != "wrong" and invalid not in known:
-        problems.append(f"invalid: expected 'wrong' or one of the labels {labels}, found {invalid!r}")
+    if not isinstance(invalid, str):
+        problems.append(
+            f"invalid: expected the string 'wrong' or a label name (one of {labels}), found {_kind(invalid)}"
+        )
+    elif invalid != "wrong" and invalid not in known:
+        problems.append(f"invalid: expected 'wrong' or one of the labels {labels}, found {quoted(invalid)}")
     overall = _mapping(data, "overall", problems, lambda key, value: _metric_floor(key, value, problems))
     per_class = _mapping(data, "per_class", problems, lambda key, value: _class_floor(key, value, known, problems))
     max_invalid = _label_validity(data.get("label_validity"), problems)
     confusion = _mapping(data, "confusion", problems, lambda key, value: _confusion(key, value, known, problems))
     regression = _regression(data.get("regression"), labels, problems)
+    expect_samples = _expect_samples(data.get("expect_samples"), problems)
     if problems:
         raise usage_error(what, problems)
     return Thresholds(
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
         labels=labels,
-        aliases={str(key): value for key, value in aliases.items()},
-        invalid=invalid,
+        aliases=aliases,
+        invalid=str(invalid),
         overall=overall,
         per_class=per_class,
         max_invalid=max_invalid,
         confusion=confusion,
         regression=regression,
+        expect_samples=expect_samples,
     )
 
 
+def _shared_values(text: str) -> list[str]:
+    """The first anchor or alias and a directive other than YAML 1.2: what ruamel.yaml would not rewrite as
+    read (the document already loaded, so its events parse)."""
+    problems = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if isinstance(event, yaml.DocumentStartEvent) and event.version not in (None, (1, 2)):
+            version = ".".join(map(str, event.version))
+            problems.append(f"line {line}: a %YAML {version} directive; expected YAML 1.2 (no directive, or %YAML 1.2)")
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            problems.append(
+                f"line {line}: an anchor or alias (&name, *name); expected each value written out, since "
+                "--emogate-ratchet rewrites a floor in place and a value shared through an alias would move "
+                "everywhere it is used"
+            )
+            break
+    return problems
+
+
 def _kind(value: object) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+    return "nothing" if value is None else f"{type(value).__name__} {quoted(value)}"
+
+
+def _word_problem(word: str) -> str | None:
+    """Why no answer could have `word` as its label (or as its word before aliases), or None when one can."""
+    if answer_word(word) == word and WORD.fullmatch(word):
+        return None
+    reads = answer_word(word)
+    reading = f"it would read as {quoted(reads)}" if reads else "it would read as no word at all"
+    return f"{CONTRACT} ({reading}); expected a single lowercase word that starts with a letter"
 
 
 def _labels(value: object, problems: list[str]) -> tuple[str, ...]:
@@ -130,8 +168,33 @@ def _labels(value: object, problems: list[str]) -> tuple[str, ...]:
         return ()
     duplicates = sorted({item for item in value if value.count(item) > 1})
     if duplicates:
-        problems.append(f"labels: expected unique names, found duplicates {duplicates}")
+        problems.append(f"labels: expected unique names, found duplicates {quoted(duplicates)}")
+    for label in dict.fromkeys(value):
+        problem = _word_problem(label)
+        if problem:
+            problems.append(f"labels: {quoted(label)} is not a label an answer can have: {problem}")
     return tuple(value)
+
+
+def _alias(key: str, value: object, known: set[str], problems: list[str]) -> str | None:
+    where = f"aliases.{clip(key)}"
+    problem = _word_problem(key)
+    if problem:
+        problems.append(f"{where}: {quoted(key)} is not a word an answer can have: {problem}")
+    if not isinstance(value, str):
+        problems.append(f"{where}: expected a label name (a string, one of {sorted(known)}), found {_kind(value)}")
+        return None
+    label = _label(value, known, where, problems)
+    return None if problem else label
+
+
+def _expect_samples(value: object, problems: list[str]) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        problems.append(f"expect_samples: expected a whole number > 0 (the number of samples), found {_kind(value)}")
+        return None
+    return value
 
 
 def _mapping(data: Mapping[str, Any], key: str, problems: list[str], parse: Any) -> dict[str, Any]:
@@ -144,9 +207,12 @@ def _mapping(data: Mapping[str, Any], key: str, problems: list[str], parse: Any)
         return {}
     parsed = {}
     for item_key, item_value in section.items():
-        value = parse(str(item_key), item_value)
+        if not isinstance(item_key, str):
+            problems.append(f"{key}: key {quoted(item_key)} is {type(item_key).__name__}; expected a string")
+            continue
+        value = parse(item_key, item_value)
         if value is not None:
-            parsed[str(item_key)] = value
+            parsed[item_key] = value
     return parsed
 
 
@@ -158,7 +224,7 @@ def _fraction(value: object, where: str, problems: list[str]) -> float | None:
 
 
 def _label(value: object, known: set[str], where: str, problems: list[str]) -> str | None:
-    if value not in known:
+    if not isinstance(value, str) or value not in known:
         problems.append(f"{where}: expected one of the labels {sorted(known)}, found {_kind(value)}")
         return None
     return str(value)
@@ -166,20 +232,20 @@ def _label(value: object, known: set[str], where: str, problems: list[str]) -> s
 
 def _metric_floor(key: str, value: object, problems: list[str]) -> float | None:
     if key not in METRICS:
-        problems.append(f"overall.{key}: unknown metric; expected one of {', '.join(METRICS)}")
+        problems.append(f"overall.{clip(key)}: unknown metric; expected one of {', '.join(METRICS)}")
         return None
     return _fraction(value, f"overall.{key}", problems)
 
 
 def _class_floor(key: str, value: object, known: set[str], problems: list[str]) -> ClassFloor | None:
-    where = f"per_class.{key}"
+    where = f"per_class.{clip(key)}"
     if key not in known:
         problems.append(f"{where}: unknown class; expected one of the labels {sorted(known)}")
         return None
     if isinstance(value, dict):
-        unknown = sorted(set(value) - {"floor", "on"})
+        unknown = sorted(str(name) for name in value if name not in ("floor", "on"))
         if unknown:
-            problems.append(f"{where}: unknown key(s) {unknown}; expected 'floor' and optional 'on'")
+            problems.append(f"{where}: unknown key(s) {quoted(unknown)}; expected 'floor' and optional 'on'")
         on = value.get("on", "point")
         if on not in FLOOR_MODES:
             problems.append(f"{where}.on: expected one of {', '.join(FLOOR_MODES)}, found {_kind(on)}")
@@ -203,7 +269,7 @@ def _label_validity(section: object, problems: list[str]) -> int | None:
 
 
 def _confusion(key: str, value: object, known: set[str], problems: list[str]) -> float | None:
-    where = f"confusion.{key}"
+    where = f"confusion.{clip(key)}"
     gold, sep, pred = key.partition("->")
     if not sep or gold not in known or pred not in known | {INVALID} or gold == pred:
         problems.append(
@@ -222,10 +288,12 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
         return None
     for key in section:
         if key not in ("alpha", "max_drop", "per_class_max_drop", "correction"):
-            problems.append(f"regression.{key}: unknown key; expected alpha, max_drop, per_class_max_drop, correction")
+            problems.append(
+                f"regression.{clip(str(key))}: unknown key; expected alpha, max_drop, per_class_max_drop, correction"
+            )
     correction = section.get("correction", "none")
     if correction not in CORRECTIONS:
-        shown = repr(correction) if isinstance(correction, str) else _kind(correction)
+        shown = quoted(correction) if isinstance(correction, str) else _kind(correction)
         problems.append(f"regression.correction: expected one of {', '.join(CORRECTIONS)}, found {shown}")
         correction = "none"
     alpha = section.get("alpha", 0.05)
@@ -239,14 +307,15 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
         raw_drop = {}
     for metric, value in raw_drop.items():
         if metric not in METRICS:
-            problems.append(f"regression.max_drop.{metric}: unknown metric; expected one of {', '.join(METRICS)}")
+            shown = clip(str(metric))
+            problems.append(f"regression.max_drop.{shown}: unknown metric; expected one of {', '.join(METRICS)}")
         elif (drop := _fraction(value, f"regression.max_drop.{metric}", problems)) is not None:
             max_drop[metric] = drop
     per_class: dict[str, float] = {}
     raw_class = section.get("per_class_max_drop")
     if isinstance(raw_class, dict):
         for label, value in raw_class.items():
-            where = f"regression.per_class_max_drop.{label}"
+            where = f"regression.per_class_max_drop.{clip(str(label))}"
             if (
                 _label(label, known, where, problems) is not None
                 and (drop := _fraction(value, where, problems)) is not None
