@@ -26,6 +26,7 @@ from pytest_emogate.options import (
 )
 
 if TYPE_CHECKING:
+    from pytest_emogate.evaluate.thresholds import Thresholds
     from pytest_emogate.gate import AnswerSource, Gate
     from pytest_emogate.inference.sources import CheckpointInference
     from pytest_emogate.outputs import Outputs
@@ -46,11 +47,14 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     if kind == "predictions":
         from pytest_emogate.inference.file_source import PredictionsFile
 
-        source = PredictionsFile.read(path, thresholds.labels)
+        source = PredictionsFile.read(
+            path, thresholds.labels, thresholds.expect_samples, thresholds.source("expect_samples")
+        )
     else:
         from pytest_emogate.inference.distributed import is_main_process, torchrun_rank
 
         inference = _inference_source(config, path, thresholds.labels)
+        _check_sample_count(len(inference.data.samples), thresholds, f"Test3 data {inference.data_path}")
         if torchrun_rank() is not None:
             if inference.devices:
                 raise pytest.UsageError("--emogate-devices is refused under torchrun: each rank is one device already")
@@ -67,6 +71,14 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
             baseline.check_pairs(source.predictions(), source.description)
     gate = Gate(thresholds, source, baseline)
     return gate, _outputs(config)
+
+
+def _check_sample_count(count: int, thresholds: Thresholds, what: str) -> None:
+    """A UsageError naming both numbers unless the data holds the `expect_samples` the thresholds declare."""
+    expected = thresholds.expect_samples
+    if expected is not None and count != expected:
+        source = thresholds.source("expect_samples")
+        raise pytest.UsageError(f"{what}: the data set has {count} samples; expected {expected} ({source})")
 
 
 def _outputs(config: pytest.Config) -> Outputs:

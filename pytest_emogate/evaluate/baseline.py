@@ -52,11 +52,15 @@ class Baseline:
 
 
 def read_baseline(path: Path, thresholds: Thresholds) -> Baseline:
-    """Read a baseline predictions file (CSV or JSONL); the thresholds must declare a `regression:` section."""
+    """Read a baseline predictions file (CSV or JSONL); the thresholds must declare a `regression:` section, and
+    their `expect_samples`, when set, is the number of rows it must have."""
     if thresholds.regression is None:
         raise pytest.UsageError(
             f"--emogate-baseline {path}: {thresholds.path} has no 'regression:' section, so nothing would be "
             "compared; expected e.g. regression: {alpha: 0.05, max_drop: {accuracy: 0.01}, per_class_max_drop: 0.10}"
         )
-    predictions, sha256 = read_hashed_predictions(path, thresholds.labels, "baseline file")
+    predictions, sha256 = read_hashed_predictions(
+        path, thresholds.labels, "baseline file", expect_samples=thresholds.expect_samples,
+        expect_source=thresholds.source("expect_samples"),
+    )  # fmt: skip
     return Baseline(path, predictions, sha256)

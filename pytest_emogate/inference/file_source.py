@@ -33,10 +33,14 @@ class PredictionsFile:
     loaded: bool = True
 
     @classmethod
-    def read(cls, path: Path, labels: tuple[str, ...]) -> PredictionsFile:
-        """Read and validate the file (one UsageError listing every problem)."""
+    def read(
+        cls, path: Path, labels: tuple[str, ...], expect_samples: int | None = None,
+        expect_source: str = "expect_samples",
+    ) -> PredictionsFile:  # fmt: skip
+        """Read and validate the file (one UsageError listing every problem; with `expect_samples`, another number
+        of rows is one of them)."""
         start = time.perf_counter()
-        rows, sha256 = read_hashed_predictions(path, labels)
+        rows, sha256 = read_hashed_predictions(path, labels, expect_samples=expect_samples, expect_source=expect_source)
         return cls(path, rows, sha256, time.perf_counter() - start)
 
     @property
