@@ -1,8 +1,10 @@
-"""The `emogate` command: `emogate history` prints the run history as a table, or exports it as CSV.
+"""The `emogate` command: `emogate history` prints the run history as a table, or exports it as CSV;
+`emogate diff` compares two answer files as the gate's regression checks would, without pytest.
 
 emogate history                              # the last 20 runs in .emogate/history.sqlite
 emogate history --db ci/history.sqlite --last 50
 emogate history --csv runs.csv               # every run, one row each, every metric and class
+emogate diff accepted.jsonl candidate.jsonl  # which samples broke, which were fixed, and the regression table
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from pytest_emogate.evaluate.metrics import METRICS
-from pytest_emogate.files import FileProblem, atomic_write_text, output_problem
+from pytest_emogate.files import FileProblem, atomic_write_text, display_path, output_problem
 from pytest_emogate.history import CLASS_FIELDS, Run, load_runs
+from pytest_emogate.report.samples import SHOW_DEFAULT
 
 DEFAULT_DB = Path(".emogate") / "history.sqlite"
 TABLE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")
@@ -34,7 +37,29 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--last", type=positive_int, metavar="N",
                          help=f"only the last N runs, N >= 1 (table default {TABLE_RUNS})")  # fmt: skip
     history.add_argument("--csv", metavar="PATH", help="export every run (or the --last N) as CSV; '-' for stdout")
+    diff = commands.add_parser("diff", help="compare two answer files (the gate's regression checks, no pytest)")
+    diff.add_argument("baseline", type=Path, help="the accepted model's answers (CSV or JSONL)")
+    diff.add_argument("candidate", type=Path, help="the new model's answers (CSV or JSONL)")
+    diff.add_argument(
+        "--thresholds",
+        type=Path,
+        default=Path("thresholds.yaml"),
+        help="the gate file: labels, answer contract and regression margins (default thresholds.yaml)",
+    )
+    diff.add_argument("--show", type=count, default=SHOW_DEFAULT, metavar="N",
+                      help=f"samples listed per list (default {SHOW_DEFAULT}; 0 lists none)")  # fmt: skip
     return main_parser
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, at least 0; found {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, at least 0; found {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -99,9 +124,46 @@ def print_tables(runs: Sequence[Run], db: Path) -> None:
     console.print(class_table)
 
 
+def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: int) -> int:
+    """Print the comparison of two answer files; 1 when a regression check of the thresholds fails, else 0."""
+    from rich.console import Console
+
+    from pytest_emogate.evaluate.baseline import read_baseline
+    from pytest_emogate.evaluate.metrics import compute_result, score_samples
+    from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
+    from pytest_emogate.evaluate.thresholds import load_thresholds
+    from pytest_emogate.evaluate.verdict import judge
+    from pytest_emogate.predictions import read_predictions
+    from pytest_emogate.report.samples import sample_lines
+    from pytest_emogate.report.terminal import regression_table
+
+    thresholds = load_thresholds(thresholds_path)
+    accepted = read_baseline(baseline, thresholds)
+    answers = read_predictions(candidate, thresholds.labels, "candidate file")
+    accepted.check_pairs(answers, f"candidate {display_path(candidate)}")
+    samples = score_samples(answers, thresholds.labels, thresholds.aliases, thresholds.invalid)
+    comparison = accepted.compare(thresholds, compute_result(samples, thresholds.labels, thresholds.invalid))
+    outcomes = [regression_outcome(thresholds, comparison, key) for key in regression_ids(thresholds)]
+    verdict = judge([o.id for o in outcomes], {o.id: "passed" if o.passed else "failed" for o in outcomes})
+    console = Console(highlight=False)
+    heading = f"emogate diff: {accepted.description} -> candidate {display_path(candidate)} ({len(answers)} rows)"
+    console.print(heading, markup=False, soft_wrap=True)
+    console.print(regression_table(comparison, outcomes, verdict))
+    for line in sample_lines(comparison, show, where="emogate diff --show N lists more"):
+        console.print(line, markup=False, soft_wrap=True)
+    console.print(verdict.line(), markup=False, soft_wrap=True)
+    return 1 if verdict.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emogate` console script; returns the exit code."""
     args = parser().parse_args(argv)
+    if args.command == "diff":
+        try:
+            return diff_command(args.baseline, args.candidate, args.thresholds, args.show)
+        except pytest.UsageError as error:
+            print(f"emogate: {error}", file=sys.stderr)
+            return 2
     try:
         runs = load_runs(args.db, last=args.last if args.last or args.csv else TABLE_RUNS)
     except pytest.UsageError as error:

@@ -181,3 +181,57 @@ def test_regression_correction_is_validated(tmp_path: Path) -> None:
         pytest.UsageError, match=r"regression\.correction: expected one of none, holm, found 'bonferroni'"
     ):
         load_thresholds(path)
+
+
+# --- the listing and `emogate diff` ---------------------------------------------------------------------------
+
+
+def test_sample_lines_list_show_per_list_cut_answers_to_one_line() -> None:
+    from pytest_emogate.report.samples import sample_lines
+
+    long = "The person is " + "very " * 100_000 + "worried."  # half a megabyte
+    baseline = [Prediction(f"s{i:02d}", "sad", "sad") for i in range(12)] + [Prediction("h1", "happy", "sad")]
+    candidate = [Prediction(f"s{i:02d}", "sad", long if i == 0 else "happy\nreally") for i in range(12)]
+    candidate.append(Prediction("h1", "happy", "happy"))
+    comparison = compare(result_of(baseline), result_of(candidate), "baseline", reps=10)
+    lines = sample_lines(comparison, show=3)
+    assert lines[0] == "Broken (12):"
+    assert lines[1].startswith("  s00 (gold sad): 'sad' -> 'The person is very very") and lines[1].endswith(
+        "…' (read as sad -> worried)"
+    )
+    assert len(lines[1]) < 200
+    assert lines[2] == "  s01 (gold sad): 'sad' -> 'happy\\nreally' (read as sad -> <invalid>)"
+    assert lines[4] == "  ... and 9 more (JSON report: baseline.samples)"
+    assert lines[5:] == ["Fixed (1):", "  h1 (gold happy): 'sad' -> 'happy'"]
+    assert sample_lines(comparison, show=0)[:2] == ["Broken (12):", "  ... and 12 more (JSON report: baseline.samples)"]
+
+
+def test_emogate_diff_prints_the_comparison_without_pytest(capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_emogate.cli import main
+
+    code = main(["diff", str(SEED), str(REGRESSED), "--thresholds", str(THRESHOLDS), "--show", "2"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith(f"emogate diff: baseline {SEED} (834 rows) -> candidate {REGRESSED} (834 rows)\n") or (
+        "emogate diff: baseline fixtures/seed_test3_predictions.csv (834 rows) -> candidate " in out
+    )
+    assert "Regression vs baseline: 5 fixed, 17 broken, 739 both right, 73 both wrong" in out
+    assert "Broken (17):\n  samplenew_00000002 (gold neutral): 'neutral' -> 'sad'\n" in out
+    assert "  ... and 15 more (emogate diff --show N lists more)\n" in out
+    assert out.rstrip().endswith("emogate verdict: FAILED (1 of 8 checks): regression[accuracy]")
+    assert main(["diff", str(SEED), str(SEED), "--thresholds", str(THRESHOLDS)]) == 0
+    assert "Broken" not in capsys.readouterr().out
+
+
+def test_emogate_diff_names_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_emogate.cli import main
+
+    short = tmp_path / "short.csv"
+    short.write_text("name,label,output\nsamplenew_00000002,neutral,sad\n", encoding="utf-8")
+    assert main(["diff", str(SEED), str(short), "--thresholds", str(THRESHOLDS)]) == 2
+    err = capsys.readouterr().err
+    assert "833 names only in the baseline" in err and "regenerate the baseline" in err
+    assert main(["diff", str(SEED), str(tmp_path / "none.csv"), "--thresholds", str(THRESHOLDS)]) == 2
+    assert "candidate file " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["diff", str(SEED), str(SEED), "--show", "-1"])
