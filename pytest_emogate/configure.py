@@ -98,6 +98,7 @@ def _outputs(config: pytest.Config) -> Outputs:
         history=history,
         update_baseline=path_option(config, "update_baseline"),
         ratchet=bool(config.getoption("emogate_ratchet")),
+        show=value_option(config, "show"),
     )
     outputs.check()
     return outputs

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 SPARKS = "▁▂▃▄▅▆▇█"
 CLIP_CHARS = 80
 """The most characters a piece of untrusted text takes when printed: a model may answer with megabytes."""
+LISTED_SAMPLES = 10
+"""The samples a listing shows by default (broken, fixed, changed: --emogate-show N)."""
 LISTED_ANSWERS = 10
 """The most distinct invalid answers one line lists; the rest are counted."""
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pytest_emogate.formats import LISTED_SAMPLES
 from pytest_emogate.inference.settings import MODES, default_of
 
 SOURCES = ("predictions", "ckpt")
@@ -122,6 +123,8 @@ VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
 RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "devices": (_devices, (), "one inference process per device through torch.distributed: cuda:0,cuda:1, all, "
                               "or cpu,cpu"),
+    "show": (_at_least_zero, LISTED_SAMPLES, "broken, fixed and changed samples the summary lists per list (with "
+                                             "--emogate-baseline; the JSON report has them all)"),
 }  # fmt: skip
 """Options of the run rather than of the answers: they are not InferenceSettings fields."""
 FLAG_OPTIONS = {

@@ -17,6 +17,7 @@ import pytest
 
 from pytest_emogate.evaluate.verdict import FAILED
 from pytest_emogate.files import FileProblem, display_path, usage_error
+from pytest_emogate.formats import LISTED_SAMPLES
 from pytest_emogate.options import STEP_SUMMARY
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Outputs:
     history: Path | None = None
     update_baseline: Path | None = None
     ratchet: bool = False
+    show: int = LISTED_SAMPLES
+    """Samples listed per list (broken, fixed, changed) under the regression table."""
     runs: list[Run] = field(default_factory=list)
     """The history's recent runs on this data, once this run is recorded (for the trend)."""
     notes: list[tuple[str, int]] = field(default_factory=list)
@@ -209,9 +212,16 @@ class Outputs:
         sections: list[RenderableType] = []
         comparison = gate.comparison()
         if comparison is not None:
+            from rich.text import Text
+
+            from pytest_emogate.report.samples import sample_lines
             from pytest_emogate.report.terminal import regression_table
 
-            sections.append(regression_table(comparison, list(gate.outcomes().values()), verdict))
+            sections.append(regression_table(comparison, list(gate.outcomes().values()), verdict, gate.thresholds))
+            listed = sample_lines(comparison, self.show, where="JSON report: baseline.samples" if self.report
+                                  else "--emogate-report PATH lists them all")  # fmt: skip
+            if listed:
+                sections.append(Text("\n".join(listed)))
         if len(self.runs) > 1 and self.history is not None and verbosity >= 0:
             from pytest_emogate.report.terminal import trend_table
 

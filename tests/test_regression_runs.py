@@ -20,10 +20,15 @@ def test_the_regressed_candidate_fails_on_accuracy_only(project: pytest.Pytester
         "neutral), samplenew_00000010 (gold neutral), samplenew_00000012 (gold neutral) and 14 more",
         "*= emogate summary =*",
         "Regression vs baseline: 5 fixed, 17 broken, 739 both right, 73 both wrong",
-        "check *baseline *now *delta *max drop *fixed *broken *p *status",
-        "accuracy *90.65% *89.21% *-1.44 *1.00 *5 *17 *0.0085 *FAIL",
-        "uar *80.52% *80.90% *+0.38 *3.00 *- *- *0.5894 *pass",
-        "sad *97.28% *95.33% *-1.95 *10.00 *0 *5 *0.0312 *pass",
+        "check *base *now *delta *margin *can fail at *fixed *broken *p *status",
+        "accuracy *90.65% *89.21% *-1.44 *1.00 *1.08 *5 *17 *0.0085 *FAIL",
+        "uar *80.52% *80.90% *+0.38 *3.00 *- *- *- *0.5894 *pass",
+        "sad *97.28% *95.33% *-1.95 *10.00 *10.12 *0 *5 *0.0312 *pass",
+        "surprise *42.86% *50.00% *+7.14 *10.00 *35.71 *1 *0 *1.0000 *pass",
+        "Broken (17):",
+        "  samplenew_00000002 (gold neutral): 'neutral' -> 'sad'",
+        "  ... and 7 more (--emogate-report PATH lists them all)",
+        "Fixed (5):",
         "emogate verdict: FAILED (1 of 23 checks): regression[accuracy]",
         "FAILED emogate::test_no_regression[accuracy] - Failed: accuracy 90.65% -> *",
     ]])  # fmt: skip
@@ -35,7 +40,7 @@ def test_one_broken_surprise_answer_passes_the_regression_gate(project: pytest.P
     result.assert_outcomes(passed=8, deselected=15)
     result.stdout.fnmatch_lines([literal(line) for line in [
         "surprise *14 *5 *35.7% *16.3-61.2% *50.0% *41.7% *35.0% *? *not run",
-        "surprise *42.86% *35.71% *-7.14 *10.00 *0 *1 *0.5000 *pass",
+        "surprise *42.86% *35.71% *-7.14 *10.00 *35.71 *0 *1 *0.5000 *pass",
     ]])  # fmt: skip
 
 
@@ -58,7 +63,7 @@ def test_an_improvement_never_fails(project: pytest.Pytester) -> None:
     project.makefile(".yaml", thresholds=LENIENT)
     result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "regressed.csv")
     result.assert_outcomes(passed=23)
-    result.stdout.fnmatch_lines(["accuracy *89.21% *90.65% *+1.44 *1.00 *17 *5 *0.9978 *pass"])
+    result.stdout.fnmatch_lines(["accuracy *89.21% *90.65% *+1.44 *1.00 *1.08 *17 *5 *0.9978 *pass"])
 
 
 def test_regression_tests_exist_only_with_a_baseline(project: pytest.Pytester) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pytest_emogate.evaluate.compare import Comparison, Pair
-from pytest_emogate.formats import clip, quoted
+from pytest_emogate.formats import LISTED_SAMPLES, clip, quoted
 
-SHOW_DEFAULT = 10
+SHOW_DEFAULT = LISTED_SAMPLES
 """Samples listed per list unless --emogate-show says otherwise."""
 ANSWER_CHARS = 60
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pytest_emogate.evaluate.checks import Outcome, inconclusive
 from pytest_emogate.evaluate.compare import Comparison
 from pytest_emogate.evaluate.metrics import METRICS, GateResult
-from pytest_emogate.evaluate.regression import delta_of
+from pytest_emogate.evaluate.regression import delta_of, detection_limit
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, INCOMPLETE, PASSED, Verdict
 from pytest_emogate.files import display_path
@@ -162,8 +162,12 @@ def _invalid_line(result: GateResult) -> str:
     )
 
 
-def regression_table(comparison: Comparison, outcomes: Sequence[Outcome], verdict: Verdict) -> RenderableType:
-    """The terminal summary's regression block: one row per regression check (delta and max drop in points)."""
+def regression_table(
+    comparison: Comparison, outcomes: Sequence[Outcome], verdict: Verdict, thresholds: Thresholds
+) -> RenderableType:
+    """The terminal summary's regression block: one row per regression check (baseline, now, delta and margin, the
+    max drop, in points), and the smallest drop each exact-test check can fail at ("can fail at": a smaller drop
+    always passes)."""
     from rich import box
     from rich.console import Group
     from rich.table import Table
@@ -176,8 +180,9 @@ def regression_table(comparison: Comparison, outcomes: Sequence[Outcome], verdic
         f"Regression vs baseline: {counts['fixed']} fixed, {counts['broken']} broken, "
         f"{counts['both_right']} both right, {counts['both_wrong']} both wrong"
     )
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
-    for column in ("check", "baseline", "now", "delta", "max drop", "fixed", "broken", "p", "status"):
+    # one space between columns (the box's own), so ten columns fit 80 characters
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 0))
+    for column in ("check", "base", "now", "delta", "margin", "can fail at", "fixed", "broken", "p", "status"):
         table.add_column(column, justify="left" if column in ("check", "status") else "right", no_wrap=True)
     for outcome in outcomes:
         if not outcome.id.startswith("regression["):
@@ -186,11 +191,18 @@ def regression_table(comparison: Comparison, outcomes: Sequence[Outcome], verdic
         delta = delta_of(comparison, key)
         table.add_row(
             key, pct2(delta.baseline), pct2(delta.candidate), f"{100 * delta.delta:+.2f}",
-            f"{-100 * outcome.limit:.2f}",
+            f"{-100 * outcome.limit:.2f}", _can_fail_at(detection_limit(thresholds, comparison, key), delta.test),
             "-" if delta.fixed is None else str(delta.fixed), "-" if delta.broken is None else str(delta.broken),
             p_text(delta.p_value), status_cell(verdict, outcome.id),
         )  # fmt: skip
     return Group(Text(title), table)  # a table's own title would wrap to the table's width
+
+
+def _can_fail_at(drop: float | None, test: str) -> str:
+    """A check's smallest failing drop in points: '-' for a bootstrap-tested metric, 'never' when none can fail it."""
+    if test != "mcnemar":
+        return "-"
+    return "never" if drop is None else f"{100 * drop:.2f}"
 
 
 def trend_table(runs: Sequence[Run], labels: Sequence[str], path: Path) -> RenderableType:
