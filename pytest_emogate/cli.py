@@ -148,7 +148,7 @@ def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: i
     console = Console(highlight=False)
     heading = f"emogate diff: {accepted.description} -> candidate {display_path(candidate)} ({len(answers)} rows)"
     console.print(heading, markup=False, soft_wrap=True)
-    console.print(regression_table(comparison, outcomes, verdict))
+    console.print(regression_table(comparison, outcomes, verdict, thresholds))
     for line in sample_lines(comparison, show, where="emogate diff --show N lists more"):
         console.print(line, markup=False, soft_wrap=True)
     console.print(verdict.line(), markup=False, soft_wrap=True)
