@@ -22,7 +22,7 @@ class InferenceSettings:
     batch_size: int = 16
     max_new_tokens: int = 32  # the original allowed 500; a label takes 2 tokens, and capped rows are counted
     image_size: int = 448
-    lora_alpha: float | None = None  # None: the checkpoint's saved config value, else 16
+    lora_alpha: float | None = None  # a finite positive number; None: the checkpoint's saved config value, else 16
     head_dim: int = 88
     mode: str = "generate"  # "generate": greedy decoding; "score": one forward pass, generation only as fallback
     merge_lora: bool = False  # fold the LoRA into the base weights after loading (agreement checked and noted)

@@ -14,12 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
 from pytest_emogate.files import usage_error
-from pytest_emogate.model.checkpoint import FEATURE_PROJECTIONS, StageTwo, read_stage_two, read_vit
-from pytest_emogate.model.eva import EvaVit, build_vit
+from pytest_emogate.model.checkpoint import (
+    FEATURE_PROJECTIONS,
+    LN_VISION_KEYS,
+    StageTwo,
+    VitWeights,
+    check_lora_alpha_setting,
+    read_stage_two,
+    read_vit,
+)
+from pytest_emogate.model.eva import EvaVit, build_vit, vit_problems
+from pytest_emogate.model.llama_files import LlamaSizes, check_llama_folder, lora_problems
 from pytest_emogate.model.llm import attach_lora, lm_parts, load_llama, load_tokenizer
 
 LN_VISION_EPS = 1e-5
@@ -103,57 +113,90 @@ class EmotionLlama(nn.Module):
         self.decoder, self.lm_head = self.llm.model, self.llm.lm_head
 
 
+def check_model_files(files: ModelFiles) -> tuple[StageTwo, VitWeights, LlamaSizes]:
+    """Read the checkpoint and the EVA file and check the Llama folder, then check them against each other
+    (projections against the ViT width and the Llama hidden size, each LoRA pair against the module it adapts),
+    all without building a model: every problem of every file in one UsageError, at the preflight."""
+    check_lora_alpha_setting(files.lora_alpha)
+    errors: list[str] = []
+    stage = vit = sizes = None
+    try:
+        stage = read_stage_two(files.ckpt)
+    except pytest.UsageError as error:
+        errors.append(str(error))
+    try:
+        vit = read_vit(files.vit)
+    except pytest.UsageError as error:
+        errors.append(str(error))
+    try:
+        sizes = check_llama_folder(files.llama)
+    except pytest.UsageError as error:
+        errors.append(str(error))
+    if vit is not None and (problems := vit_problems(vit, files.image_size, files.head_dim)):
+        errors.append(str(usage_error(f"EVA-ViT weights {vit.path}", problems)))
+    elif stage is not None and vit is not None and sizes is not None:
+        patches = (files.image_size // vit.patch) ** 2
+        problems = projection_problems(stage, vit.width, patches, sizes.hidden) + lora_problems(stage.lora, sizes)
+        if problems:
+            errors.append(str(usage_error(f"checkpoint {stage.path}", problems)))
+    if errors or stage is None or vit is None or sizes is None:
+        raise pytest.UsageError("\n".join(errors))
+    return stage, vit, sizes
+
+
 def load_emotion_llama(files: ModelFiles, device: torch.device) -> tuple[EmotionLlama, Any]:
-    """Load the model and its tokenizer from local files, every key accounted for; fp16 on CUDA, fp32 on CPU."""
-    stage = read_stage_two(files.ckpt)
+    """Load the model and its tokenizer from local files, every key accounted for; fp16 on CUDA, fp32 on CPU.
+    Every file is checked first (check_model_files), so a bad one stops the load before anything is built."""
+    stage, weights, _ = check_model_files(files)
     tokenizer = load_tokenizer(files.llama)
-    vit = build_vit(read_vit(files.vit), files.image_size, files.head_dim, device)
+    vit = build_vit(weights, files.image_size, files.head_dim, device)
     llama = load_llama(files.llama, device)
     llm = attach_lora(llama, stage, stage.lora_alpha(files.lora_alpha))
-    patches = (files.image_size // vit.patch_embed.proj.kernel_size[0]) ** 2
-    projections = _projections(stage, vit.width, patches, llama.config.hidden_size)
-    ln_vision = _ln_vision(stage, vit.width)
-    model = EmotionLlama(vit, llm, projections, ln_vision).to(device)
+    model = EmotionLlama(vit, llm, _projections(stage), _ln_vision(stage, vit.width)).to(device)
     return model.eval().requires_grad_(False), tokenizer
 
 
-def _projections(stage: StageTwo, width: int, patches: int, hidden: int) -> dict[str, nn.Linear]:
-    """nn.Linear layers (fp32, as the original's) holding the checkpoint's projections, shapes checked."""
-    problems = []
-    layers = {}
-    for name, (weight, bias) in stage.projections.items():
-        if weight.shape[0] != hidden:
-            problems.append(
-                f"{name}.weight: expected {hidden} outputs (the Llama hidden size), found {weight.shape[0]}"
-            )
-        layer = nn.Linear(weight.shape[1], weight.shape[0], device="meta")
-        layer.weight = nn.Parameter(weight.float(), requires_grad=False)
-        layer.bias = nn.Parameter(bias.float(), requires_grad=False)
-        layers[name] = layer
-    group, rest = divmod(layers["llama_proj"].in_features, width)
+def projection_problems(stage: StageTwo, width: int, patches: int, hidden: int) -> list[str]:
+    """The projections' shapes against the ViT width, its patch count and the Llama hidden size (no tensor is
+    read: the preflight calls this too)."""
+    problems = [
+        f"{name}.weight: expected {hidden} outputs (the Llama hidden size), found {weight.shape[0]}"
+        for name, (weight, _) in stage.projections.items()
+        if weight.shape[0] != hidden
+    ]
+    found = stage.projections["llama_proj"][0].shape[1]
+    group, rest = divmod(found, width)
     if rest or group < 1 or patches % group:
-        found = layers["llama_proj"].in_features
         problems.append(
             f"llama_proj.weight: expected inputs a multiple of the ViT width {width} that groups the {patches} patch "
             f"tokens evenly, found {found}"
         )
-    if layers["cls_tk_llama_proj"].in_features != width:
-        found = layers["cls_tk_llama_proj"].in_features
+    found = stage.projections["cls_tk_llama_proj"][0].shape[1]
+    if found != width:
         problems.append(f"cls_tk_llama_proj.weight: expected {width} inputs (the ViT width), found {found}")
-    if problems:
-        raise usage_error(f"checkpoint {stage.path}", problems)
+    for name in LN_VISION_KEYS:
+        tensor = stage.ln_vision.get(name.split(".")[-1])
+        if tensor is not None and tensor.shape != (width,):
+            problems.append(f"{name}: expected shape [{width}], found {list(tensor.shape)}")
+    return problems
+
+
+def _projections(stage: StageTwo) -> dict[str, nn.Linear]:
+    """nn.Linear layers (fp32, as the original's) holding the checkpoint's projections."""
+    layers = {}
+    for name, (weight, bias) in stage.projections.items():
+        layer = nn.Linear(weight.shape[1], weight.shape[0], device="meta")
+        layer.weight = nn.Parameter(weight.float(), requires_grad=False)
+        layer.bias = nn.Parameter(bias.float(), requires_grad=False)
+        layers[name] = layer
     return layers
 
 
 def _ln_vision(stage: StageTwo, width: int) -> nn.LayerNorm:
-    """The untrained LayerNorm after the ViT (weight 1, bias 0), unless the checkpoint carries its tensors."""
+    """The untrained LayerNorm after the ViT (weight 1, bias 0), unless the checkpoint carries its tensors (their
+    shapes checked by projection_problems)."""
     norm = nn.LayerNorm(width, eps=LN_VISION_EPS)
     with torch.no_grad():
         for name, tensor in stage.ln_vision.items():
-            if tensor.shape != (width,):
-                raise usage_error(
-                    f"checkpoint {stage.path}",
-                    [f"ln_vision.{name}: expected shape [{width}], found {list(tensor.shape)}"],
-                )
             getattr(norm, name).copy_(tensor.float())
     return norm.requires_grad_(False)

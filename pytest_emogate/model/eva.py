@@ -110,11 +110,7 @@ class EvaVit(nn.Module):
 
 def build_vit(weights: VitWeights, image_size: int, head_dim: int, device: torch.device) -> EvaVit:
     """The EVA module with the file's weights: fp32 on CPU; fp16 Conv/Linear and fp32 rest on CUDA."""
-    problems = []
-    if weights.width % head_dim:
-        problems.append(f"width {weights.width} is not a multiple of the ViT head dimension {head_dim}")
-    if image_size % weights.patch:
-        problems.append(f"image size {image_size} is not a multiple of the patch size {weights.patch}")
+    problems = vit_problems(weights, image_size, head_dim)
     if problems:
         raise usage_error(f"EVA-ViT weights {weights.path}", problems)
     heads = weights.width // head_dim
@@ -137,6 +133,16 @@ def build_vit(weights: VitWeights, image_size: int, head_dim: int, device: torch
         found = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
         raise usage_error(f"EVA-ViT weights {weights.path}", found or [str(error)]) from None
     return vit.eval().requires_grad_(False)
+
+
+def vit_problems(weights: VitWeights, image_size: int, head_dim: int) -> list[str]:
+    """Why the file's sizes cannot make a ViT for `image_size` with heads of `head_dim` (the preflight asks too)."""
+    problems = []
+    if weights.width % head_dim:
+        problems.append(f"width {weights.width} is not a multiple of the ViT head dimension {head_dim}")
+    if image_size % weights.patch:
+        problems.append(f"image size {image_size} is not a multiple of the patch size {weights.patch}")
+    return problems
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
