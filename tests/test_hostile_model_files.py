@@ -201,6 +201,13 @@ def test_dev_zero_in_the_llama_folder_is_refused_unread(tmp_path: Path, name: st
     assert f"{folder / name}" in text and "is a character device; expected a regular file" in text
 
 
+def test_a_file_given_as_the_llama_folder_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "llama").write_text("not a folder", encoding="utf-8")
+    assert "is not a folder (expected a local Hugging Face model folder)" in refusal(
+        lambda: load_llama(tmp_path / "llama", CPU)
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [

@@ -97,7 +97,8 @@ def check_llama_folder(path: Path) -> LlamaSizes:
     """Check the Llama folder as a whole (its files, config.json against the weights, the tokenizer) without
     loading a model; its sizes. A UsageError naming the file otherwise."""
     if not path.is_dir():
-        raise usage_error(f"Llama directory {path}", ["does not exist (expected a local Hugging Face model folder)"])
+        found = "is not a folder" if path.exists() else "does not exist"
+        raise usage_error(f"Llama directory {path}", [f"{found} (expected a local Hugging Face model folder)"])
     documents = _json_files(path)
     sizes = _sizes(path / "config.json", documents["config.json"])
     _check_weights(path, sizes, documents)
