@@ -39,12 +39,16 @@ def test_the_markdown_shows_the_regression_and_the_inconclusive_slip(project: py
         "14 more\n"
     ) in regressed
     assert ("| accuracy | 89.21% | 89.00% | pass | 90.65% | -1.44 | -2.52 to -0.36 | 0.0085 | exact McNemar "
-            "| **FAIL** |") in regressed  # fmt: skip
+            "| 1.08 | **FAIL** |") in regressed  # fmt: skip
+    assert (
+        "<details><summary>Broken (17)</summary>" in regressed and "<details><summary>Fixed (5)</summary>" in regressed
+    )
+    assert "| samplenew_00000002 | neutral | neutral | sad | neutral → sad |" in regressed
     assert "834 samples paired by name: **17 broken**, **5 fixed**, 739 both right, 73 both wrong." in regressed
     slipped = (project.path / "out" / "slipped.md").read_text(encoding="utf-8")
     assert slipped.startswith("## emogate: ❌ FAILED (1 of 23 checks)\n")
-    assert ("| surprise | 14 | 5 | 35.7% | 16.3-61.2% | 35.0% | pass · inconclusive | 42.9% | -7.14 | 0 | 1 "
-            "| 0.5000 | pass |") in slipped  # fmt: skip
+    assert ("| surprise | 14 | 5 | 35.7% | 16.3-61.2% | 35.0% | 0 | pass · inconclusive | 42.9% | -7.14 | 0 | 1 "
+            "| 0.5000 | 35.71 | pass |") in slipped  # fmt: skip
     assert "*inconclusive*: the 95% CI contains the floor" in slipped
     assert "| gold \\ pred | neutral | angry | happy | sad | worried | surprise | &lt;invalid&gt; | n |" in slipped
     assert "| surprise | 3 | 1 | 0 | 1 | 3 | **5** | 1 | 14 |" in slipped
@@ -58,7 +62,8 @@ def test_markdown_without_a_baseline_has_no_baseline_columns() -> None:
     verdict = judge([o.id for o in outcomes], {o.id: "passed" if o.passed else "failed" for o in outcomes})
     text = render_markdown(MarkdownInput(result, thresholds, outcomes, verdict, "header <x>"))
     assert "header &lt;x&gt;" in text and "baseline" not in text and "Δ" not in text
-    assert "| class | n | correct | recall | 95% CI | floor | floor check |\n| :-- | --: |" in text
+    assert "| class | n | correct | recall | 95% CI | floor | slack | floor check |\n| :-- | --: |" in text
+    assert "<details><summary>Broken" not in text
     assert escape("a|b <c>") == "a\\|b &lt;c&gt;"
 
 

@@ -235,3 +235,54 @@ def test_emogate_diff_names_bad_input(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "candidate file " in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["diff", str(SEED), str(SEED), "--show", "-1"])
+
+
+# --- slack and the Markdown's sample lists ------------------------------------------------------------------
+
+
+def test_floor_slack_counts_the_answers_a_class_may_still_lose() -> None:
+    from pytest_emogate.evaluate.checks import floor_slack
+    from pytest_emogate.evaluate.metrics import ClassStats, wilson_interval
+    from pytest_emogate.evaluate.thresholds import ClassFloor
+
+    def stats(correct: int, n: int) -> ClassStats:
+        return ClassStats(n, correct, correct, correct / n if n else 0.0, wilson_interval(correct, n), 1.0, 1.0)
+
+    assert floor_slack(stats(6, 14), ClassFloor(0.35)) == 1  # 5/14 = 35.7% still clears 35%, 4/14 does not
+    assert floor_slack(stats(5, 14), ClassFloor(0.35)) == 0
+    assert floor_slack(stats(4, 14), ClassFloor(0.35)) == -1  # one more right answer needed
+    assert floor_slack(stats(33, 45), ClassFloor(0.70)) == 1
+    assert floor_slack(stats(14, 14), ClassFloor(0.0)) == 14
+    assert floor_slack(stats(1, 2), ClassFloor(0.30, "lower_bound")) == -1  # 2/2 has lower bound 34.2%
+    assert floor_slack(stats(3, 4), ClassFloor(0.99, "lower_bound")) is None  # even 4/4 cannot clear it
+    assert floor_slack(stats(0, 0), ClassFloor(0.5)) is None
+
+
+def test_the_markdown_lists_samples_in_details_and_stays_under_a_mebibyte() -> None:
+    from pytest_emogate.evaluate.checks import evaluate_all
+    from pytest_emogate.evaluate.verdict import judge
+    from pytest_emogate.report.markdown import MAX_BYTES, MarkdownInput, render_markdown
+
+    thresholds = load_thresholds(THRESHOLDS)
+    names = [f"sample_{'n' * 70}_{i:05d}" for i in range(5000)]
+    noisy = "<b>&amp;|" * 200 + " wrong"  # escaping makes each shown character several bytes
+    baseline = [Prediction(name, "sad", noisy + " sad") for name in names]  # every answer right
+    candidate = [Prediction(name, "sad", noisy) for name in names]  # every answer broken
+    after = result_of(candidate)
+    comparison = compare(result_of(baseline), after, "baseline", reps=2)
+    outcomes = evaluate_all(thresholds, after)
+    verdict = judge([o.id for o in outcomes], {o.id: "passed" if o.passed else "failed" for o in outcomes})
+    text = render_markdown(MarkdownInput(after, thresholds, outcomes, verdict, "header", comparison, "baseline b"))
+    assert MAX_BYTES - 2000 < len(text.encode("utf-8")) <= MAX_BYTES
+    assert "<details><summary>Broken (5000)</summary>" in text
+    assert "<b>" not in text and "&lt;b&gt;" in text  # answers are text, never HTML
+    listed = text.count("\n| sample_")
+    assert 5000 > listed > 300
+    assert f"*{5000 - listed} more samples are not listed here: the summary stays under 1,000,000 bytes" in text
+    seed = read_predictions(SEED, LABELS)
+    regressed = result_of(read_predictions(REGRESSED, LABELS))
+    small = render_markdown(MarkdownInput(
+        regressed, thresholds, outcomes, verdict, "header", compare(result_of(seed), regressed, "baseline", reps=10),
+        "baseline b",
+    ))  # fmt: skip
+    assert small.count("\n| samplenew_") == 22 and "not listed here" not in small

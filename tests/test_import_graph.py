@@ -12,7 +12,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pytest_emogate"
 STAGES = (
-    ("files", "safe_yaml", "formats", "extras", "answers", "predictions"),  # files; YAML; how numbers are written; optional libraries
+    # files; YAML; how numbers are written; optional libraries; the answer contract; predictions files
+    ("files", "safe_yaml", "formats", "extras", "answers", "predictions"),
     ("data", "model"),  # Test3 files -> samples; the model
     ("inference",),  # samples -> answers
     ("evaluate",),  # answers -> result -> outcomes -> verdict

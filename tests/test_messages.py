@@ -201,11 +201,11 @@ def test_the_terminal_summary(thresholds: Thresholds, result: GateResult) -> Non
     text = render_summary(result, thresholds, verdict, "emogate: gate.yaml, 8 answers", width=100, color=False)
     lines = text.splitlines()
     assert lines[0] == "emogate: gate.yaml, 8 answers"
-    assert "class    n  correct  recall       95% CI  precision     F1     floor  ?  status" in lines
-    assert "sad      4        3   75.0%   30.1-95.4%     100.0%  85.7%     70.0%  ?  pass" in lines
-    assert "happy    2        2  100.0%  34.2-100.0%      66.7%  80.0%         -     -" in lines
-    assert "angry    2        1   50.0%    9.5-90.5%     100.0%  66.7%  30.0% lb  ?  FAIL" in lines
-    assert "worried  0        0    0.0%   0.0-100.0%       0.0%   0.0%     50.0%     not run" in lines
+    assert "class    n  correct  recall       95% CI  precision     F1     floor  slack  ?  status" in lines
+    assert "sad      4        3   75.0%   30.1-95.4%     100.0%  85.7%     70.0%      0  ?  pass" in lines
+    assert "happy    2        2  100.0%  34.2-100.0%      66.7%  80.0%         -      -     -" in lines
+    assert "angry    2        1   50.0%    9.5-90.5%     100.0%  66.7%  30.0% lb     -1  ?  FAIL" in lines
+    assert "worried  0        0    0.0%   0.0-100.0%       0.0%   0.0%     50.0%  never     not run" in lines
     assert "accuracy            75.00%  70.00%  pass" in lines
     assert "uar                 75.00%  90.00%  FAIL" in lines
     assert "angry          0      0      1        0          1  2" in lines  # the <invalid> column holds "doubt"
@@ -221,6 +221,6 @@ def test_the_quiet_summary_keeps_the_class_table_and_the_verdict(thresholds: Thr
     verdict = judge(["class_floor[sad]"], {"class_floor[sad]": "passed"})
     text = render_summary(result, thresholds, verdict, "header", width=100, color=False, quiet=True)
     lines = text.splitlines()
-    assert "sad      4        3   75.0%   30.1-95.4%     100.0%  85.7%     70.0%  ?  pass" in lines
+    assert "sad      4        3   75.0%   30.1-95.4%     100.0%  85.7%     70.0%      0  ?  pass" in lines
     assert not any(line.startswith(("Overall", "Confusion matrix")) for line in lines)
     assert lines[-1] == "emogate verdict: PASSED (1 check)"

@@ -35,7 +35,7 @@ def test_the_seed_fails_only_on_label_validity(project: pytest.Pytester) -> None
                 "['neutral', 'angry', 'happy', 'sad', 'worried', 'surprise'] (e.g. samplenew_00000702)",
                 "*= emogate summary =*",
                 "Per-class recall*",
-                "surprise *14 *6 *42.9% *21.4-67.4% *54.5% *48.0% *35.0% *pass",
+                "surprise *14 *6 *42.9% *21.4-67.4% *35.0% *+1 *? *pass",
                 "Overall",
                 "accuracy *90.65% *89.00% *pass",
                 "Confusion matrix (rows: gold label, columns: predicted label)",

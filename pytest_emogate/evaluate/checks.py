@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pytest_emogate.evaluate.metrics import ClassStats, GateResult
-from pytest_emogate.evaluate.thresholds import Thresholds
+from pytest_emogate.evaluate.metrics import ClassStats, GateResult, wilson_interval
+from pytest_emogate.evaluate.thresholds import ClassFloor, Thresholds
 from pytest_emogate.formats import clip, interval, invalid_answers, pct
 
 EXAMPLE_SAMPLES = 3
@@ -103,6 +103,25 @@ def class_floor(thresholds: Thresholds, result: GateResult, label: str) -> Outco
     else:
         message = f"{described} {relation} floor {pct(rule.floor)} ({source})"
     return Outcome(f"class_floor[{label}]", passed, judged, rule.floor, message, stats.n)
+
+
+def floor_slack(stats: ClassStats, rule: ClassFloor) -> int | None:
+    """How many more of the class's answers may go wrong before its floor fails (negative: how many more must go
+    right for it to pass); None when no count of right answers out of n could pass."""
+
+    def passes(correct: int) -> bool:
+        judged = wilson_interval(correct, stats.n)[0] if rule.on == "lower_bound" else correct / stats.n
+        return judged >= rule.floor
+
+    if stats.n == 0:
+        return None
+    if passes(stats.correct):
+        least = stats.correct
+        while least > 0 and passes(least - 1):
+            least -= 1
+        return stats.correct - least
+    needed = next((c for c in range(stats.correct + 1, stats.n + 1) if passes(c)), None)
+    return None if needed is None else stats.correct - needed
 
 
 def label_validity(thresholds: Thresholds, result: GateResult, _: str = "label_validity") -> Outcome:

@@ -8,15 +8,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_emogate.evaluate.checks import Outcome, inconclusive
-from pytest_emogate.evaluate.compare import Comparison, Delta
+from pytest_emogate.evaluate.checks import Outcome, floor_slack, inconclusive
+from pytest_emogate.evaluate.compare import Comparison, Delta, Pair
 from pytest_emogate.evaluate.metrics import METRICS, GateResult
+from pytest_emogate.evaluate.regression import delta_of, detection_limit, regression_ids
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict
-from pytest_emogate.formats import ci_range, invalid_answers, invalid_policy, p_text, pct, sparkline
+from pytest_emogate.formats import ci_range, clip, invalid_answers, invalid_policy, p_text, pct, sparkline
 from pytest_emogate.history import Run
 
 INCONCLUSIVE = "inconclusive"
+MAX_BYTES = 1_000_000
+"""The most bytes a summary takes: GitHub drops a step summary over 1 MiB (1,048,576 bytes)."""
+NOTE_BYTES = 400
+"""Room kept for the note that counts the samples left out."""
+ANSWER_CHARS = 120
+"""The most characters of an answer a sample row shows."""
 TEXT_COLUMNS = ("class", "metric", "floor check", "regression", "test", "trend", "check", "verdict", "message")
 """Left-aligned in every table (with each table's first column); numbers are right-aligned."""
 
@@ -59,6 +66,20 @@ def _status(verdict: Verdict, check_id: str, unsure: bool = False) -> str:
     return f"{text} · {INCONCLUSIVE}" if unsure else text
 
 
+def _slack(slack: int | None) -> str:
+    return "never" if slack is None else f"{slack:+d}" if slack else "0"
+
+
+def _can_fail_at(data: MarkdownInput, key: str) -> str:
+    """The smallest drop (points) that could fail the key's regression check; '-' when none is declared or the
+    test is the bootstrap, 'never' when no drop can fail it."""
+    assert data.comparison is not None
+    if key not in regression_ids(data.thresholds) or delta_of(data.comparison, key).test != "mcnemar":
+        return "-"
+    drop = detection_limit(data.thresholds, data.comparison, key)
+    return "never" if drop is None else f"{100 * drop:.2f}"
+
+
 def _points(delta: Delta) -> str:
     return f"{100 * delta.delta:+.2f}"
 
@@ -85,14 +106,64 @@ def render_markdown(data: MarkdownInput) -> str:
     lines += ["<details><summary>Every check</summary>", ""]
     rows = [[f"`{o.id}`", _status(verdict, o.id), escape(o.message)] for o in data.outcomes]
     lines += [*_table(["check", "verdict", "message"], rows), "</details>", ""]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if data.comparison is None:
+        return text
+    budget = MAX_BYTES - len(text.encode("utf-8")) - 1
+    return text + "\n" + "\n".join(_sample_sections(data.comparison, budget))
+
+
+def _sample_sections(comparison: Comparison, budget: int) -> list[str]:
+    """The broken, fixed and changed samples in `<details>` blocks, within `budget` bytes: the rest is counted
+    in a note (GitHub drops a step summary over 1 MiB)."""
+    changed = comparison.changed()
+    lists = [("Broken", comparison.samples("broken")), ("Fixed", comparison.samples("fixed")),
+             ("Changed answer, right in both", changed["answer_text"]),
+             ("Changed label, wrong in both", changed["wrong_label"])]  # fmt: skip
+    header = _table(["sample", "gold", "baseline answer", "candidate answer", "read as"], [])[:2]
+    left = budget - NOTE_BYTES
+    lines: list[str] = []
+    left_out = 0
+    for title, pairs in lists:
+        if not pairs:
+            continue
+        block = [f"<details><summary>{title} ({len(pairs)})</summary>", "", *header]
+        ending = ["", "</details>", ""]
+        cost = _bytes(block) + _bytes(ending)
+        rows = []
+        for pair in pairs:
+            row = _sample_row(pair)
+            if cost + len(row.encode("utf-8")) + 1 > left:
+                break
+            rows.append(row)
+            cost += len(row.encode("utf-8")) + 1
+        left_out += len(pairs) - len(rows)
+        if rows:
+            lines += [*block, *rows, *ending]
+            left -= cost
+    if left_out:
+        lines += [
+            f"*{left_out} more samples are not listed here: the summary stays under {MAX_BYTES:,} bytes (GitHub "
+            "drops a larger step summary); the JSON report's `baseline.samples` lists them all.*",
+            "",
+        ]
+    return lines
+
+
+def _sample_row(pair: Pair) -> str:
+    answers = (escape(clip(output, ANSWER_CHARS)) for output in (pair.baseline_output, pair.candidate_output))
+    return _row([escape(clip(pair.name)), escape(pair.gold), *answers, escape(f"{pair.baseline} → {pair.candidate}")])
+
+
+def _bytes(lines: Sequence[str]) -> int:
+    return sum(len(line.encode("utf-8")) + 1 for line in lines)
 
 
 def _class_section(data: MarkdownInput) -> list[str]:
     result, comparison = data.result, data.comparison
-    header = ["class", "n", "correct", "recall", "95% CI", "floor", "floor check"]
+    header = ["class", "n", "correct", "recall", "95% CI", "floor", "slack", "floor check"]
     if comparison is not None:
-        header += ["baseline", "Δ pts", "fixed", "broken", "p", "regression"]
+        header += ["baseline", "Δ pts", "fixed", "broken", "p", "can fail at", "regression"]
     if data.history:
         header += ["trend"]
     rows, unsure_any = [], False
@@ -102,12 +173,13 @@ def _class_section(data: MarkdownInput) -> list[str]:
         unsure = rule is not None and inconclusive(stats, rule.floor)
         unsure_any |= unsure
         floor = "-" if rule is None else pct(rule.floor) + (" (lower bound)" if rule.on == "lower_bound" else "")
-        row = [label, str(stats.n), str(stats.correct), pct(stats.recall), ci_range(stats.recall_ci95), floor,
+        slack = "-" if rule is None else _slack(floor_slack(stats, rule))
+        row = [label, str(stats.n), str(stats.correct), pct(stats.recall), ci_range(stats.recall_ci95), floor, slack,
                _status(data.verdict, f"class_floor[{label}]", unsure)]  # fmt: skip
         if comparison is not None:
             delta = comparison.per_class[label]
             row += [pct(delta.baseline), _points(delta), str(delta.fixed), str(delta.broken), p_text(delta.p_value),
-                    _status(data.verdict, f"regression[{label}]")]  # fmt: skip
+                    _can_fail_at(data, label), _status(data.verdict, f"regression[{label}]")]  # fmt: skip
         if data.history:
             row += [sparkline([run.per_class[label]["recall"] for run in data.history if label in run.per_class])]
         rows.append(row)
@@ -124,7 +196,7 @@ def _overall_section(data: MarkdownInput) -> list[str]:
     comparison = data.comparison
     header = ["metric", "value", "floor", "floor check"]
     if comparison is not None:
-        header += ["baseline", "Δ pts", "95% CI of Δ", "p", "test", "regression"]
+        header += ["baseline", "Δ pts", "95% CI of Δ", "p", "test", "can fail at", "regression"]
     rows = []
     for metric in METRICS:
         floor = data.thresholds.overall.get(metric)
@@ -134,7 +206,7 @@ def _overall_section(data: MarkdownInput) -> list[str]:
             delta = comparison.metrics[metric]
             test = "exact McNemar" if delta.test == "mcnemar" else "paired bootstrap"
             row += [f"{100 * delta.baseline:.2f}%", _points(delta), _ci_points(delta), p_text(delta.p_value), test,
-                    _status(data.verdict, f"regression[{metric}]")]  # fmt: skip
+                    _can_fail_at(data, metric), _status(data.verdict, f"regression[{metric}]")]  # fmt: skip
         rows.append(row)
     return ["### Overall", "", *_table(header, rows)]
 

@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_emogate.evaluate.checks import Outcome, inconclusive
+from pytest_emogate.evaluate.checks import Outcome, floor_slack, inconclusive
 from pytest_emogate.evaluate.compare import Comparison
-from pytest_emogate.evaluate.metrics import METRICS, GateResult
+from pytest_emogate.evaluate.metrics import METRICS, ClassStats, GateResult
 from pytest_emogate.evaluate.regression import delta_of, detection_limit
-from pytest_emogate.evaluate.thresholds import Thresholds
+from pytest_emogate.evaluate.thresholds import ClassFloor, Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, INCOMPLETE, PASSED, Verdict
 from pytest_emogate.files import display_path
 from pytest_emogate.formats import ci_range, clip, invalid_answers, invalid_policy, p_text, pct, pct2, sparkline
@@ -109,12 +109,14 @@ def status_cell(verdict: Verdict, check_id: str) -> str:
 
 
 def _class_table(result: GateResult, thresholds: Thresholds, verdict: Verdict, narrow: bool) -> Table:
-    columns: tuple[str, ...] = ("class", "n", "correct", "recall", "95% CI", "precision", "F1", "floor", "?", "status")
+    columns: tuple[str, ...] = (
+        "class", "n", "correct", "recall", "95% CI", "precision", "F1", "floor", "slack", "?", "status",
+    )  # fmt: skip
     if narrow:
         columns = tuple(column for column in columns if column not in ("precision", "F1"))
     title = (
-        "Per-class recall ('lb': the floor applies to the 95% lower bound; "
-        "'?': inconclusive, the 95% CI contains the floor)"
+        "Per-class recall ('lb': the floor applies to the 95% lower bound; 'slack': answers the class may still "
+        "lose before its floor fails; '?': inconclusive, the 95% CI contains the floor)"
     )
     table = _table(title, columns, ("class", "?", "status"))
     for label in result.labels:
@@ -125,10 +127,18 @@ def _class_table(result: GateResult, thresholds: Thresholds, verdict: Verdict, n
         cells = {
             "class": label, "n": str(stats.n), "correct": str(stats.correct), "recall": pct(stats.recall),
             "95% CI": ci_range(stats.recall_ci95), "precision": pct(stats.precision), "F1": pct(stats.f1),
-            "floor": floor, "?": unsure, "status": status_cell(verdict, f"class_floor[{label}]"),
+            "floor": floor, "slack": _slack_cell(stats, rule), "?": unsure,
+            "status": status_cell(verdict, f"class_floor[{label}]"),
         }  # fmt: skip
         table.add_row(*(cells[column] for column in columns))
     return table
+
+
+def _slack_cell(stats: ClassStats, rule: ClassFloor | None) -> str:
+    if rule is None:
+        return "-"
+    slack = floor_slack(stats, rule)
+    return "never" if slack is None else f"{slack:+d}" if slack else "0"
 
 
 def _overall_table(result: GateResult, thresholds: Thresholds, verdict: Verdict) -> Table:
