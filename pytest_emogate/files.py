@@ -266,6 +266,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def append_text(path: Path, text: str) -> None:
+    """Append UTF-8 text to `path` (a file others append to as well, such as $GITHUB_STEP_SUMMARY): through a
+    symlink, into a device or FIFO as it is (one nobody reads is refused at once), never truncating."""
+    target = Path(os.path.realpath(path))
+    if is_stream(target):
+        _write_stream(target, text.encode("utf-8"))
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def _write_stream(target: Path, data: bytes) -> None:
     """Write into a character device or FIFO as it is; a FIFO that nobody reads is refused at once (opening it
     would wait for a reader forever)."""

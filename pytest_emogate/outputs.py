@@ -98,6 +98,13 @@ class Outputs:
         steps: list[tuple[str, Path | None, Callable[[], None]]] = [
             ("--emogate-report", self.report, lambda: self._report(gate, verdict)),
         ]
+        rendered: list[str] = []
+
+        def markdown() -> str:  # rendered once, for the file and the step summary
+            if not rendered:
+                rendered.append(self._markdown_text(gate, verdict))
+            return rendered[0]
+
         if gate.available:  # else no gate test ran and the answers would need inference: nothing else to write
             steps += [
                 ("--emogate-save-predictions", self.save_predictions,
@@ -106,7 +113,8 @@ class Outputs:
                 ("--emogate-update-baseline", self.update_baseline, lambda: self._update_baseline(gate, verdict)),
                 ("--emogate-ratchet", gate.thresholds.path if self.ratchet else None,
                  lambda: self._ratchet(gate, verdict)),
-                ("--emogate-markdown", self.markdown or self.step_summary, lambda: self._markdown(gate, verdict)),
+                ("--emogate-markdown", self.markdown, lambda: self._markdown(markdown())),
+                (f"${STEP_SUMMARY}", self.step_summary, lambda: self._step_summary(markdown())),
                 ("--emogate-plot", self.plot, lambda: self._plot(gate, verdict)),
             ]  # fmt: skip
         for option, path, step in steps:
@@ -180,26 +188,30 @@ class Outputs:
         result = gate.result()
         self.notes.append((ratchet(gate.thresholds, result, metric_intervals(result)).rstrip("\n"), -1))
 
-    def _markdown(self, gate: Gate, verdict: Verdict) -> None:
+    def _markdown_text(self, gate: Gate, verdict: Verdict) -> str:
         from pytest_emogate.report.markdown import MarkdownInput, render_markdown
 
         policy = gate.thresholds.regression
-        text = render_markdown(
+        return render_markdown(
             MarkdownInput(
                 gate.result(), gate.thresholds, list(gate.outcomes().values()), verdict, gate.header(),
                 gate.comparison(), gate.baseline.description if gate.baseline else "",
                 policy.alpha if policy else None, self.runs,
             )
         )  # fmt: skip
-        if self.markdown is not None:
-            from pytest_emogate.files import atomic_write_text
 
-            atomic_write_text(self.markdown, text)
-            self.notes.append((f"emogate: wrote the Markdown summary to {display_path(self.markdown)}", 0))
-        if self.step_summary is not None:
-            # GitHub's contract: each step appends to the file it is given; never truncate the others' parts
-            with self.step_summary.open("a", encoding="utf-8") as handle:
-                handle.write(text + "\n")
+    def _markdown(self, text: str) -> None:
+        from pytest_emogate.files import atomic_write_text
+
+        assert self.markdown is not None
+        atomic_write_text(self.markdown, text)
+        self.notes.append((f"emogate: wrote the Markdown summary to {display_path(self.markdown)}", 0))
+
+    def _step_summary(self, text: str) -> None:
+        from pytest_emogate.files import append_text
+
+        assert self.step_summary is not None
+        append_text(self.step_summary, text + "\n")  # GitHub's contract: each step appends; never truncate
 
     def summary(self, gate: Gate, verdict: Verdict, *, width: int, color: bool, verbosity: int) -> str:
         """The terminal summary: the tables when the result is at hand (never inference for it), and the verdict."""

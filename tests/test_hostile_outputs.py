@@ -343,3 +343,15 @@ def test_history_csv_into_a_missing_folder_is_written_and_into_a_file_is_an_erro
     assert main(["history", "--db", db, "--csv", str(project.path / "preds.csv" / "runs.csv")]) == 2
     assert capsys.readouterr().err == (f"emogate: --csv {project.path / 'preds.csv' / 'runs.csv'}: "
                                        f"{project.path / 'preds.csv'} is not a folder\n")  # fmt: skip
+
+
+def test_a_step_summary_fifo_nobody_reads_is_named_not_waited_for(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.mkfifo(project.path / "summary.fifo")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(project.path / "summary.fifo"))
+    result = project.runpytest_subprocess("--emogate-predictions", "preds.csv", "--emogate-no-history", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        ["emogate: $GITHUB_STEP_SUMMARY summary.fifo was NOT written: is a FIFO that nobody reads"]
+    )
