@@ -186,17 +186,6 @@ def test_a_read_only_answers_file_is_refused_when_the_cache_is_opened(
     assert str(error.value) == f"answer cache {cache.answers_path}: is not writable (make it writable or delete it)"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
-def test_a_chmod_read_only_cache_folder_is_refused(tmp_path: Path) -> None:
-    folder = AnswerCache.open(tmp_path, KEY).folder
-    folder.chmod(0o555)
-    try:
-        with pytest.raises(pytest.UsageError, match="is not writable"):
-            AnswerCache.open(tmp_path, KEY)
-    finally:
-        folder.chmod(0o755)
-
-
 def test_gold_labels_come_from_the_data_and_a_tampered_one_is_named(tmp_path: Path) -> None:
     cache = AnswerCache.open(tmp_path, KEY)
     write_lines(cache, {"name": "a", "label": "sad", "output": "happy"}, {"name": "b", "label": "happy",
