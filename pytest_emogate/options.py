@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_emogate.formats import LISTED_SAMPLES
-from pytest_emogate.inference.settings import MODES, default_of
+from pytest_emogate.inference.settings import DTYPES, MODES, default_of
 
 SOURCES = ("predictions", "ckpt")
 """The two answer sources: a predictions file made elsewhere, or inference from a checkpoint."""
@@ -117,6 +117,8 @@ VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                                   "generation fallback"),
         ("workers", _at_least_zero, "DataLoader processes preparing frames and features during inference (0: a "
                                     "thread reads ahead)"),
+        ("dtype", _choice(*DTYPES), "precision: auto (the original's fp16 autocast on CUDA, fp32 on CPU), float32, "
+                                    "or float16 / bfloat16 (the original's mixed precision in that dtype, any device)"),
     )
 }  # fmt: skip
 """Inference settings: their defaults are the InferenceSettings fields'."""

@@ -256,25 +256,32 @@ def _identity(path: Path) -> list[tuple[str, int, int]]:
     return [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files if file.is_file()]
 
 
-def answer_key(settings: InferenceSettings, data_fingerprint: str) -> dict[str, Any]:
+def answer_key(
+    settings: InferenceSettings, data_fingerprint: str, *, checkpoint_sha256: str | None = None
+) -> dict[str, Any]:
     """What determines the answers: the cache key.
 
-    The checkpoint and data are hashed; the base Llama and EVA files (gigabytes, fixed per project) are named by
-    size and modification time; the prompt by the source of the module that builds it; the decoding settings
-    and the package version as they are. Batch size is left out: in fp32 it does not change an answer.
+    The checkpoint and data are hashed (`checkpoint_sha256` when the caller has it already); the base Llama and
+    EVA files (gigabytes, fixed per project) are named by size and modification time; the prompt by the source
+    of the module that builds it; the decoding settings, the dtype and the package version as they are. The
+    batch size is in only where it can change an answer (half precision, `may_round_by_batch`): in fp32 it does
+    not.
     """
     from pytest_emogate import __version__
 
     prompt_module = Path(__file__).parents[1] / "model" / "prompt.py"
     s = settings
+    decoding: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "mode": s.mode, "merge_lora": s.merge_lora}
+    if s.may_round_by_batch:
+        decoding["batch_size"] = s.batch_size
     return {
         "version": __version__,
-        "checkpoint_sha256": file_sha256(s.ckpt),
+        "checkpoint_sha256": checkpoint_sha256 or file_sha256(s.ckpt),
         "data_fingerprint": data_fingerprint,
         "llama": _identity(s.llama),
         "vit": _identity(s.vit),
         "prompt_sha256": file_sha256(prompt_module),
-        "decoding": {"max_new_tokens": s.max_new_tokens, "mode": s.mode, "merge_lora": s.merge_lora},
-        "model": {"image_size": s.image_size, "head_dim": s.head_dim, "lora_alpha": s.lora_alpha},
+        "decoding": decoding,
+        "model": {"image_size": s.image_size, "head_dim": s.head_dim, "lora_alpha": s.lora_alpha, "dtype": s.dtype},
         "device": s.device,
     }

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.files import usage_error
 from pytest_emogate.inference.progress import progress_bar
-from pytest_emogate.inference.settings import MODES, InferenceSettings
+from pytest_emogate.inference.settings import DTYPES, MODES, InferenceSettings
 from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def run_inference(
     files = ModelFiles(
         settings.ckpt, settings.llama, settings.vit, settings.image_size, settings.head_dim, settings.lora_alpha
     )
-    model, tokenizer = load_emotion_llama(files, device)
+    model, tokenizer = load_emotion_llama(files, device, settings.dtype)
     loaded = time.perf_counter()
     prompts = tokenize_prompts(tokenizer, [prompt_sentence(sample) for sample in samples])
     load = SampleInputs.for_device(samples, settings.image_size, device, settings.workers)
@@ -213,6 +213,8 @@ def _check_settings(settings: InferenceSettings) -> None:
         problems.append(f"image size and head dim: expected positive, found {settings.image_size}, {settings.head_dim}")
     if settings.mode not in MODES:
         problems.append(f"mode: expected one of {', '.join(MODES)}, found {settings.mode!r}")
+    if settings.dtype not in DTYPES:
+        problems.append(f"dtype: expected one of {', '.join(DTYPES)}, found {settings.dtype!r}")
     if not isinstance(settings.merge_lora, bool):
         problems.append(f"merge LoRA: expected true or false, found {settings.merge_lora!r}")
     if isinstance(settings.workers, bool) or not isinstance(settings.workers, int) or settings.workers < 0:

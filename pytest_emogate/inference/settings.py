@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("generate", "score")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+"""auto: the original's fp16 autocast on CUDA, fp32 on the CPU; float16 and bfloat16 make the original's
+mixed-precision choices in that half dtype on any device; float32: none of them."""
+HALF_DTYPES = ("float16", "bfloat16")
 MER2023_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 
 
@@ -28,6 +32,14 @@ class InferenceSettings:
     merge_lora: bool = False  # fold the LoRA into the base weights after loading (agreement checked and noted)
     workers: int = 0  # DataLoader processes decoding frames and reading features; 0: in the main process
     labels: tuple[str, ...] = MER2023_LABELS  # what score mode scores (the thresholds' labels)
+    dtype: str = "auto"  # one of DTYPES
+
+    @property
+    def may_round_by_batch(self) -> bool:
+        """Whether the batch size can change an answer: in half precision the rounding of a batched product
+        depends on the batch (auto counts as half on every device but the CPU). In fp32 the answers do not
+        depend on it (834 of 834 equal, bench/RESULTS.md; --emogate-probe checks it on the user's machine)."""
+        return self.dtype in HALF_DTYPES or (self.dtype == "auto" and self.device != "cpu")
 
 
 def default_of(name: str) -> Any:

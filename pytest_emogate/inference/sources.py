@@ -202,6 +202,7 @@ class CheckpointInference:
             "inference": {
                 "batch_size": s.batch_size, "max_new_tokens": s.max_new_tokens, "image_size": s.image_size,
                 "lora_alpha": s.lora_alpha, "head_dim": s.head_dim, "mode": s.mode, "merge_lora": s.merge_lora,
+                "dtype": s.dtype,
                 "capped": _capped(answers), "cached": len(answers) - self._inferred(),
                 "cache": str(self.cache.folder) if self.cache_root is not None else None,
             },
@@ -258,6 +259,7 @@ class CheckpointInference:
         """What this process's inference did: its samples, devices and seconds, and the notes of each run."""
         s = self.settings
         settings = f"batch size {s.batch_size}, mode {s.mode}, max {s.max_new_tokens} new tokens"
+        settings += f", dtype {s.dtype}" if s.dtype != "auto" else ""
         lines = []
         if self._ranks:
             seconds = max((rank.timings_s.get("inference", 0.0) for rank in self._ranks), default=0.0)

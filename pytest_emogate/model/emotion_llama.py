@@ -3,7 +3,8 @@
 The multimodal block of one sample is [image tokens | Face | Video | Audio | CLS]: each image token is 4
 consecutive patch tokens concatenated (1x4 horizontal strips in raster order) through `llama_proj`, each
 feature vector goes through its own projection, and the CLS token through `cls_tk_llama_proj`. On CUDA the
-encoder and the language model run under fp16 autocast with the original's per-parameter dtypes (spec §1.9).
+encoder and the language model run under fp16 autocast with the original's per-parameter dtypes (spec §1.9);
+`--emogate-dtype` makes the same choices in float16 or bfloat16 on any device, or none (float32).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pytest_emogate.model.checkpoint import (
 from pytest_emogate.model.eva import EvaVit, build_vit, vit_problems
 from pytest_emogate.model.llama_files import LlamaSizes, check_llama_folder, lora_problems
 from pytest_emogate.model.llm import attach_lora, lm_parts, load_llama, load_tokenizer
+from pytest_emogate.model.precision import half_dtype
 
 LN_VISION_EPS = 1e-5
 
@@ -50,8 +52,12 @@ class ModelFiles:
 class EmotionLlama(nn.Module):
     """The model at inference: `multimodal_block` encodes images and features, `logits` runs the LLM."""
 
-    def __init__(self, vit: EvaVit, llm: Any, projections: dict[str, nn.Linear], ln_vision: nn.LayerNorm) -> None:
+    def __init__(
+        self, vit: EvaVit, llm: Any, projections: dict[str, nn.Linear], ln_vision: nn.LayerNorm, dtype: str = "auto"
+    ) -> None:
         super().__init__()
+        self.precision = dtype
+        """The `--emogate-dtype` setting the model was built for (precision.py)."""
         self.vit = vit
         self.ln_vision = ln_vision
         self.llama_proj = projections["llama_proj"]
@@ -67,9 +73,11 @@ class EmotionLlama(nn.Module):
         return self.lm_head.weight.device
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """fp16 autocast on CUDA, as the original's `maybe_autocast`; nothing on CPU (fp32)."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
+        """Autocast in the model's half dtype on its device: by default fp16 on CUDA, as the original's
+        `maybe_autocast`, and nothing on the CPU (fp32)."""
+        half = half_dtype(self.precision, self.device)
+        if half is not None:
+            return torch.autocast(self.device.type, dtype=half)
         return contextlib.nullcontext()
 
     def multimodal_block(self, images: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -144,15 +152,17 @@ def check_model_files(files: ModelFiles) -> tuple[StageTwo, VitWeights, LlamaSiz
     return stage, vit, sizes
 
 
-def load_emotion_llama(files: ModelFiles, device: torch.device) -> tuple[EmotionLlama, Any]:
-    """Load the model and its tokenizer from local files, every key accounted for; fp16 on CUDA, fp32 on CPU.
-    Every file is checked first (check_model_files), so a bad one stops the load before anything is built."""
+def load_emotion_llama(files: ModelFiles, device: torch.device, dtype: str = "auto") -> tuple[EmotionLlama, Any]:
+    """Load the model and its tokenizer from local files, every key accounted for; in the mixed precision of
+    `dtype` (precision.py; auto: fp16 on CUDA, fp32 on CPU). Every file is checked first (check_model_files), so
+    a bad one stops the load before anything is built."""
+    half_dtype(dtype, device)  # an unknown name stops the load before anything is read
     stage, weights, _ = check_model_files(files)
     tokenizer = load_tokenizer(files.llama)
-    vit = build_vit(weights, files.image_size, files.head_dim, device)
-    llama = load_llama(files.llama, device)
+    vit = build_vit(weights, files.image_size, files.head_dim, device, dtype)
+    llama = load_llama(files.llama, device, dtype)
     llm = attach_lora(llama, stage, stage.lora_alpha(files.lora_alpha))
-    model = EmotionLlama(vit, llm, _projections(stage), _ln_vision(stage, vit.width)).to(device)
+    model = EmotionLlama(vit, llm, _projections(stage), _ln_vision(stage, vit.width), dtype).to(device)
     return model.eval().requires_grad_(False), tokenizer
 
 

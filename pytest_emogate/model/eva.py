@@ -2,8 +2,9 @@
 
 Pre-norm blocks with LayerNorm eps 1e-6, attention with a q and a v bias (k has none), an exact-erf GELU MLP,
 an absolute position embedding bicubic-interpolated in fp32 from the file's grid to the image's, and no final
-norm: the output is every token of the last built block. On CUDA the Conv/Linear weights are fp16 and the rest
-fp32, and the caller runs it under fp16 autocast, so the residual stream stays fp32 as in the original.
+norm: the output is every token of the last built block. In half precision (on CUDA by default: precision.py)
+the Conv/Linear weights are in the half dtype and the rest fp32, and the caller runs it under autocast, so the
+residual stream stays fp32 as in the original.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from pytest_emogate.files import usage_error
 from pytest_emogate.model.checkpoint import VitWeights
+from pytest_emogate.model.precision import half_dtype
 
 VIT_LN_EPS = 1e-6
 
@@ -108,8 +110,9 @@ class EvaVit(nn.Module):
         return x
 
 
-def build_vit(weights: VitWeights, image_size: int, head_dim: int, device: torch.device) -> EvaVit:
-    """The EVA module with the file's weights: fp32 on CPU; fp16 Conv/Linear and fp32 rest on CUDA."""
+def build_vit(weights: VitWeights, image_size: int, head_dim: int, device: torch.device, dtype: str = "auto") -> EvaVit:
+    """The EVA module with the file's weights: all fp32, or in the half dtype of `dtype` on `device` (auto: fp16
+    on CUDA) the Conv/Linear weights and biases in it and the rest fp32."""
     problems = vit_problems(weights, image_size, head_dim)
     if problems:
         raise usage_error(f"EVA-ViT weights {weights.path}", problems)
@@ -121,11 +124,11 @@ def build_vit(weights: VitWeights, image_size: int, head_dim: int, device: torch
         state["pos_embed"] = resize_pos_embed(state["pos_embed"], image_size // weights.patch)
     except ValueError as error:
         raise usage_error(f"EVA-ViT weights {weights.path}", [str(error)]) from None
+    precision = half_dtype(dtype, device) or torch.float32
     half = {f"{name}.{part}" for name, module in vit.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))
-            for part in ("weight", "bias")} if device.type == "cuda" else set()  # fmt: skip
+            for part in ("weight", "bias")}  # fmt: skip
     placed = {
-        key: value.to(device=device, dtype=torch.float16 if key in half else torch.float32)
-        for key, value in state.items()
+        key: value.to(device=device, dtype=precision if key in half else torch.float32) for key, value in state.items()
     }
     try:
         vit.load_state_dict(placed, strict=True, assign=True)

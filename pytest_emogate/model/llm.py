@@ -19,6 +19,7 @@ import torch
 from pytest_emogate.files import usage_error
 from pytest_emogate.model.checkpoint import StageTwo
 from pytest_emogate.model.llama_files import check_llama_folder
+from pytest_emogate.model.precision import half_dtype
 from pytest_emogate.model.prompt import PAD_TOKEN
 
 if TYPE_CHECKING:
@@ -64,19 +65,19 @@ def load_tokenizer(path: Path) -> LlamaTokenizer:
     return tokenizer
 
 
-def load_llama(path: Path, device: torch.device) -> LlamaForCausalLM:
-    """Llama from local files: fp16 straight onto a CUDA device, fp32 on CPU; eager attention. The folder is
-    checked first (config.json against the weights' shapes), and a tensor the weights leave out is refused,
-    never initialised at random."""
+def load_llama(path: Path, device: torch.device, dtype: str = "auto") -> LlamaForCausalLM:
+    """Llama from local files in the half dtype of `dtype` on `device` (auto: fp16 straight onto a CUDA device),
+    else fp32; eager attention. The folder is checked first (config.json against the weights' shapes), and a
+    tensor the weights leave out is refused, never initialised at random."""
     check_llama_folder(path)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    weights = half_dtype(dtype, device) or torch.float32
     with offline():
         from transformers import LlamaForCausalLM
 
         try:
             model, info = LlamaForCausalLM.from_pretrained(
                 str(path),
-                dtype=dtype,
+                dtype=weights,
                 attn_implementation="eager",
                 local_files_only=True,
                 device_map={"": device} if device.type == "cuda" else None,
