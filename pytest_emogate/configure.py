@@ -44,6 +44,13 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     kind, path = source_option
     thresholds = load_thresholds(path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
     source: AnswerSource
+    probe = value_option(config, "probe")
+    if probe and kind == "predictions":
+        raise pytest.UsageError(
+            f"--emogate-probe {probe}: the probe answers samples again with the model, so it needs --emogate-ckpt; "
+            "a predictions file cannot be asked again"
+        )
+    inference = None
     if kind == "predictions":
         from pytest_emogate.inference.file_source import PredictionsFile
 
@@ -53,7 +60,7 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     else:
         from pytest_emogate.inference.distributed import is_main_process, torchrun_rank
 
-        inference = _inference_source(config, path, thresholds.labels)
+        inference = _inference_source(config, path, thresholds.labels, probe or 0)
         _check_sample_count(len(inference.data.samples), thresholds, f"Test3 data {inference.data_path}")
         if torchrun_rank() is not None:
             if inference.devices:
@@ -69,7 +76,7 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
         baseline = read_baseline(baseline_path, thresholds)
         if source.loaded:
             baseline.check_pairs(source.predictions(), source.description)
-    gate = Gate(thresholds, source, baseline)
+    gate = Gate(thresholds, source, baseline, inference.probe if inference is not None else None)
     return gate, _outputs(config)
 
 
@@ -104,7 +111,7 @@ def _outputs(config: pytest.Config) -> Outputs:
     return outputs
 
 
-def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...]) -> CheckpointInference:
+def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...], probe: int) -> CheckpointInference:
     from pytest_emogate.extras import INFER, require
 
     require(INFER, "--emogate-ckpt", 'pip install "pytest-emogate[infer]"')
@@ -125,7 +132,7 @@ def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...]
         cache = path_option(config, "cache") or config.rootpath / CACHE_DEFAULT
     return CheckpointInference.prepare(
         settings, data, labels, cache, devices=value_option(config, "devices"),
-        quiet_terminal=lambda: uncaptured(config), progress=config.get_verbosity() >= 0,
+        quiet_terminal=lambda: uncaptured(config), progress=config.get_verbosity() >= 0, probe=probe,
     )  # fmt: skip
 
 

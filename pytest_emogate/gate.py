@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from pytest_emogate.evaluate.baseline import Baseline
-from pytest_emogate.evaluate.checks import Check, Outcome, declared_checks, evaluate_all
+from pytest_emogate.evaluate.checks import Check, Outcome, consistency, declared_checks, evaluate_all
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
 from pytest_emogate.evaluate.thresholds import Thresholds
@@ -26,6 +26,7 @@ from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
     from pytest_emogate.evaluate.compare import Comparison
+    from pytest_emogate.inference.probe import ConsistencyProbe, ProbeResult
 
 
 class AnswerSource(Protocol):
@@ -78,8 +79,11 @@ class Gate:
     source: AnswerSource
     baseline: Baseline | None = None
     """The accepted model's answers (--emogate-baseline); with them, the regression checks run."""
+    probe: ConsistencyProbe | None = None
+    """The consistency probe (--emogate-probe N); with it, the consistency check runs."""
     checks: tuple[Check, ...] = field(init=False)
-    """Every declared check, in thresholds order, then the regression checks (from the thresholds)."""
+    """Every declared check, in thresholds order, then the regression checks (from the thresholds), then the
+    consistency check (declared by the probe option)."""
     _result: GateResult | None = None
     _comparison: Comparison | None = None
     _outcomes: dict[str, Outcome] | None = None
@@ -89,7 +93,10 @@ class Gate:
 
     def __post_init__(self) -> None:
         regressions = regression_ids(self.thresholds) if self.baseline is not None else []
-        self.checks = (*declared_checks(self.thresholds), *(Check("regression", key) for key in regressions))
+        probed = [Check("consistency", "consistency")] if self.probe is not None else []
+        self.checks = (
+            *declared_checks(self.thresholds), *(Check("regression", key) for key in regressions), *probed
+        )  # fmt: skip
 
     @property
     def ready(self) -> bool:
@@ -121,7 +128,8 @@ class Gate:
         return self._comparison
 
     def outcomes(self) -> dict[str, Outcome]:
-        """Every declared check's outcome by check id, in declared order, computed once."""
+        """Every declared check's outcome by check id, in declared order, computed once; the consistency check's
+        once the probe's result is at hand without inference (`probe_result` runs it)."""
         if self._outcomes is None:
             outcomes = {outcome.id: outcome for outcome in evaluate_all(self.thresholds, self.result())}
             comparison = self.comparison()
@@ -130,7 +138,28 @@ class Gate:
                     assert comparison is not None, "regression checks are declared only with a baseline"
                     outcomes[check.id] = regression_outcome(self.thresholds, comparison, check.param)
             self._outcomes = outcomes
+        if self.probe is not None and "consistency" not in self._outcomes and self.probe.ready:
+            self._outcomes["consistency"] = consistency(self.thresholds, self.probe.result())
         return self._outcomes
+
+    def probe_result(self) -> ProbeResult:
+        """Run the consistency probe (after the main answers), once: its samples answered again at batch size 1."""
+        assert self.probe is not None, "the consistency check is declared only with a probe"
+        return self.probe.result()
+
+    def probe_line(self) -> str:
+        """`probe: 24/24 answers equal at batch size 1` once the probe's result is at hand; else empty."""
+        if self.probe is None or not self.probe.ready:
+            return ""
+        return self.probe.result().line()
+
+    def probe_report(self) -> dict[str, Any] | None:
+        """The JSON report's `probe` section, or None when the probe did not run."""
+        from pytest_emogate.report.json_report import probe_section
+
+        if self.probe is None or not self.probe.ready:
+            return None
+        return probe_section(self.probe.result())
 
     def record(self, check_id: str, report: pytest.TestReport) -> None:
         """Note how one phase of a gate test ended: any failed phase fails the check, a passed call passes it."""
@@ -163,8 +192,14 @@ class Gate:
         return "emogate signature: " + ", ".join(f"{name} {value}" for name, value in {**known, **versions}.items())
 
     def summary_header(self) -> str:
-        """The header and what the source has to say about how the answers were made."""
-        return "\n".join([self.header(), *self.source.notes()])
+        """The header, what the source has to say about how the answers were made, and the probe's line."""
+        lines = [self.header(), *self.source.notes()]
+        if self.probe_line():
+            lines.append(self.probe_line())
+        elif self.probe is None and self.thresholds.max_disagree is not None:
+            name = self.thresholds.path.name
+            lines.append(f"{name} sets consistency.max_disagree, but only --emogate-probe N declares test_consistency")
+        return "\n".join(lines)
 
     def provenance(self) -> dict[str, Any]:
         """The reproducibility signature of the JSON report."""
@@ -172,8 +207,9 @@ class Gate:
         return {**self.source.provenance(), "thresholds_sha256": self.thresholds.sha256, "versions": versions}
 
     def timings(self) -> dict[str, float | None]:
-        """Seconds per phase: load, inference, gate."""
-        return {**self.source.timings(), "gate": self._gate_s}
+        """Seconds per phase: load, inference, gate, and the probe's inference when it ran in this process."""
+        probe = {"probe": self.probe.result().seconds} if self.probe is not None and self.probe.ready else {}
+        return {**self.source.timings(), "gate": self._gate_s, **probe}
 
 
 def versions_of(packages: tuple[str, ...]) -> dict[str, str]:

@@ -3,7 +3,8 @@
 They are built from thresholds.yaml (and the baseline), not collected from Python files, so a project's own
 `python_files` / `python_functions` / `python_classes` cannot hide them. Ids follow design.md:
 `emogate::test_overall[accuracy]`, `emogate::test_class_floor[worried]`, `emogate::test_label_validity`,
-`emogate::test_confusion_limit[neutral->happy]`, and with a baseline `emogate::test_no_regression[accuracy]`.
+`emogate::test_confusion_limit[neutral->happy]`, with a baseline `emogate::test_no_regression[accuracy]`, and
+with `--emogate-probe N` `emogate::test_consistency` (it runs the probe: deselected, the probe does not run).
 Every item carries the `emogate` marker, so `-k`, `-m`, `--deselect`, `--lf` and `-x` select them as usual.
 """
 
@@ -75,6 +76,18 @@ def gate_result(gate: Gate) -> Gate:
     return gate
 
 
+def probed(gate: Gate) -> None:
+    """Run the consistency probe; when its answers cannot be made, the consistency test fails saying why (a
+    weight file found broken only now ends the session with exit 4, as for the main answers)."""
+    __tracebackhide__ = True
+    try:
+        gate.probe_result()
+    except pytest.UsageError as error:
+        pytest.exit(f"ERROR: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+    except AnswersUnavailable as error:
+        pytest.fail(f"the consistency probe made no answers to compare: {error}", pytrace=False)
+
+
 class GateCollector(pytest.Collector):
     """The `emogate` node: one GateItem per declared check, in thresholds order."""
 
@@ -96,6 +109,8 @@ class GateItem(pytest.Item):
         """Compute the session's result (once), then judge this check."""
         __tracebackhide__ = True
         gate = gate_result(self.config.stash[GATE_KEY])
+        if self.check.kind == "consistency":
+            probed(gate)
         outcome = gate.outcomes()[self.check.id]
         if not _junit_forbids_case_properties(self.config):
             self.user_properties += [

@@ -127,6 +127,9 @@ RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                               "or cpu,cpu"),
     "show": (_at_least_zero, LISTED_SAMPLES, "broken, fixed and changed samples the summary lists per list (with "
                                              "--emogate-baseline; the JSON report has them all)"),
+    "probe": (_positive(int), None, "after inference, answer N samples (stratified by gold class) again at batch "
+                                    "size 1, generation, LoRA unmerged, same dtype: adds test_consistency (max "
+                                    "differing answers: consistency.max_disagree in thresholds.yaml, default 0)"),
 }  # fmt: skip
 """Options of the run rather than of the answers: they are not InferenceSettings fields."""
 FLAG_OPTIONS = {
@@ -150,7 +153,7 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(_flag(name), dest=f"emogate_{name}", metavar="PATH", help=help_text)
         parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)", default=None)
     for name, (kind, default, help_text) in {**VALUE_OPTIONS, **RUN_OPTIONS}.items():
-        metavar = name.split("_")[-1].upper()
+        metavar = "N" if name == "probe" else name.split("_")[-1].upper()
         # a None default is described in the help itself (e.g. lora_alpha: the checkpoint's saved value)
         described = help_text if default is None else f"{help_text}; default {'none' if default == () else default}"
         group.addoption(_flag(name), dest=f"emogate_{name}", type=kind, metavar=metavar, help=described)

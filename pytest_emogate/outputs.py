@@ -147,6 +147,8 @@ class Outputs:
                 from pytest_emogate.report.json_report import baseline_report
 
                 report["baseline"] = baseline_report(comparison, gate.baseline, gate.thresholds)
+            if gate.probe is not None:
+                report["probe"] = gate.probe_report()
         else:
             report = {
                 "verdict": verdict.status,
@@ -196,7 +198,7 @@ class Outputs:
             MarkdownInput(
                 gate.result(), gate.thresholds, list(gate.outcomes().values()), verdict, gate.header(),
                 gate.comparison(), gate.baseline.description if gate.baseline else "",
-                policy.alpha if policy else None, self.runs,
+                policy.alpha if policy else None, self.runs, gate.probe_line(),
             )
         )  # fmt: skip
 

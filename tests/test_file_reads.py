@@ -27,6 +27,7 @@ ALLOWED = {
     ("inference/cache.py", "os.open"): "answers files checked regular and writable when the cache opens",
     ("inference/cache.py", "(self.folder / LOCK).open"): "the lock file, checked a writable regular file at open",
     ("inference/sources.py", "AnswerCache.open"): "the cache's own opener, which checks every file it will use",
+    ("inference/probe.py", "AnswerCache.open"): "the cache's own opener, which checks every file it will use",
     ("inference/launch.py", "plan_path.read_bytes"): "our own plan, in a private temporary folder (mode 0700)",
     ("inference/launch.py", "pickle.loads"): "our own plan, written by this pytest process to its private folder",
     ("inference/launch.py", "_log(plan, rank, 'stdout').open"): "a rank's log, created in the private folder",

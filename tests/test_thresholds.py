@@ -61,7 +61,7 @@ def test_optional_sections_and_floor_on_lower_bound(tmp_path: Path) -> None:
         (
             LABELS + "colour: red\n",
             "colour: unknown key; expected one of labels, aliases, invalid, overall, "
-            "per_class, label_validity, confusion, regression, expect_samples",
+            "per_class, label_validity, confusion, regression, expect_samples, consistency",
         ),
         (
             LABELS + "invalid: doubt\n",

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pytest_emogate.evaluate.metrics import ClassStats, GateResult, wilson_interval
 from pytest_emogate.evaluate.thresholds import ClassFloor, Thresholds
 from pytest_emogate.formats import clip, interval, invalid_answers, pct
+from pytest_emogate.inference.probe import ProbeResult
 
 EXAMPLE_SAMPLES = 3
+NAMED_DISAGREEMENTS = 10
+"""The differing samples the consistency message names (the JSON report's `probe.samples` has them all)."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,11 @@ TEST_NAMES = {
     "label_validity": "test_label_validity",
     "confusion": "test_confusion_limit",
     "regression": "test_no_regression",
+    "consistency": "test_consistency",
 }
 """Each kind of check -> the name of its gate test (design.md's ids)."""
+SINGLE_CHECKS = ("label_validity", "consistency")
+"""The kinds with one check each, whose id and test name carry no parameter."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,14 @@ class Check:
 
     @property
     def id(self) -> str:
-        """The check id of the JSON report: `overall[accuracy]`, `label_validity`, ..."""
-        return self.kind if self.kind == "label_validity" else f"{self.kind}[{self.param}]"
+        """The check id of the JSON report: `overall[accuracy]`, `label_validity`, `consistency`, ..."""
+        return self.kind if self.kind in SINGLE_CHECKS else f"{self.kind}[{self.param}]"
 
     @property
     def test_name(self) -> str:
-        """The gate test's name: `test_overall[accuracy]`, `test_label_validity`, ..."""
+        """The gate test's name: `test_overall[accuracy]`, `test_label_validity`, `test_consistency`, ..."""
         name = TEST_NAMES[self.kind]
-        return name if self.kind == "label_validity" else f"{name}[{self.param}]"
+        return name if self.kind in SINGLE_CHECKS else f"{name}[{self.param}]"
 
 
 def declared_checks(thresholds: Thresholds) -> list[Check]:
@@ -159,6 +165,28 @@ def confusion(thresholds: Thresholds, result: GateResult, pair: str) -> Outcome:
         f"({thresholds.source(f'confusion.{pair}')})"
     )
     return Outcome(f"confusion[{pair}]", passed, share, ceiling, message, n)
+
+
+def consistency(thresholds: Thresholds, probe: ProbeResult) -> Outcome:
+    """The probe's differing answers against `consistency.max_disagree` (0 when the thresholds leave it out: the
+    probe option declares the check), naming the samples."""
+    limit = thresholds.max_disagree if thresholds.max_disagree is not None else 0
+    if thresholds.max_disagree is not None:
+        source = thresholds.source("consistency.max_disagree")
+    else:
+        source = f"--emogate-probe's default; set consistency.max_disagree in {thresholds.path.name} to allow some"
+    passed = probe.disagree <= limit
+    relation = "<=" if passed else ">"
+    plural = "s" if probe.n != 1 else ""
+    message = (
+        f"{probe.disagree} of {probe.n} answer{plural} differ when answered again at batch size 1 (generation, "
+        f"LoRA unmerged) {relation} max {limit} ({source})"
+    )
+    if probe.differ:
+        names = ", ".join(clip(answer.name) for answer in probe.differ[:NAMED_DISAGREEMENTS])
+        more = probe.disagree - NAMED_DISAGREEMENTS
+        message += f": {names}" + (f" and {more} more (JSON report: probe.samples)" if more > 0 else "")
+    return Outcome("consistency", passed, float(probe.disagree), float(limit), message, probe.n)
 
 
 CHECKS: dict[str, Callable[[Thresholds, GateResult, str], Outcome]] = {

@@ -26,7 +26,7 @@ from pytest_emogate.safe_yaml import load_yaml
 
 TOP_KEYS = (
     "labels", "aliases", "invalid", "overall", "per_class", "label_validity", "confusion", "regression",
-    "expect_samples",
+    "expect_samples", "consistency",
 )  # fmt: skip
 FLOOR_MODES = ("point", "lower_bound")
 CORRECTIONS = ("none", "holm")
@@ -75,6 +75,9 @@ class Thresholds:
     regression: RegressionPolicy | None
     expect_samples: int | None = None
     """How many samples (rows of a predictions file or baseline, samples of the data set) the gate expects."""
+    max_disagree: int | None = None
+    """`consistency.max_disagree`: how many probe answers may differ from the main ones (None: not set, and 0
+    applies when `--emogate-probe` runs; without the probe the section declares nothing)."""
 
     def source(self, key: str) -> str:
         """Where a limit comes from, for failure messages: `thresholds.yaml: per_class.surprise`."""
@@ -113,6 +116,7 @@ def load_thresholds(path: Path) -> Thresholds:
     confusion = _mapping(data, "confusion", problems, lambda key, value: _confusion(key, value, known, problems))
     regression = _regression(data.get("regression"), labels, problems)
     expect_samples = _expect_samples(data.get("expect_samples"), problems)
+    max_disagree = _consistency(data, problems)
     if problems:
         raise usage_error(what, problems)
     return Thresholds(
@@ -127,6 +131,7 @@ def load_thresholds(path: Path) -> Thresholds:
         confusion=confusion,
         regression=regression,
         expect_samples=expect_samples,
+        max_disagree=max_disagree,
     )
 
 
@@ -266,6 +271,28 @@ def _label_validity(section: object, problems: list[str]) -> int | None:
         problems.append(f"label_validity.max_invalid: expected a whole number >= 0, found {_kind(value)}")
         return None
     return value
+
+
+def _consistency(data: Mapping[str, Any], problems: list[str]) -> int | None:
+    """`consistency: {max_disagree: N}`, a whole number >= 0; the section written but empty is a problem, not
+    the default (nothing is guessed)."""
+    if "consistency" not in data:
+        return None
+    section = data["consistency"]
+    if not isinstance(section, dict) or not section:
+        problems.append(f"consistency: expected a mapping with the key max_disagree, found {_kind(section)}")
+        return None
+    unknown = [key for key in section if key != "max_disagree"]
+    for key in unknown:
+        problems.append(f"consistency.{clip(str(key))}: unknown key; expected max_disagree")
+    if "max_disagree" not in section:
+        problems.append("consistency: expected the key max_disagree (how many probe answers may differ)")
+        return None
+    value = section["max_disagree"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        problems.append(f"consistency.max_disagree: expected a whole number >= 0, found {_kind(value)}")
+        return None
+    return None if unknown else value
 
 
 def _confusion(key: str, value: object, known: set[str], problems: list[str]) -> float | None:

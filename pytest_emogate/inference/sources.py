@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pytest_emogate.data import Test3Data
     from pytest_emogate.data.preflight import FeatureDims
     from pytest_emogate.inference.distributed import RankRun
+    from pytest_emogate.inference.probe import ConsistencyProbe
     from pytest_emogate.inference.run import InferenceRun
     from pytest_emogate.inference.settings import InferenceSettings
 
@@ -55,6 +56,8 @@ class CheckpointInference:
     quiet_terminal: Callable[[], AbstractContextManager[Any]] = nullcontext
     progress: bool = True
     devices: tuple[str, ...] = ()
+    probe: ConsistencyProbe | None = None
+    """The consistency probe (`--emogate-probe N`), when asked for."""
     _answers: list[Prediction] | None = None
     _run: InferenceRun | None = None
     _ranks: list[RankRun] | None = None
@@ -73,11 +76,14 @@ class CheckpointInference:
         devices: tuple[str, ...] = (),
         quiet_terminal: Callable[[], AbstractContextManager[Any]] = nullcontext,
         progress: bool = True,
+        probe: int = 0,
     ) -> CheckpointInference:
         """Check the model paths, read and fingerprint the data, open and read the cache and, unless it already
         holds every answer, check the model files and every sample (a complete cache has its labels checked, and
         no file read). Every problem of the model, the data and the cache is in one UsageError, before a model
-        loads: a user fixing a long GPU job sees them all at once."""
+        loads: a user fixing a long GPU job sees them all at once. With `probe`, the consistency probe of that
+        many samples is made, its cache opened beside the main one; the cache is complete only with its answers
+        too."""
         from pytest_emogate.data import load_test3
         from pytest_emogate.data.preflight import preflight_problems
 
@@ -96,6 +102,11 @@ class CheckpointInference:
                 source = cls(settings, data_path, labels, data, cache, key, cache_root, quiet_terminal, progress,
                              devices)  # fmt: skip
                 complete = source._complete(source._read_cache(cut=False)) is not None
+                if probe:
+                    from pytest_emogate.inference.probe import ConsistencyProbe
+
+                    source.probe = ConsistencyProbe.prepare(source, ran_on, data, probe, root, key)
+                    complete = complete and source.probe.complete
             except pytest.UsageError as error:
                 problems.append(error)
         dims = None if complete else _feature_dims(settings, problems, check_files=paths_found)
@@ -163,6 +174,19 @@ class CheckpointInference:
         self._answers = self._complete(self._read_cache(cut=False))
 
     def _infer(self, missing: list[int]) -> None:
+        self._run, self._ranks = self._answer(self.settings, self.cache, missing, self.devices)
+
+    def answer_missing(self, settings: InferenceSettings, cache: AnswerCache, missing: list[int]) -> None:
+        """Answer the samples at `missing` with other `settings` (the probe's) into `cache`: on this process's
+        device, or as one rank process on the first of `--emogate-devices`."""
+        self._answer(settings, cache, missing, self.devices[:1])
+
+    def _answer(
+        self, settings: InferenceSettings, cache: AnswerCache, missing: list[int], devices: tuple[str, ...]
+    ) -> tuple[InferenceRun | None, list[RankRun] | None]:
+        """Answer `missing` into `cache` on `devices`: one rank process per device when the source runs on several
+        (the probe then on the first one alone, as a rank process too, so the pytest process never holds CUDA
+        beside the ranks), else in this process."""
         from pytest_emogate.inference.distributed import RankFailedError
         from pytest_emogate.inference.launch import run_distributed
         from pytest_emogate.inference.run import NonFiniteLogitsError, run_inference
@@ -170,15 +194,12 @@ class CheckpointInference:
         with self.quiet_terminal():
             try:
                 if len(self.devices) > 1:
-                    self._ranks = run_distributed(
-                        self.settings, self.data, self.devices, self.cache.folder, missing, progress=self.progress
-                    )
-                else:
-                    settings = replace(self.settings, device=self.devices[0]) if self.devices else self.settings
-                    self._run = run_inference(
-                        settings, self.data, progress=self.progress, indices=missing,
-                        on_batch=self.cache.append,
-                    )  # fmt: skip
+                    ranks = run_distributed(settings, self.data, devices, cache.folder, missing, progress=self.progress)
+                    return None, ranks
+                if devices:
+                    settings = replace(settings, device=devices[0])
+                run = run_inference(settings, self.data, progress=self.progress, indices=missing, on_batch=cache.append)
+                return run, None
             except (NonFiniteLogitsError, RankFailedError) as error:
                 raise AnswersUnavailable(str(error)) from error
 

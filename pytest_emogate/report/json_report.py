@@ -16,6 +16,7 @@ from pytest_emogate.evaluate.regression import detection_limit, family_p_values,
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import Verdict
 from pytest_emogate.files import atomic_write_text
+from pytest_emogate.inference.probe import ProbeResult
 
 
 def report_dict(
@@ -65,6 +66,20 @@ def report_dict(
         "not_run": list(verdict.not_run),
         "provenance": dict(provenance),
         "timings_s": dict(timings_s),
+    }
+
+
+def probe_section(probe: ProbeResult) -> dict[str, Any]:
+    """The report's `probe`: how many samples were answered again, how many differ, how they were answered, and
+    every differing sample with both answers exactly as made."""
+    return {
+        "n": probe.n,
+        "disagree": probe.disagree,
+        "settings": dict(probe.settings),
+        "samples": [
+            {"name": answer.name, "answer": answer.answer, "probe_answer": answer.probe_answer}
+            for answer in probe.differ
+        ],
     }
 
 

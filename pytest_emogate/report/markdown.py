@@ -41,6 +41,8 @@ class MarkdownInput:
     baseline: str = ""
     alpha: float | None = None
     history: Sequence[Run] = ()
+    probe: str = ""
+    """The consistency probe's line (`probe: 24/24 answers equal at batch size 1`), when it ran."""
 
 
 def escape(text: str) -> str:
@@ -94,6 +96,8 @@ def render_markdown(data: MarkdownInput) -> str:
     by_id = {outcome.id: outcome for outcome in data.outcomes}
     mark = {PASSED: "✅", FAILED: "❌"}.get(verdict.status, "⚠️")
     lines = [f"## emogate: {mark} {verdict.headline()}", "", escape(data.header), ""]
+    if data.probe:
+        lines += [escape(data.probe), ""]
     if verdict.failed:
         lines += ["**Failed checks**", ""] + [f"- `{c}`: {escape(by_id[c].message)}" for c in verdict.failed] + [""]
     if verdict.not_run:
