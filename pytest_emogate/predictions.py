@@ -25,6 +25,7 @@ from pytest_emogate.files import FileProblem, atomic_write_text, decode_utf8, re
 from pytest_emogate.formats import clip, quoted
 
 REQUIRED_FIELDS = ("name", "label", "output")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_BYTES = 1 << 30
 """The largest predictions file read (1 GiB): 834 answers of a megabyte each fit; /dev/zero does not."""
 QUOTE_HINT = (
@@ -251,8 +252,28 @@ def _jsonl_rows(text: str, problems: list[str]) -> list[tuple[int, dict[str, obj
         if not isinstance(row, dict):
             problems.append(f"line {line}: expected a JSON object, found {type(row).__name__}")
             continue
+        if (surrogate := _lone_surrogate(row)) is not None:
+            problems.append(f"line {line}: a \\u{ord(surrogate):04x} escape with no pair, which is not text (lone "
+                            "surrogates cannot be written as UTF-8); expected valid Unicode")  # fmt: skip
+            continue
         rows.append((line, row))
     return rows
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """The first lone surrogate (a JSON \\udc80 escape without its pair) anywhere in a parsed JSON value."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                return found.group()
+        elif isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+    return None
 
 
 def _validate_rows(
@@ -290,7 +311,9 @@ def _validate_rows(
 
 def write_predictions_csv(path: Path, predictions: Iterable[Prediction]) -> None:
     """Write predictions as CSV that `read_predictions` accepts (atomically): name, label, output, then the
-    extra fields in order of first appearance (a row without one leaves it empty)."""
+    extra fields in order of first appearance (a row without one leaves it empty). The text is read back before
+    it replaces anything: answers the strict reader would refuse (a line of an answer that reads as a row of its
+    own) raise FileProblem, and the file at `path` is left as it was."""
     rows = list(predictions)
     extra = list(dict.fromkeys(key for row in rows for key in row.extra if key not in REQUIRED_FIELDS))
     buffer = io.StringIO()
@@ -299,7 +322,14 @@ def write_predictions_csv(path: Path, predictions: Iterable[Prediction]) -> None
     for row in rows:
         values = [row.extra.get(key, "") for key in extra]
         writer.writerow([row.name, row.label, row.output, *map(_csv_value, values)])
-    atomic_write_text(path, buffer.getvalue())
+    text = buffer.getvalue()
+    labels = tuple(dict.fromkeys(row.label for row in rows))
+    problems: list[str] = []
+    back = _validate_rows(_csv_rows(text, labels, problems), labels, problems)
+    if problems or [(p.name, p.label, p.output) for p in back] != [(p.name, p.label, p.output) for p in rows]:
+        found = problems[0] if problems else "the answers would not read back as they are"
+        raise FileProblem(path, f"these answers cannot be written as CSV that reads back ({found}); write .jsonl")
+    atomic_write_text(path, text)
 
 
 def _csv_value(value: object) -> str:
