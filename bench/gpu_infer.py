@@ -2,6 +2,7 @@
 
     python bench/gpu_infer.py                    # on a GPU: Llama-2-7B + EVA-ViT-g/448 + LoRA r=64, 834 samples
     python bench/gpu_infer.py --tiny             # the same code at toy shapes, on CPU, in about a minute
+    python bench/gpu_infer.py --probe 64         # also --emogate-probe's question: batched vs batch 1, fp16
 
 Builds the model directly on the device without running weight initialisation (then fills it with small
 random values) and makes 834 synthetic samples whose prompts have about 337 positions (8 + 260 + ~69, as spec
@@ -13,7 +14,11 @@ loop (batch 1, Hugging Face `generate` with up to 500 new tokens, unmerged LoRA)
 one rambling sample through that loop (the original's 500 tokens); and the whole 834-sample inference of our
 path in generation mode and in score mode, with the LoRA unmerged and merged (targets on one H100: generation
 <= 25 s, scoring <= 15 s). Answers are compared for agreement: batched vs batch 1 (subset), score vs
-generation, merged vs unmerged. Inputs are made on the device: the frame decoding and resizing of a real run
+generation, merged vs unmerged. With --probe N, N samples (stratified by their answer, as --emogate-probe picks)
+are answered again at batch size 1 through the gate's own generation with the LoRA unmerged, in fp16 under
+autocast on CUDA as the original: how many answers equal the batched ones, and how far the batched first-token
+logits are from the batch-1 logits (the answers' margins are wide by construction, so the logits say more than
+the answers). Inputs are made on the device: the frame decoding and resizing of a real run
 (DataLoader workers) are not in these figures. Prints a table and appends it to bench/RESULTS.md with the
 card, the command and the date. Random weights say nothing about accuracy.
 """
@@ -25,6 +30,7 @@ import datetime
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,7 +38,17 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_emogate.inference.generate import Generation, generate, prompt_embeddings
+from pytest_emogate.inference.generate import (
+    Generation,
+    batch_embeddings,
+    computing,
+    generate,
+    left_pad,
+    positions_from_mask,
+    prefill_mask,
+    prompt_embeddings,
+)
+from pytest_emogate.inference.probe import stratified_pick
 from pytest_emogate.inference.score import score
 from pytest_emogate.model.emotion_llama import EmotionLlama
 from pytest_emogate.model.eva import EvaVit
@@ -160,6 +176,30 @@ def original_loop(model: EmotionLlama, prompts: list[PromptIds], inputs: Inputs,
     return answers
 
 
+def probe(
+    model: EmotionLlama, prompts: list[PromptIds], inputs: Inputs, picked: list[int], batch_size: int, cap: int
+) -> tuple[list[Generation], float]:
+    """The picked samples answered at batch size 1 (as --emogate-probe answers them), and the largest difference
+    between their first-token logits in the batches of `batch_size` they were answered in and at batch size 1."""
+    answers = generate(model, [prompts[i] for i in picked], lambda rows: inputs([picked[r] for r in rows]), 1, cap)
+    worst = 0.0
+    with computing(model, 0):
+        for start in range(0, len(picked), batch_size):
+            rows = picked[start : start + batch_size]
+            images, features = inputs(rows)
+            embeds = batch_embeddings(model, [prompts[i] for i in rows], images, features)
+            batched = first_logits(model, embeds)
+            for row, embed in enumerate(embeds):
+                worst = max(worst, (first_logits(model, [embed])[0] - batched[row]).abs().max().item())
+    return answers, worst
+
+
+def first_logits(model: EmotionLlama, embeds: list[torch.Tensor]) -> torch.Tensor:
+    """The first new token's logits [B, vocab] of a left-padded batch, as the gate's prefill computes them."""
+    padded, mask = left_pad(embeds)
+    return model.logits(padded, prefill_mask(mask, padded.dtype), positions_from_mask(mask))[:, -1]
+
+
 def timed(step: str, rows: list[tuple[str, str]], action, device: torch.device):
     """Run `action`, record its wall time under `step` (synchronising CUDA), and return its result."""
     if device.type == "cuda":
@@ -184,6 +224,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cap", type=int, default=32, help="the default --emogate-max-new-tokens")
     parser.add_argument("--long-tokens", type=int, default=500, help="the original's cap")
     parser.add_argument("--ramble", type=float, default=0.01, help="share of samples that ramble to the cap")
+    parser.add_argument("--probe", type=int, default=0, metavar="N",
+                        help="answer N samples again at batch size 1 (--emogate-probe) and compare")  # fmt: skip
     parser.add_argument("--no-append", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
     device, shapes = torch.device(args.device), TINY if args.tiny else REAL
@@ -217,6 +259,16 @@ def main(argv: list[str]) -> int:
         runs[f"score {lora}"] = timed(
             f"score mode, batch {args.batch_size}, {len(prompts)} samples, cap {args.cap}, LoRA {lora}", rows,
             lambda: score(model, prompts, inputs, args.batch_size, args.cap, chains), device)  # fmt: skip
+        if args.probe and not merged:
+            picked = stratified_pick([str(prompt.after[-1]) for prompt in prompts], args.probe)
+            single, worst = timed(f"probe: {len(picked)} samples at batch size 1, cap {args.cap}, LoRA unmerged",
+                                  rows, partial(probe, model, prompts, inputs, picked, args.batch_size, args.cap),
+                                  device)  # fmt: skip
+            batched = runs["generate unmerged"][0]
+            equal = sum(answer.ids == batched[i].ids for answer, i in zip(single, picked, strict=True))
+            rows.append((f"probe: batched answers equal to batch 1 (batch {args.batch_size}, unmerged)",
+                         f"{equal}/{len(picked)}"))  # fmt: skip
+            rows.append((f"probe: max first-token logit difference, batch {args.batch_size} vs 1", f"{worst:.3g}"))
     generated = runs["generate unmerged"][0]
     ended = sum(g.ids[-1:] == (EOS_ID,) for g in generated)
     rows.append(("answers ending in EOS (generation, unmerged)", f"{ended}/{len(generated)}"))
