@@ -68,8 +68,10 @@ def kind_of(mode: int) -> str:
 
 
 def size_text(size: int) -> str:
-    """A byte count for people: '512 bytes', '3.2 MB'."""
-    return f"{size} bytes" if size < 10_000 else f"{size / 1e6:.1f} MB"
+    """A byte count for people, in the unit the limits are set in: '512 bytes', '4.0 MiB', '30.0 GiB'."""
+    if size < 10_000:
+        return f"{size} bytes"
+    return f"{size / MiB:.1f} MiB" if size < 1 << 30 else f"{size / (1 << 30):.1f} GiB"
 
 
 def check_regular(path: Path) -> os.stat_result:

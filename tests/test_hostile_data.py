@@ -176,8 +176,8 @@ def test_fifos_and_devices_as_sample_files_are_each_named_by_the_preflight(tmp_p
         "  - sample s05: test3/s05.mp4: is a FIFO (named pipe); expected a regular file",
         "  - sample s06: test3/s06.mp4: is a character device; expected a regular file",
         "  - sample s07: HL-UTT/s07.npy: is a directory; expected a regular file",
-        "  - sample s08: HL-UTT/s08.npy: is 104.9 MB; the limit is 67.1 MB",
-        "  - sample s09: test3/s09.jpg: is 209.7 MB; the limit is 134.2 MB",
+        "  - sample s08: HL-UTT/s08.npy: is 100.0 MiB; the limit is 64.0 MiB",
+        "  - sample s09: test3/s09.jpg: is 200.0 MiB; the limit is 128.0 MiB",
     ]
 
 
@@ -234,8 +234,8 @@ def test_an_oversized_annotation_and_transcripts_are_refused_unread(tmp_path: Pa
     sparse(root / "transcription_en_all.csv", 257 * MiB, b"name,sentence\n")
     assert usage_lines(lambda: load_test3(root), tmp_path) == [
         f"Test3 data {root}: 2 problems",
-        f"  - Test3 annotation {root}/relative_test3_NCEV.txt: is 68.2 MB; the limit is 67.1 MB",
-        f"  - Test3 transcripts {root}/transcription_en_all.csv: is 269.5 MB; the limit is 268.4 MB",
+        f"  - Test3 annotation {root}/relative_test3_NCEV.txt: is 65.0 MiB; the limit is 64.0 MiB",
+        f"  - Test3 transcripts {root}/transcription_en_all.csv: is 257.0 MiB; the limit is 256.0 MiB",
     ]
 
 
@@ -474,7 +474,7 @@ def test_a_manifest_that_is_not_a_regular_file_is_refused_unread(tmp_path: Path,
 def test_an_oversized_manifest_is_refused_unread(tmp_path: Path) -> None:
     manifest = sparse(tmp_path / "manifest.yaml", 5 * MiB, MANIFEST.encode())
     assert usage_lines(lambda: load_test3(manifest), tmp_path) == [
-        f"Test3 data manifest {manifest}: is 5.2 MB; the limit is 4.2 MB"
+        f"Test3 data manifest {manifest}: is 5.0 MiB; the limit is 4.0 MiB"
     ]
 
 

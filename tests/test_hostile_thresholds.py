@@ -86,7 +86,7 @@ def test_a_symlink_to_a_device_is_refused(tmp_path: Path) -> None:
 
 def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
     path = write(tmp_path, LABELS + "# padding\n" * (MAX_BYTES // 10 + 1))
-    assert problems_of(path) == [f"the file is {path.stat().st_size / 1e6:.1f} MB; the limit is 4.2 MB"]
+    assert problems_of(path) == [f"the file is {path.stat().st_size / (1 << 20):.1f} MiB; the limit is 4.0 MiB"]
 
 
 def test_undecodable_bytes_name_their_line(tmp_path: Path) -> None:

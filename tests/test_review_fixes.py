@@ -43,3 +43,30 @@ def test_a_lone_surrogate_escape_is_refused_when_read(tmp_path: Path, escape: st
     pair = tmp_path / "pair.jsonl"  # an escaped pair is one character, and fine
     pair.write_text(json.dumps({"name": "a", "label": "sad", "output": "\U0001f600 sad"}) + "\n", encoding="utf-8")
     assert read_predictions(pair, LABELS)[0].output == "\U0001f600 sad"
+
+
+@pytest.mark.parametrize(("suffix", "limit"), [(".jpg", "128.0 MiB"), (".npy", "64.0 MiB"), (".mp4", "4.0 GiB")])
+def test_a_huge_data_file_is_refused_without_being_hashed(tmp_path: Path, suffix: str, limit: str) -> None:
+    import shutil
+    import time
+
+    from pytest_emogate.data import load_test3
+    from pytest_emogate.data.preflight import preflight_problems
+    from pytest_emogate.model.checkpoint import feature_dims
+    from tests.conftest import TINY
+
+    root = tmp_path / "data"
+    shutil.copytree(TINY / "data", root)
+    sample = load_test3(root).samples[0]
+    assert sample.frame is not None and sample.features[0] is not None
+    target = sample.features[0] if suffix == ".npy" else sample.frame.with_suffix(suffix)
+    if suffix == ".mp4":
+        sample.frame.unlink()  # the tiny set's frames are jpgs: this sample's frame becomes a video
+    with open(target, "wb") as handle:
+        handle.truncate(30 << 30)  # 30 GiB, sparse: no disk used, but reading it takes a minute
+    data = load_test3(root)
+    started = time.perf_counter()
+    data.fingerprint()
+    assert time.perf_counter() - started < 5  # before the fix the 30 GiB were read and hashed first
+    problems = preflight_problems(data, LABELS, feature_dims(TINY / "checkpoint_best.pth"))
+    assert any(f"{target.name}: is 30.0 GiB; the limit is {limit}" in problem for problem in problems), problems

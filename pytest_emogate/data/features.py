@@ -22,7 +22,8 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from pytest_emogate.data.errors import DataFileError, UnusableDataFile
-from pytest_emogate.files import FileProblem, MiB, open_checked
+from pytest_emogate.data.layout import MAX_FEATURE_BYTES
+from pytest_emogate.files import FileProblem, open_checked
 
 if TYPE_CHECKING:
     from pytest_emogate.data.test3 import Sample
@@ -37,7 +38,6 @@ NUMPY_HEADER = re.compile(
 )
 MAX_HEADER_BYTES = 10_000  # numpy refuses longer headers without allow_pickle: those go to its parser
 NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
-MAX_FEATURE_BYTES = 64 * MiB
 NUMPY_DTYPE_ERROR = "descr is not a valid dtype descriptor: "
 
 

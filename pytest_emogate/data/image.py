@@ -26,20 +26,18 @@ from PIL.JpegImagePlugin import JpegImageFile
 from PIL.PngImagePlugin import PngImageFile
 
 from pytest_emogate.data.errors import DataFileError, UnusableDataFile
-from pytest_emogate.data.layout import FRAME_SUFFIXES
-from pytest_emogate.files import FileProblem, MiB, check_regular, open_checked
+from pytest_emogate.data.layout import FRAME_SUFFIXES, MAX_IMAGE_BYTES, MAX_VIDEO_BYTES, VIDEO_SUFFIXES
+from pytest_emogate.files import FileProblem, check_regular, open_checked, size_text
 
 if TYPE_CHECKING:
     from pytest_emogate.data.test3 import Sample
 
-VIDEO_SUFFIXES = (".mp4", ".avi")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_FRAME_PIXELS = 7680 * 4320
 """8K UHD, the largest frame of the common video formats; below PIL's own limits (a warning past 89 MP, an error
 past 179 MP), so a frame is refused here, by the size its header declares, before PIL judges it."""
 FRAME_LIMIT = f"a frame of at most {MAX_FRAME_PIXELS:,} pixels (7680 x 4320)"
-MAX_IMAGE_BYTES = 128 * MiB  # room for a frame of MAX_FRAME_PIXELS stored uncompressed (100 MB)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -85,7 +83,9 @@ def decode_frame(path: Path) -> Image.Image:
 def _video_frame(path: Path) -> Image.Image:
     """The first frame of a video, once the file is known to be a regular one of frames no larger than the limit."""
     try:
-        check_regular(path)
+        found = check_regular(path)
+        if found.st_size > MAX_VIDEO_BYTES:
+            raise FileProblem(path, f"is {size_text(found.st_size)}; the limit is {size_text(MAX_VIDEO_BYTES)}")
     except FileProblem as problem:
         raise UnusableDataFile(problem) from None
     # cv2 is only needed for videos: a data set of jpg frames runs without it.

@@ -34,6 +34,11 @@ from pytest_emogate.files import FileProblem, MiB, check_regular, read_text_boun
 from pytest_emogate.safe_yaml import load_yaml
 
 FRAME_SUFFIXES = (".mp4", ".avi", ".jpg")
+VIDEO_SUFFIXES = (".mp4", ".avi")
+MAX_FEATURE_BYTES = 64 * MiB  # a feature vector is a few KB
+MAX_IMAGE_BYTES = 128 * MiB  # room for a frame of the largest size allowed stored uncompressed (100 MB)
+MAX_VIDEO_BYTES = 4096 * MiB  # a Test3 clip is a few MB; the fingerprint reads every byte of it
+"""The most bytes each kind of sample file may have: its reader and the data fingerprint refuse larger ones."""
 """A sample's frame file: its video, or one extracted frame."""
 
 ANNOTATION_NAME = "relative_test3_NCEV.txt"

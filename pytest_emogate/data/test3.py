@@ -22,7 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_emogate.data.layout import FRAME_SUFFIXES, DataPaths, locate
+from pytest_emogate.data.layout import (
+    FRAME_SUFFIXES,
+    MAX_FEATURE_BYTES,
+    MAX_IMAGE_BYTES,
+    MAX_VIDEO_BYTES,
+    VIDEO_SUFFIXES,
+    DataPaths,
+    locate,
+)
 from pytest_emogate.files import FileProblem, MiB, decode_utf8, open_checked, read_checked, text_lines, usage_error
 
 TRANSCRIPT_COLUMNS = ("sentence", "sentence_en")
@@ -244,15 +252,22 @@ def _file_digest(path: Path | None) -> bytes:
     if path is None:
         return MISSING
     # hashlib.file_digest is Python 3.11+; the package supports 3.10, so the file is hashed in chunks. Only a
-    # regular file is read (a FIFO would block, /dev/zero never ends); any other is missing, as the preflight says.
+    # regular file within its reader's size limit is read (a FIFO would block, /dev/zero never ends, a 30 GB file
+    # would take a minute to refuse); any other counts as missing, and the preflight says why.
     digest = hashlib.sha256()
     try:
-        with open_checked(path) as handle:
+        with open_checked(path, _size_limit(path)) as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     except (FileProblem, OSError):
         return MISSING
     return digest.digest()
+
+
+def _size_limit(path: Path) -> int:
+    """The most bytes the file's reader takes: a feature, an image or a video."""
+    suffix = path.suffix.lower()
+    return MAX_FEATURE_BYTES if suffix == ".npy" else MAX_VIDEO_BYTES if suffix in VIDEO_SUFFIXES else MAX_IMAGE_BYTES
 
 
 def _add(digest: hashlib._Hash, field: bytes) -> None:
