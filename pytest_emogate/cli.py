@@ -26,6 +26,8 @@ from pytest_emogate.report.samples import SHOW_DEFAULT
 DEFAULT_DB = Path(".emogate") / "history.sqlite"
 TABLE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")
 TABLE_RUNS = 20
+MAX_RUNS = 1_000_000_000
+"""The most runs --last asks for (SQLite's LIMIT takes a 64-bit integer; a larger one is an error of the option)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,9 +69,11 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of runs, at least 1; found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of runs, at least 1; found {value}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of runs from 1 to {MAX_RUNS:,}; found {text!r}"
+        ) from None
+    if not 1 <= value <= MAX_RUNS:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs from 1 to {MAX_RUNS:,}; found {value}")
     return value
 
 

@@ -211,8 +211,8 @@ def output_problem(path: Path) -> str | None:
         folder = folder.parent  # a missing folder is created when the file is written, as --junitxml does
     if not folder.is_dir():
         return f"{folder} is not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        verb = "is not writable" if folder == target.parent else "is not writable, so the folders below cannot be made"
+    verb = "is not writable" if folder == target.parent else "is not writable, so the folders below cannot be made"
+    if not os.access(folder, os.W_OK | os.X_OK) or not _can_create_in(folder):
         return f"its folder {folder} {verb}"
     if found is not None and not os.access(target, os.W_OK):
         return "the file is not writable"
@@ -226,6 +226,20 @@ def is_stream(path: Path) -> bool:
     except OSError:
         return False
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, tried with a temporary file removed at once: `os.access` answers
+    yes to root for a read-only place such as /sys or a read-only mount."""
+    probe = folder / f".emogate-probe.{os.getpid()}{TEMPORARY_SUFFIX}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        probe.unlink()
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:

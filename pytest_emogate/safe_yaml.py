@@ -22,6 +22,7 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000
 MAX_ERROR_CHARS = 600
 BOOL_TAG = "tag:yaml.org,2002:bool"
+FLOAT_TAG = "tag:yaml.org,2002:float"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -61,19 +62,28 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 class _Yaml12Loader(_BoundedLoader):
-    """YAML 1.2 booleans: `on`, `yes`, `no` stay strings (so `{floor: 0.4, on: lower_bound}` works)."""
+    """YAML 1.2 core-schema booleans and floats: `on`, `yes`, `no` stay strings (so `{floor: 0.4, on:
+    lower_bound}` works), and `1e-2` is a float as YAML 1.2 reads it (PyYAML's 1.1 rule wants a dot)."""
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (BOOL_TAG, FLOAT_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Yaml12Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Yaml12Loader.add_implicit_resolver(
+    FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
 
 
 def load_yaml(text: str, what: str, path: Path, *, yaml12_booleans: bool = False) -> Any:
     """The document in `text` (read from `path`, named `what` in errors); one UsageError for any problem."""
     loader = (_Yaml12Loader if yaml12_booleans else _BoundedLoader)(text)
+    loader.name = str(path)  # PyYAML's marks otherwise say "<unicode string>"
     try:
         node = loader.get_single_node()
         if node is None:
@@ -96,9 +106,11 @@ def _check_size(root: Node) -> None:
     # Post-order walk without recursion; an alias is the same node object met again, so its size is reused.
     stack: list[tuple[Node, bool]] = [(root, False)]
     pending: set[int] = set()
+    repeated = False
     while stack:
         node, done = stack.pop()
         if id(node) in sizes:
+            repeated = True
             continue
         children = _children(node)
         if not done:
@@ -106,14 +118,16 @@ def _check_size(root: Node) -> None:
                 raise YamlProblem(f"line {node.start_mark.line + 1}: an alias refers to a node that contains it")
             pending.add(id(node))
             stack.append((node, True))
+            repeated |= any(id(child) in sizes for child in children)
             stack.extend((child, False) for child in children if id(child) not in sizes)
             continue
         pending.discard(id(node))
         sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
         if sizes[id(node)] > MAX_NODES:
+            cause = "; its aliases repeat nodes: an alias bomb?" if repeated else "; a gate file needs far fewer"
             raise YamlProblem(
-                f"line {node.start_mark.line + 1}: the document stands for more than {MAX_NODES:,} values once its "
-                "aliases are expanded (an alias bomb?)"
+                f"line {node.start_mark.line + 1}: the document holds more than {MAX_NODES:,} values (each alias "
+                f"counted as the values it repeats){cause}"
             )
 
 

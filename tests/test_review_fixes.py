@@ -70,3 +70,48 @@ def test_a_huge_data_file_is_refused_without_being_hashed(tmp_path: Path, suffix
     assert time.perf_counter() - started < 5  # before the fix the 30 GiB were read and hashed first
     problems = preflight_problems(data, LABELS, feature_dims(TINY / "checkpoint_best.pth"))
     assert any(f"{target.name}: is 30.0 GiB; the limit is {limit}" in problem for problem in problems), problems
+
+
+def test_a_place_root_cannot_write_is_found_at_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_emogate.files import output_problem
+
+    # os.access says yes to root everywhere; a file is tried instead (/proc takes no new files, even from root)
+    assert output_problem(Path("/proc/report.json")) == "its folder /proc is not writable"
+    assert output_problem(Path("/proc/a/b/history.sqlite")) == (
+        "its folder /proc is not writable, so the folders below cannot be made"
+    )
+    assert not list(Path("/tmp").glob(".emogate-probe.*"))  # the trial file is gone
+
+
+def test_the_start_check_refuses_an_unwritable_report_before_any_test_runs(pytester: pytest.Pytester) -> None:
+    from tests.conftest import SEED, THRESHOLDS
+
+    pytester.makefile(".yaml", thresholds=THRESHOLDS.read_text(encoding="utf-8"))
+    (pytester.path / "preds.csv").write_bytes(SEED.read_bytes())
+    result = pytester.runpytest("--emogate-predictions", "preds.csv", "--emogate-report=/proc/r.json",
+                                "--emogate-no-history")  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["  - --emogate-report /proc/r.json: its folder /proc is not writable"])
+    assert "passed" not in result.stdout.str()
+
+
+def test_yaml_1_2_floats_and_the_file_named_in_parse_errors(tmp_path: Path) -> None:
+    from pytest_emogate.evaluate.thresholds import load_thresholds
+
+    path = tmp_path / "gate.yaml"
+    path.write_text("labels: [sad, happy]\noverall:\n  accuracy: 5e-1\n  uar: .5\n", encoding="utf-8")
+    assert dict(load_thresholds(path).overall) == {"accuracy": 0.5, "uar": 0.5}
+    path.write_text("labels: [sad, happy\n", encoding="utf-8")
+    with pytest.raises(pytest.UsageError) as error:
+        load_thresholds(path)
+    assert f'in "{path}", line' in str(error.value) and "<unicode string>" not in str(error.value)
+
+
+def test_a_large_document_without_aliases_is_not_called_an_alias_bomb(tmp_path: Path) -> None:
+    from pytest_emogate.safe_yaml import load_yaml
+
+    text = "".join(f"k{i}: {i}\n" for i in range(60_000))
+    with pytest.raises(pytest.UsageError) as error:
+        load_yaml(text, "thresholds file", tmp_path / "t.yaml")
+    assert "holds more than 100,000 values (each alias counted as the values it repeats)" in str(error.value)
+    assert "bomb" not in str(error.value)
