@@ -16,12 +16,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from pytest_emogate.evaluate.baseline import Baseline
-from pytest_emogate.evaluate.checks import Check, Outcome, consistency, declared_checks, evaluate_all
+from pytest_emogate.evaluate.checks import (
+    Check,
+    Outcome,
+    consistency,
+    declared_checks,
+    evaluate_all,
+    unanswered_probe,
+)
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict, judge
 from pytest_emogate.files import display_path
+from pytest_emogate.inference.sources import AnswersUnavailable
 from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
@@ -89,6 +97,7 @@ class Gate:
     _outcomes: dict[str, Outcome] | None = None
     _ran: dict[str, str] = field(default_factory=dict)
     _error: str | None = None
+    _probe_error: str | None = None
     _gate_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -129,7 +138,8 @@ class Gate:
 
     def outcomes(self) -> dict[str, Outcome]:
         """Every declared check's outcome by check id, in declared order, computed once; the consistency check's
-        once the probe's result is at hand without inference (`probe_result` runs it)."""
+        once the probe's result is at hand without inference (`probe_result` runs it), or failed when the probe
+        could make no answers."""
         if self._outcomes is None:
             outcomes = {outcome.id: outcome for outcome in evaluate_all(self.thresholds, self.result())}
             comparison = self.comparison()
@@ -138,14 +148,22 @@ class Gate:
                     assert comparison is not None, "regression checks are declared only with a baseline"
                     outcomes[check.id] = regression_outcome(self.thresholds, comparison, check.param)
             self._outcomes = outcomes
-        if self.probe is not None and "consistency" not in self._outcomes and self.probe.ready:
-            self._outcomes["consistency"] = consistency(self.thresholds, self.probe.result())
+        if self.probe is not None and "consistency" not in self._outcomes:
+            if self._probe_error is not None:
+                self._outcomes["consistency"] = unanswered_probe(self.thresholds, self._probe_error)
+            elif self.probe.ready:
+                self._outcomes["consistency"] = consistency(self.thresholds, self.probe.result())
         return self._outcomes
 
     def probe_result(self) -> ProbeResult:
-        """Run the consistency probe (after the main answers), once: its samples answered again at batch size 1."""
+        """Run the consistency probe (after the main answers), once: its samples answered again at batch size 1.
+        AnswersUnavailable when it could make no answers (the consistency check then fails saying why)."""
         assert self.probe is not None, "the consistency check is declared only with a probe"
-        return self.probe.result()
+        try:
+            return self.probe.result()
+        except AnswersUnavailable as error:
+            self._probe_error = f"the consistency probe made no answers to compare: {error}"
+            raise AnswersUnavailable(self._probe_error) from error
 
     def probe_line(self) -> str:
         """`probe: 24/24 answers equal at batch size 1` once the probe's result is at hand; else empty."""
@@ -194,8 +212,9 @@ class Gate:
     def summary_header(self) -> str:
         """The header, what the source has to say about how the answers were made, and the probe's line."""
         lines = [self.header(), *self.source.notes()]
-        if self.probe_line():
-            lines.append(self.probe_line())
+        probe = self._probe_error or self.probe_line()
+        if probe:
+            lines.append(probe)
         elif self.probe is None and self.thresholds.max_disagree is not None:
             name = self.thresholds.path.name
             lines.append(f"{name} sets consistency.max_disagree, but only --emogate-probe N declares test_consistency")

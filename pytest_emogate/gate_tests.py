@@ -85,7 +85,7 @@ def probed(gate: Gate) -> None:
     except pytest.UsageError as error:
         pytest.exit(f"ERROR: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     except AnswersUnavailable as error:
-        pytest.fail(f"the consistency probe made no answers to compare: {error}", pytrace=False)
+        pytest.fail(str(error), pytrace=False)
 
 
 class GateCollector(pytest.Collector):

@@ -316,35 +316,40 @@ def differing_stub(sample: str) -> Any:
 MAIN: dict[str, str] = {}
 
 
-@pytest.mark.slow
-def test_a_differing_probe_answer_fails_test_consistency_naming_it(
-    probed: tuple[Path, ProbeResult, list[Any]], sliced: Path, pytester: pytest.Pytester,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    from pytest_emogate.inference import run
+@pytest.fixture
+def main_answered(probed: tuple[Path, ProbeResult, list[Any]], sliced: Path, pytester: pytest.Pytester) -> list[str]:
+    """A project whose cache holds the main answers of the 60 samples but no probe answers; its command line."""
     from pytest_emogate.inference.cache import ANSWERS
 
     cache, _, answers = probed
     MAIN.update({answer.name: answer.output for answer in answers})
-    main_folder = next(
-        folder for folder in cache.iterdir() if "probe" not in json.loads((folder / "key.json").read_text())
-    )
+    keys = {folder: json.loads((folder / "key.json").read_text(encoding="utf-8")) for folder in cache.iterdir()}
+    main_folder = next(folder for folder, key in keys.items() if "probe" not in key)
     own_cache = pytester.path / "cache" / main_folder.name
     own_cache.mkdir(parents=True)
     for name in ("key.json", ANSWERS):
         (own_cache / name).write_bytes((main_folder / name).read_bytes())
-    picked = stratified_pick([answer.label for answer in answers], PROBE)
-    changed = answers[picked[3]].name
-    monkeypatch.setattr(run, "run_inference", differing_stub(changed))
-    args = [
+    (pytester.path / "thresholds.yaml").write_bytes((sliced / "thresholds.yaml").read_bytes())
+    return [
         f"--emogate-ckpt={TINY / 'checkpoint_best.pth'}", f"--emogate-llama={TINY / 'llama'}",
         f"--emogate-vit={TINY / 'eva_vit_g.pth'}", f"--emogate-data={sliced / 'manifest.yaml'}",
         "--emogate-device=cpu", f"--emogate-cache={pytester.path / 'cache'}", f"--emogate-probe={PROBE}",
         "--emogate-report=report.json", "--emogate-markdown=summary.md", "--emogate-no-history", "--emogate-only",
-        "-p", "no:cacheprovider", "-p", "no:randomly",
+        f"--emogate-thresholds={pytester.path / 'thresholds.yaml'}", "-p", "no:cacheprovider", "-p", "no:randomly",
     ]  # fmt: skip
-    (pytester.path / "thresholds.yaml").write_bytes((sliced / "thresholds.yaml").read_bytes())
-    failed = pytester.runpytest(*args, f"--emogate-thresholds={pytester.path / 'thresholds.yaml'}")
+
+
+@pytest.mark.slow
+def test_a_differing_probe_answer_fails_test_consistency_naming_it(
+    probed: tuple[Path, ProbeResult, list[Any]], main_answered: list[str], pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from pytest_emogate.inference import run
+
+    answers = probed[2]
+    changed = answers[stratified_pick([answer.label for answer in answers], PROBE)[3]].name
+    monkeypatch.setattr(run, "run_inference", differing_stub(changed))
+    failed = pytester.runpytest(*main_answered)
     failed.assert_outcomes(passed=1, failed=1)
     failed.stdout.fnmatch_lines([
         f"1 of 12 answers differ when answered again at batch size 1 (generation, LoRA unmerged) > max 0 "
@@ -360,16 +365,39 @@ def test_a_differing_probe_answer_fails_test_consistency_naming_it(
         "samples": [{"name": changed, "answer": MAIN[changed], "probe_answer": "surprise</s>"}],
     }  # fmt: skip
     assert [check["id"] for check in report["checks"]] == ["overall[accuracy]", "consistency"]
-    assert (
-        f"probe: 11/12 answers equal at batch size 1; differ: {changed}" in (pytester.path / "summary.md").read_text()
-    )
+    markdown = (pytester.path / "summary.md").read_text(encoding="utf-8")
+    assert f"probe: 11/12 answers equal at batch size 1; differ: {changed}" in markdown
     monkeypatch.setattr(run, "run_inference", refusing_inference)
     (pytester.path / "thresholds.yaml").write_text(
         LABELS + "overall: {accuracy: 0.5}\nconsistency: {max_disagree: 1}\n", encoding="utf-8"
     )
-    allowed = pytester.runpytest(*args, f"--emogate-thresholds={pytester.path / 'thresholds.yaml'}")
+    allowed = pytester.runpytest(*main_answered)
     allowed.assert_outcomes(passed=2)
     allowed.stdout.fnmatch_lines([f"probe: 11/12 answers equal at batch size 1; differ: {changed}"])
+
+
+def non_finite(settings: InferenceSettings, data: Any, *, indices: list[int], **_: Any) -> Any:
+    from pytest_emogate.inference.run import NonFiniteLogitsError
+
+    raise NonFiniteLogitsError([data.samples[i].name for i in indices[:2]])
+
+
+@pytest.mark.slow
+def test_a_probe_that_makes_no_answers_fails_test_consistency_saying_why(
+    main_answered: list[str], pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_emogate.inference import run
+
+    monkeypatch.setattr(run, "run_inference", non_finite)
+    failed = pytester.runpytest(*main_answered)
+    failed.assert_outcomes(passed=1, failed=1)
+    said = "the consistency probe made no answers to compare: non-finite logits (NaN or inf) for 2 samples: *"
+    failed.stdout.fnmatch_lines([said, said, "emogate verdict: FAILED (1 of 2 checks): consistency"])
+    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+    assert report["probe"] is None and report["verdict"] == "failed"
+    assert report["checks"][-1]["id"] == "consistency" and report["checks"][-1]["status"] == "failed"
+    markdown = (pytester.path / "summary.md").read_text(encoding="utf-8")
+    assert "- `consistency`: the consistency probe made no answers to compare: non-finite logits" in markdown
 
 
 @pytest.mark.slow

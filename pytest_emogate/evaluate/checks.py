@@ -189,6 +189,12 @@ def consistency(thresholds: Thresholds, probe: ProbeResult) -> Outcome:
     return Outcome("consistency", passed, float(probe.disagree), float(limit), message, probe.n)
 
 
+def unanswered_probe(thresholds: Thresholds, error: str) -> Outcome:
+    """The consistency check of a probe that could make no answers (e.g. non-finite logits): failed, 0 compared."""
+    limit = thresholds.max_disagree if thresholds.max_disagree is not None else 0
+    return Outcome("consistency", False, 0.0, float(limit), error, 0)
+
+
 CHECKS: dict[str, Callable[[Thresholds, GateResult, str], Outcome]] = {
     "overall": overall,
     "class_floor": class_floor,
