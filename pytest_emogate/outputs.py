@@ -122,7 +122,7 @@ class Outputs:
                 continue
             try:
                 step()
-            except (OSError, FileProblem, pytest.UsageError) as error:
+            except (OSError, UnicodeError, FileProblem, pytest.UsageError) as error:
                 found = error.found if isinstance(error, FileProblem) else getattr(error, "strerror", None) or error
                 reason = " ".join(str(found).split())[:300]
                 self.unwritten.append(option)

@@ -115,3 +115,58 @@ def test_a_large_document_without_aliases_is_not_called_an_alias_bomb(tmp_path: 
         load_yaml(text, "thresholds file", tmp_path / "t.yaml")
     assert "holds more than 100,000 values (each alias counted as the values it repeats)" in str(error.value)
     assert "bomb" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_a_prompt_longer_than_the_context_is_refused_before_any_answer(tmp_path: Path) -> None:
+    import csv
+    import dataclasses
+    import shutil
+
+    import torch
+
+    from pytest_emogate.data import load_test3
+    from pytest_emogate.inference.run import run_inference
+    from pytest_emogate.model import ModelFiles, load_emotion_llama
+    from tests.conftest import TINY, TINY_SETTINGS
+
+    root = tmp_path / "data"
+    shutil.copytree(TINY / "data", root)
+    transcripts = root / "transcription_en_all.csv"
+    with transcripts.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    column = rows[0].index("sentence")
+    rows[2][column] = "word " * 5000  # about 5,000 tokens: past the tiny model's 4,096 positions
+    with transcripts.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    data = load_test3(root)
+    with pytest.raises(pytest.UsageError) as error:
+        run_inference(dataclasses.replace(TINY_SETTINGS, device="cpu"), data, progress=False)
+    message = str(error.value)
+    assert message.startswith("Test3 transcripts: 1 problem\n")
+    assert f"sample {rows[2][rows[0].index('name')]}: its prompt is " in message
+    assert "does not fit the model's context of 4,096 (max_position_embeddings in " in message
+    # the block length the check counts is the one the model makes
+    model, _ = load_emotion_llama(
+        ModelFiles(TINY_SETTINGS.ckpt, TINY_SETTINGS.llama, TINY_SETTINGS.vit), torch.device("cpu")
+    )
+    size = TINY_SETTINGS.image_size
+    block = model.multimodal_block(torch.zeros(1, 3, size, size), [torch.zeros(1, d) for d in _dims()])
+    patch = model.vit.patch_embed.proj.kernel_size[0]
+    assert block.shape[1] == (size // patch) ** 2 // model.group + 4
+
+
+def _dims() -> tuple[int, int, int]:
+    from pytest_emogate.model.checkpoint import feature_dims
+    from tests.conftest import TINY
+
+    return feature_dims(TINY / "checkpoint_best.pth")
+
+
+def test_a_cached_answer_with_a_lone_surrogate_is_a_cache_defect(tmp_path: Path) -> None:
+    from pytest_emogate.inference.cache import AnswerCache
+
+    cache = AnswerCache.open(tmp_path, {"key": 1})
+    cache.answers_path.write_text('{"name": "a", "label": "sad", "output": "\\udc80 sad"}\n', encoding="utf-8")
+    with pytest.raises(pytest.UsageError, match=r"line 1: a \\u escape of a lone surrogate"):
+        cache.load()

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 ANSWERS = "answers.jsonl"
 ANSWER_FILES = "answers*.jsonl"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 ANSWERS_LIMIT = 512 * MiB
 """The most bytes one answers file may hold: 500 new tokens for each of a hundred thousand samples fit."""
 LOCK = "lock"
@@ -222,6 +224,8 @@ def _answer(line: str) -> tuple[Prediction, None] | tuple[None, str]:
         return None, f'expected "label" to be a string, found {_shown(label)}'
     if not isinstance(output, str):
         return None, f'expected "output" to be a string, found {_shown(output)}'
+    if any(_SURROGATE.search(text) for text in (name, label, output)):
+        return None, "a \\u escape of a lone surrogate, which is not text (the model never answers one)"
     if "hit_cap" in row and not isinstance(row["hit_cap"], bool):
         return None, f'expected "hit_cap" to be true or false, found {_shown(row["hit_cap"])}'
     tokens = row.get("n_new_tokens", 0)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.files import usage_error
+from pytest_emogate.formats import clip
 from pytest_emogate.inference.progress import progress_bar
 from pytest_emogate.inference.settings import DTYPES, MODES, InferenceSettings
 from pytest_emogate.predictions import Prediction
@@ -23,7 +24,7 @@ from pytest_emogate.predictions import Prediction
 if TYPE_CHECKING:
     import torch
 
-    from pytest_emogate.data import Test3Data
+    from pytest_emogate.data import Sample, Test3Data
     from pytest_emogate.inference.batches import SampleInputs
     from pytest_emogate.inference.generate import BatchDone, Generation
     from pytest_emogate.model import EmotionLlama, PromptIds
@@ -94,6 +95,7 @@ def run_inference(
     model, tokenizer = load_emotion_llama(files, device, settings.dtype)
     loaded = time.perf_counter()
     prompts = tokenize_prompts(tokenizer, [prompt_sentence(sample) for sample in samples])
+    _check_context(model, prompts, samples, settings)
     load = SampleInputs.for_device(samples, settings.image_size, device, settings.workers)
     answers = _Answers(model, tokenizer, prompts, load, settings)
     notes = [answers.merge_lora()] if settings.merge_lora else []
@@ -201,6 +203,32 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise usage_error("--emogate-device", [f"{name}: no CUDA device is available (torch {torch.__version__})"])
     return device
+
+
+def _check_context(
+    model: EmotionLlama, prompts: Sequence[PromptIds], samples: Sequence[Sample], settings: InferenceSettings
+) -> None:
+    """Refuse, before any sample is answered, prompts that with `max_new_tokens` do not fit the model's context
+    (max_position_embeddings): past it the positions are ones the model never saw, and a transcript of a
+    megabyte would ask for a mask of hundreds of gigabytes. Names each sample with its prompt's length."""
+    context = int(getattr(model.llm.config, "max_position_embeddings", 0) or 0)
+    if context <= 0:
+        return
+    patch = model.vit.patch_embed.proj.kernel_size[0]
+    block = (settings.image_size // patch) ** 2 // model.group + 4  # the patch groups, 3 features and cls
+    too_long = [
+        (sample.name, length)
+        for sample, prompt in zip(samples, prompts, strict=True)
+        if (length := len(prompt.before) + block + len(prompt.after)) + settings.max_new_tokens > context
+    ]
+    if too_long:
+        where = f"max_position_embeddings in {settings.llama / 'config.json'}"
+        raise usage_error(
+            "Test3 transcripts",
+            [f"sample {clip(name)}: its prompt is {length:,} positions (most of them its transcript); with up to "
+             f"{settings.max_new_tokens} new tokens it does not fit the model's context of {context:,} ({where})"
+             for name, length in too_long],
+        )  # fmt: skip
 
 
 def _check_settings(settings: InferenceSettings) -> None:
