@@ -26,6 +26,23 @@ LENIENT = (
 """The shipped thresholds, tolerating the seed's one "doubt" and with a surprise floor one slip can clear."""
 
 
+def sliced_manifest(root: Path, count: int) -> Path:
+    """A data manifest in `root` over the first `count` samples of the tiny data set (its files where they are)."""
+    import json
+
+    lines = (TINY / "data" / "relative_test3_NCEV.txt").read_text(encoding="utf-8").splitlines()
+    (root / "annotation.txt").write_text("\n".join(lines[:count]) + "\n", encoding="utf-8")
+    data = TINY / "data"
+    manifest = {
+        "annotation": str(root / "annotation.txt"), "transcripts": str(data / "transcription_en_all.csv"),
+        "features": {"face": str(data / "mae_340_UTT"), "video": str(data / "maeV_399_UTT"),
+                     "audio": str(data / "HL-UTT")},
+        "frames": str(data / "test3"),
+    }  # fmt: skip
+    (root / "manifest.yaml").write_text(json.dumps(manifest), encoding="utf-8")
+    return root / "manifest.yaml"
+
+
 def literal(line: str) -> str:
     """An fnmatch pattern matching `line` literally except for its `*` (brackets are character classes)."""
     return line.replace("[", "[[]")

@@ -3,7 +3,6 @@ pytest-xdist workers infer once between them. Runs the tiny model on a 240-sampl
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY
+from tests.conftest import TINY, sliced_manifest
 
 pytest.importorskip("torch")
 SLICE = 240
@@ -24,16 +23,7 @@ pytestmark = pytest.mark.slow  # subprocesses running the tiny model
 @pytest.fixture
 def sliced(tmp_path: Path) -> Path:
     """A manifest over the first 240 samples of the tiny data set (every class present)."""
-    lines = (TINY / "data" / "relative_test3_NCEV.txt").read_text(encoding="utf-8").splitlines()
-    (tmp_path / "annotation.txt").write_text("\n".join(lines[:SLICE]) + "\n", encoding="utf-8")
-    data = TINY / "data"
-    manifest = {
-        "annotation": str(tmp_path / "annotation.txt"), "transcripts": str(data / "transcription_en_all.csv"),
-        "features": {"face": str(data / "mae_340_UTT"), "video": str(data / "maeV_399_UTT"),
-                     "audio": str(data / "HL-UTT")},
-        "frames": str(data / "test3"),
-    }  # fmt: skip
-    (tmp_path / "manifest.yaml").write_text(json.dumps(manifest), encoding="utf-8")
+    sliced_manifest(tmp_path, SLICE)
     (tmp_path / "thresholds.yaml").write_text("labels: [neutral, angry, happy, sad, worried, surprise]\n"
                                               "overall: {accuracy: 0.5}\n", encoding="utf-8")  # fmt: skip
     return tmp_path

@@ -28,27 +28,13 @@ from pytest_emogate.data import load_test3, preflight, read_features, read_frame
 from pytest_emogate.data.errors import DataFileError
 from pytest_emogate.data.features import load_vector
 from pytest_emogate.data.image import decode_frame
+from tests.test_preflight import DIMS, write_set  # a small, valid release-layout data set
 
 T = TypeVar("T")
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
-FOLDERS = ("mae_340_UTT", "maeV_399_UTT", "HL-UTT")
-DIMS = (4, 3, 2)
+
 MiB = 1 << 20
 posix_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and /dev/zero are POSIX")
-
-
-def write_set(root: Path, names: list[str]) -> Path:
-    """A small, valid release-layout data set: label sad, a transcript, a jpg and three vectors per name."""
-    for folder in (*FOLDERS, "test3"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    (root / "relative_test3_NCEV.txt").write_text("".join(f"{name} 125 sad -10\n" for name in names))
-    with (root / "transcription_en_all.csv").open("w", newline="") as handle:
-        csv.writer(handle, lineterminator="\n").writerows([("name", "sentence"), *((name, "Hi.") for name in names)])
-    for name in names:
-        for folder, dim in zip(FOLDERS, DIMS, strict=True):
-            np.save(root / folder / f"{name}.npy", np.ones(dim, dtype=np.float32))
-        Image.new("RGB", (4, 4), (200, 100, 50)).save(root / "test3" / f"{name}.jpg")
-    return root
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from pytest_emogate.evaluate.checks import consistency
 from pytest_emogate.evaluate.thresholds import load_thresholds
 from pytest_emogate.inference.probe import ProbeAnswer, ProbeResult, probe_settings, stratified_pick
 from pytest_emogate.inference.settings import MER2023_LABELS, InferenceSettings
-from tests.conftest import SEED, THRESHOLDS, TINY, TINY_SETTINGS
+from tests.conftest import SEED, THRESHOLDS, TINY, TINY_SETTINGS, sliced_manifest
 
 SLICE = 60
 """Samples of the tiny data set the model tests answer (every class is among the first 60)."""
@@ -232,16 +232,7 @@ def test_the_probe_option_needs_an_answer_source(pytester: pytest.Pytester) -> N
 def sliced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A manifest over the first 60 samples of the tiny data set, and thresholds the tiny model passes."""
     root = tmp_path_factory.mktemp("sliced")
-    lines = (TINY / "data" / "relative_test3_NCEV.txt").read_text(encoding="utf-8").splitlines()
-    (root / "annotation.txt").write_text("\n".join(lines[:SLICE]) + "\n", encoding="utf-8")
-    data = TINY / "data"
-    manifest = {
-        "annotation": str(root / "annotation.txt"), "transcripts": str(data / "transcription_en_all.csv"),
-        "features": {"face": str(data / "mae_340_UTT"), "video": str(data / "maeV_399_UTT"),
-                     "audio": str(data / "HL-UTT")},
-        "frames": str(data / "test3"),
-    }  # fmt: skip
-    (root / "manifest.yaml").write_text(json.dumps(manifest), encoding="utf-8")
+    sliced_manifest(root, SLICE)
     (root / "thresholds.yaml").write_text(LABELS + "overall: {accuracy: 0.5}\n", encoding="utf-8")
     return root
 
