@@ -41,6 +41,11 @@ def p_text(p: float) -> str:
     return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
+def cut(text: str, limit: int) -> str:
+    """`text` at most `limit` characters long, a longer one cut and ending in '…' (its characters as they are)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def clip(text: str, limit: int = CLIP_CHARS) -> str:
     """Untrusted text as one printed line of at most `limit` characters: line breaks, tabs and other unprintable
     characters escaped as `repr` writes them, and a longer text cut, ending in '…'."""

@@ -22,6 +22,7 @@ import pytest
 
 from pytest_emogate.evaluate.metrics import GateResult
 from pytest_emogate.evaluate.verdict import Verdict
+from pytest_emogate.formats import cut
 
 if TYPE_CHECKING:
     import sqlite3
@@ -175,14 +176,10 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
         return
     found = ", ".join(f"{name}({', '.join(columns)})" for name, columns in sorted(tables.items())) or "no tables"
     raise pytest.UsageError(
-        f"history {path}: not an emogate history (schema version {version}; tables {_clip(found)}); expected an "
+        f"history {path}: not an emogate history (schema version {version}; tables {cut(found, 300)}); expected an "
         f"empty file or one that pytest-emogate wrote. Pass another --emogate-history or --emogate-no-history; the "
         "file was not changed"
     )
-
-
-def _clip(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_version(db: sqlite3.Connection) -> int:

@@ -252,7 +252,7 @@ def _jsonl_rows(text: str, problems: list[str]) -> list[tuple[int, dict[str, obj
         if not isinstance(row, dict):
             problems.append(f"line {line}: expected a JSON object, found {type(row).__name__}")
             continue
-        if (surrogate := _lone_surrogate(row)) is not None:
+        if (surrogate := lone_surrogate(row)) is not None:
             problems.append(f"line {line}: a \\u{ord(surrogate):04x} escape with no pair, which is not text (lone "
                             "surrogates cannot be written as UTF-8); expected valid Unicode")  # fmt: skip
             continue
@@ -260,7 +260,7 @@ def _jsonl_rows(text: str, problems: list[str]) -> list[tuple[int, dict[str, obj
     return rows
 
 
-def _lone_surrogate(value: object) -> str | None:
+def lone_surrogate(value: object) -> str | None:
     """The first lone surrogate (a JSON \\udc80 escape without its pair) anywhere in a parsed JSON value."""
     pending = [value]
     while pending:

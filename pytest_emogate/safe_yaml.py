@@ -17,6 +17,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pytest_emogate.files import usage_error
+from pytest_emogate.formats import cut
 
 MAX_DEPTH = 64
 MAX_NODES = 100_000
@@ -55,7 +56,7 @@ class _BoundedLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if key in seen:
-                shown = _clip(repr(key))
+                shown = cut(repr(key), MAX_ERROR_CHARS)
                 raise YamlProblem(f"line {line}: duplicate key {shown} (first on line {seen[key]}); keep one")
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
@@ -93,7 +94,9 @@ def load_yaml(text: str, what: str, path: Path, *, yaml12_booleans: bool = False
     except YamlProblem as problem:
         raise usage_error(f"{what} {path}", [str(problem)]) from None
     except yaml.YAMLError as error:
-        raise usage_error(f"{what} {path}", [f"not valid YAML: {_clip(' '.join(str(error).split()))}"]) from None
+        raise usage_error(
+            f"{what} {path}", [f"not valid YAML: {cut(' '.join(str(error).split()), MAX_ERROR_CHARS)}"]
+        ) from None
     except RecursionError:
         raise usage_error(f"{what} {path}", [f"nested too deeply (more than {MAX_DEPTH} levels)"]) from None
     finally:
@@ -137,7 +140,3 @@ def _children(node: Node) -> list[Node]:
     if isinstance(node, MappingNode):
         return [part for pair in node.value for part in pair]
     return []
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

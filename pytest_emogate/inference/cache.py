@@ -22,7 +22,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -43,14 +42,13 @@ from pytest_emogate.files import (
     text_lines,
     usage_error,
 )
-from pytest_emogate.predictions import Prediction
+from pytest_emogate.predictions import Prediction, lone_surrogate
 
 if TYPE_CHECKING:
     from pytest_emogate.inference.settings import InferenceSettings
 
 ANSWERS = "answers.jsonl"
 ANSWER_FILES = "answers*.jsonl"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 ANSWERS_LIMIT = 512 * MiB
 """The most bytes one answers file may hold: 500 new tokens for each of a hundred thousand samples fit."""
 LOCK = "lock"
@@ -224,7 +222,7 @@ def _answer(line: str) -> tuple[Prediction, None] | tuple[None, str]:
         return None, f'expected "label" to be a string, found {_shown(label)}'
     if not isinstance(output, str):
         return None, f'expected "output" to be a string, found {_shown(output)}'
-    if any(_SURROGATE.search(text) for text in (name, label, output)):
+    if lone_surrogate([name, label, output]) is not None:
         return None, "a \\u escape of a lone surrogate, which is not text (the model never answers one)"
     if "hit_cap" in row and not isinstance(row["hit_cap"], bool):
         return None, f'expected "hit_cap" to be true or false, found {_shown(row["hit_cap"])}'
