@@ -17,13 +17,19 @@ from pytest_emogate.evaluate.metrics import GateResult
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import Verdict
 from pytest_emogate.files import atomic_write_bytes
+from pytest_emogate.formats import clip
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 SIZE_PX = (1400, 600)
 """The PNG's width and height in pixels."""
 DPI = 100
+TITLE_IDS = 4
+"""The failed check ids the title names before it counts the rest (the JSON report lists them all)."""
+TITLE_CHARS = 160
+"""The most characters of the title (check ids come from thresholds.yaml: a class name may be long)."""
 COLORS = {"pass": "#2e7d32", "fail": "#c62828", "none": "#455a64", "floor": "#c62828", "baseline": "#9e9e9e"}
 
 
@@ -35,6 +41,14 @@ def write_plot(
     comparison: Comparison | None = None,
 ) -> None:
     """Draw both panels and write the PNG atomically."""
+    figure = draw(result, thresholds, verdict, comparison)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def draw(result: GateResult, thresholds: Thresholds, verdict: Verdict, comparison: Comparison | None = None) -> Figure:
+    """The figure of both panels, titled with `plot_title`, on an Agg canvas of its own."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -43,12 +57,21 @@ def write_plot(
     heat_axes, recall_axes = figure.subplots(1, 2)
     _confusion(heat_axes, result)
     _recall(recall_axes, result, thresholds, verdict, comparison)
-    figure.suptitle(
-        f"emogate: {verdict.headline()}; accuracy {100 * result.metrics['accuracy']:.2f}% on {result.n} samples"
-    )
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    atomic_write_bytes(path, buffer.getvalue())
+    figure.suptitle(plot_title(result, verdict))
+    return figure
+
+
+def plot_title(result: GateResult, verdict: Verdict) -> str:
+    """`emogate: FAILED: class_floor[surprise], label_validity; accuracy 90.65% on 834 samples`: the failed checks
+    by id (the first TITLE_IDS, then "and N more"), or the headline of a passed or incomplete verdict."""
+    failed = verdict.failed
+    if failed and verdict.error is None:
+        more = f" and {len(failed) - TITLE_IDS} more" if len(failed) > TITLE_IDS else ""
+        said = f"FAILED: {', '.join(failed[:TITLE_IDS])}{more}"
+    else:
+        said = verdict.headline()
+    accuracy = f"accuracy {100 * result.metrics['accuracy']:.2f}% on {result.n} samples"
+    return f"emogate: {clip(said, TITLE_CHARS - len(accuracy) - 11)}; {accuracy}"
 
 
 def _confusion(axes: Axes, result: GateResult) -> None:
