@@ -111,10 +111,21 @@ def emogate_result(emogate_gate: Gate) -> GateResult:
         def test_sad_precision(emogate_result):
             assert emogate_result.per_class["sad"].precision >= 0.9
 
+        def test_no_sad_sample_broken(emogate_result):  # with --emogate-baseline
+            frame = emogate_result.frame()  # pandas: one row per sample
+            assert frame[(frame.gold == "sad") & (frame.change == "broken")].empty
+
     Fields: n, labels, metrics (accuracy, weighted_f1, uar, ...), per_class[label] (n, correct, recall,
-    recall_ci95, precision, f1), confusion[gold][pred], invalid_count, invalid_answers, samples.
+    recall_ci95, precision, f1), confusion[gold][pred], invalid_count, invalid_answers, samples, and with
+    --emogate-baseline the baseline's result as `baseline`. With pandas: frame() (name, gold, output, word,
+    predicted, correct, valid; with a baseline baseline_output, baseline_predicted, change) and confusion_frame().
     """
-    return emogate_gate.result()
+    result = emogate_gate.result()
+    if emogate_gate.baseline is None:
+        return result
+    from dataclasses import replace
+
+    return replace(result, baseline=emogate_gate.baseline.result(emogate_gate.thresholds))
 
 
 @pytest.hookimpl(tryfirst=True)

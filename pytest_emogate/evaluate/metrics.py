@@ -9,10 +9,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pytest_emogate.answers import INVALID, answer_word
 from pytest_emogate.predictions import Prediction
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Z95 = 1.959963984540054
 """The two-sided 95% normal quantile used by the Wilson interval."""
@@ -87,6 +91,9 @@ class GateResult:
     invalid_answers: Mapping[str, int]
     samples: tuple[ScoredSample, ...]
     invalid_policy: str = "wrong"
+    baseline: GateResult | None = field(default=None, compare=False, repr=False)
+    """The accepted model's result on the same samples, when the session has a baseline (the `emogate_result`
+    fixture attaches it); `frame()` then adds the baseline's answers and each sample's change."""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -97,6 +104,21 @@ class GateResult:
     def invalid_samples(self) -> tuple[ScoredSample, ...]:
         """The samples whose answer was outside the taxonomy."""
         return tuple(sample for sample in self.samples if not sample.valid)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per sample, sorted by name: name, gold, output, word, predicted (a label or `<invalid>`),
+        correct, valid; with a baseline also baseline_output, baseline_predicted and change (broken, fixed,
+        changed, same). Label columns share one categorical dtype (`columns`, in taxonomy order). Needs pandas."""
+        from pytest_emogate.evaluate.frames import sample_frame
+
+        return sample_frame(self.samples, self.columns, self.baseline.samples if self.baseline else None)
+
+    def confusion_frame(self) -> pd.DataFrame:
+        """`confusion` as a DataFrame: index the gold labels ("gold"), columns `columns` ("predicted"), int64
+        counts. Needs pandas."""
+        from pytest_emogate.evaluate.frames import confusion_frame
+
+        return confusion_frame(self.confusion, self.labels, self.columns)
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
