@@ -4,16 +4,20 @@ that did not run."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from pathlib import Path
 
 import pytest
 
 from pytest_emogate.evaluate.checks import evaluate_all
+from pytest_emogate.evaluate.compare import Comparison, compare
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
 from pytest_emogate.evaluate.thresholds import Thresholds, load_thresholds
 from pytest_emogate.evaluate.verdict import Verdict, judge
 from pytest_emogate.predictions import read_predictions
-from tests.conftest import SEED, THRESHOLDS
+from tests.conftest import REGRESSED, SEED, THRESHOLDS
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +66,68 @@ def test_the_drawn_figure_carries_the_title(thresholds: Thresholds, seed: GateRe
 
     verdict = verdict_of(thresholds, seed)
     assert draw(seed, thresholds, verdict).get_suptitle() == plot_title(seed, verdict)
+
+
+# --- the regression table under Holm ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def holm(thresholds: Thresholds) -> Thresholds:
+    assert thresholds.regression is not None
+    return dataclasses.replace(thresholds, regression=dataclasses.replace(thresholds.regression, correction="holm"))
+
+
+@pytest.fixture(scope="module")
+def regressed(seed: GateResult, thresholds: Thresholds) -> Comparison:
+    return compare(seed, result_of(thresholds, REGRESSED), "baseline", reps=200)
+
+
+def rendered(renderable: object, width: int = 80) -> str:
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def regression_rows(thresholds: Thresholds, comparison: Comparison) -> tuple[list[str], Verdict]:
+    from pytest_emogate.report.terminal import regression_table
+
+    outcomes = [regression_outcome(thresholds, comparison, key) for key in regression_ids(thresholds)]
+    verdict = judge([o.id for o in outcomes], {o.id: "passed" if o.passed else "failed" for o in outcomes})
+    return rendered(regression_table(comparison, outcomes, verdict, thresholds)).splitlines(), verdict
+
+
+def test_under_holm_the_terminal_table_shows_the_adjusted_p_and_says_so(
+    thresholds: Thresholds, holm: Thresholds, regressed: Comparison
+) -> None:
+    plain, _ = regression_rows(thresholds, regressed)
+    assert plain[1].split()[-2:] == ["p", "status"]
+    assert plain[3].split()[0] == "accuracy" and plain[3].split()[-2:] == ["0.0085", "FAIL"]
+    assert not any("holm" in line.lower() for line in plain)
+    lines, verdict = regression_rows(holm, regressed)
+    assert verdict.passed and lines[1].split()[-3:] == ["p", "(holm)", "status"]
+    assert lines[3].split()[0] == "accuracy" and lines[3].split()[-2:] == ["0.0676", "pass"]  # 0.0085 x 8
+    assert all(len(line) <= 80 for line in lines)
+    note = " ".join(line.strip() for line in lines[11:])  # after the title, the header, the rule and 8 rows
+    assert "p (holm): Holm-Bonferroni adjusted over the 8 regression checks (the raw p is in the JSON report)" in note
+    assert "can fail at: judged at alpha/8 = 0.00625" in note
+
+
+def test_under_holm_the_markdown_tables_show_both_p_values(holm: Thresholds, regressed: Comparison) -> None:
+    from pytest_emogate.report.markdown import MarkdownInput, render_markdown
+
+    outcomes = [regression_outcome(holm, regressed, key) for key in regression_ids(holm)]
+    verdict = judge([o.id for o in outcomes], {o.id: "passed" if o.passed else "failed" for o in outcomes})
+    text = render_markdown(MarkdownInput(result_of(holm, REGRESSED), holm,
+                                         outcomes, verdict, "header", regressed, "baseline", 0.05))  # fmt: skip
+    lines = text.splitlines()
+    overall = next(line for line in lines if line.startswith("| metric |"))
+    assert "| p | p (holm) | test |" in overall
+    accuracy = next(line for line in lines if line.startswith("| accuracy |"))
+    assert "| 0.0085 | 0.0676 | exact McNemar |" in accuracy
+    macro = next(line for line in lines if line.startswith("| macro_f1 |"))  # not a regression check
+    assert "| - | paired bootstrap |" in macro
+    assert "| p | p (holm) | can fail at |" in next(line for line in lines if line.startswith("| class |"))
+    assert "p (holm): Holm-Bonferroni adjusted over the 8 regression checks (p is the raw one-sided p)" in text
+    assert "can fail at: judged at alpha/8 = 0.00625" in text

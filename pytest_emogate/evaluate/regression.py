@@ -62,6 +62,19 @@ def family_p_values(thresholds: Thresholds, comparison: Comparison) -> dict[str,
     return holm_adjusted(raw) if policy is not None and policy.correction == "holm" else raw
 
 
+def holm_note(thresholds: Thresholds, raw: str) -> str:
+    """What `regression.correction: holm` does to the p and 'can fail at' columns, in two sentences; `raw` says
+    where the raw p-values are."""
+    policy = thresholds.regression
+    assert policy is not None, "a correction exists only with a regression: section"
+    m = len(regression_ids(thresholds))
+    return (
+        f"p (holm): Holm-Bonferroni adjusted over the {m} regression checks ({raw}); a drop "
+        f"beyond its margin fails when its adjusted p < alpha {policy.alpha:g}. can fail at: judged at alpha/{m} = "
+        f"{policy.alpha / m:.4g}, the level a drop meets when it is the only one."
+    )
+
+
 def detection_limit(thresholds: Thresholds, comparison: Comparison, key: str) -> float | None:
     """`smallest_failing_drop` of one regression check (None for a bootstrap-tested metric, or when it cannot
     fail); under Holm at alpha/m, the level its drop meets when it is the only one."""

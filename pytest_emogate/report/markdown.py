@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pytest_emogate.evaluate.checks import Outcome, floor_slack, inconclusive
 from pytest_emogate.evaluate.compare import Comparison, Delta, Pair
 from pytest_emogate.evaluate.metrics import METRICS, GateResult
-from pytest_emogate.evaluate.regression import delta_of, detection_limit, regression_ids
+from pytest_emogate.evaluate.regression import delta_of, detection_limit, family_p_values, holm_note, regression_ids
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict
 from pytest_emogate.formats import ci_range, clip, invalid_answers, invalid_policy, p_text, pct, sparkline
@@ -80,6 +80,20 @@ def _can_fail_at(data: MarkdownInput, key: str) -> str:
         return "-"
     drop = detection_limit(data.thresholds, data.comparison, key)
     return "never" if drop is None else f"{100 * drop:.2f}"
+
+
+def _holm(data: MarkdownInput) -> bool:
+    policy = data.thresholds.regression
+    return policy is not None and policy.correction == "holm"
+
+
+def _holm_p(data: MarkdownInput, key: str) -> list[str]:
+    """The 'p (holm)' cell of a row under Holm (the adjusted p of a declared check, else '-'); no cell without."""
+    if not _holm(data):
+        return []
+    assert data.comparison is not None
+    used = family_p_values(data.thresholds, data.comparison)
+    return [p_text(used[key]) if key in used else "-"]
 
 
 def _points(delta: Delta) -> str:
@@ -167,7 +181,8 @@ def _class_section(data: MarkdownInput) -> list[str]:
     result, comparison = data.result, data.comparison
     header = ["class", "n", "correct", "recall", "95% CI", "floor", "slack", "floor check"]
     if comparison is not None:
-        header += ["baseline", "Δ pts", "fixed", "broken", "p", "can fail at", "regression"]
+        header += ["baseline", "Δ pts", "fixed", "broken", "p", *(["p (holm)"] if _holm(data) else []),
+                   "can fail at", "regression"]  # fmt: skip
     if data.history:
         header += ["trend"]
     rows, unsure_any = [], False
@@ -183,7 +198,8 @@ def _class_section(data: MarkdownInput) -> list[str]:
         if comparison is not None:
             delta = comparison.per_class[label]
             row += [pct(delta.baseline), _points(delta), str(delta.fixed), str(delta.broken), p_text(delta.p_value),
-                    _can_fail_at(data, label), _status(data.verdict, f"regression[{label}]")]  # fmt: skip
+                    *_holm_p(data, label), _can_fail_at(data, label),
+                    _status(data.verdict, f"regression[{label}]")]  # fmt: skip
         if data.history:
             row += [sparkline([run.per_class[label]["recall"] for run in data.history if label in run.per_class])]
         rows.append(row)
@@ -200,7 +216,8 @@ def _overall_section(data: MarkdownInput) -> list[str]:
     comparison = data.comparison
     header = ["metric", "value", "floor", "floor check"]
     if comparison is not None:
-        header += ["baseline", "Δ pts", "95% CI of Δ", "p", "test", "can fail at", "regression"]
+        header += ["baseline", "Δ pts", "95% CI of Δ", "p", *(["p (holm)"] if _holm(data) else []), "test",
+                   "can fail at", "regression"]  # fmt: skip
     rows = []
     for metric in METRICS:
         floor = data.thresholds.overall.get(metric)
@@ -209,8 +226,9 @@ def _overall_section(data: MarkdownInput) -> list[str]:
         if comparison is not None:
             delta = comparison.metrics[metric]
             test = "exact McNemar" if delta.test == "mcnemar" else "paired bootstrap"
-            row += [f"{100 * delta.baseline:.2f}%", _points(delta), _ci_points(delta), p_text(delta.p_value), test,
-                    _can_fail_at(data, metric), _status(data.verdict, f"regression[{metric}]")]  # fmt: skip
+            row += [f"{100 * delta.baseline:.2f}%", _points(delta), _ci_points(delta), p_text(delta.p_value),
+                    *_holm_p(data, metric), test, _can_fail_at(data, metric),
+                    _status(data.verdict, f"regression[{metric}]")]  # fmt: skip
         rows.append(row)
     return ["### Overall", "", *_table(header, rows)]
 
@@ -230,6 +248,7 @@ def _paired_section(data: MarkdownInput) -> list[str]:
         f"or a paired bootstrap ({comparison.reps} resamples stratified by gold label, seed {comparison.seed}), "
         "which also gives every 95% CI of Δ.",
         "",
+        *([escape(holm_note(data.thresholds, "p is the raw one-sided p")), ""] if _holm(data) else []),
     ]
 
 

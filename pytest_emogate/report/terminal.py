@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pytest_emogate.evaluate.checks import Outcome, floor_slack, inconclusive
 from pytest_emogate.evaluate.compare import Comparison
 from pytest_emogate.evaluate.metrics import METRICS, ClassStats, GateResult
-from pytest_emogate.evaluate.regression import delta_of, detection_limit
+from pytest_emogate.evaluate.regression import delta_of, detection_limit, family_p_values, holm_note
 from pytest_emogate.evaluate.thresholds import ClassFloor, Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, INCOMPLETE, PASSED, Verdict
 from pytest_emogate.files import display_path
@@ -190,9 +190,12 @@ def regression_table(
         f"Regression vs baseline: {counts['fixed']} fixed, {counts['broken']} broken, "
         f"{counts['both_right']} both right, {counts['both_wrong']} both wrong"
     )
+    holm = thresholds.regression is not None and thresholds.regression.correction == "holm"
+    used_p = family_p_values(thresholds, comparison)
     # one space between columns (the box's own), so ten columns fit 80 characters
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 0))
-    for column in ("check", "base", "now", "delta", "margin", "can fail at", "fixed", "broken", "p", "status"):
+    p_column = "p (holm)" if holm else "p"
+    for column in ("check", "base", "now", "delta", "margin", "can fail at", "fixed", "broken", p_column, "status"):
         table.add_column(column, justify="left" if column in ("check", "status") else "right", no_wrap=True)
     for outcome in outcomes:
         if not outcome.id.startswith("regression["):
@@ -203,9 +206,11 @@ def regression_table(
             key, pct2(delta.baseline), pct2(delta.candidate), f"{100 * delta.delta:+.2f}",
             f"{-100 * outcome.limit:.2f}", _can_fail_at(detection_limit(thresholds, comparison, key), delta.test),
             "-" if delta.fixed is None else str(delta.fixed), "-" if delta.broken is None else str(delta.broken),
-            p_text(delta.p_value), status_cell(verdict, outcome.id),
+            p_text(used_p[key]), status_cell(verdict, outcome.id),
         )  # fmt: skip
-    return Group(Text(title), table)  # a table's own title would wrap to the table's width
+    if not holm:
+        return Group(Text(title), table)  # a table's own title would wrap to the table's width
+    return Group(Text(title), table, Text(holm_note(thresholds, "the raw p is in the JSON report")))
 
 
 def _can_fail_at(drop: float | None, test: str) -> str:
