@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from pytest_emogate.evaluate.metrics import ClassStats, GateResult, ScoredSample
     from pytest_emogate.predictions import Prediction
 
-__all__ = ["INVALID", "ClassStats", "GateResult", "Prediction", "ScoredSample"]
+    from . import history
+
+__all__ = ["INVALID", "ClassStats", "GateResult", "Prediction", "ScoredSample", "history"]
 __version__ = "0.1.0"
 
 _HOMES = {
@@ -23,9 +25,13 @@ _HOMES = {
     "ScoredSample": "pytest_emogate.evaluate.metrics",
     "Prediction": "pytest_emogate.predictions",
 }
+_MODULES = ("history",)
+"""Submodules reachable as attributes: `pytest_emogate.history.frame(path)` after `import pytest_emogate`."""
 
 
 def __getattr__(name: str) -> Any:
     if name in _HOMES:
         return getattr(import_module(_HOMES[name]), name)
+    if name in _MODULES:
+        return import_module(f"pytest_emogate.{name}")
     raise AttributeError(f"module 'pytest_emogate' has no attribute {name!r}")

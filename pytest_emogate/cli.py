@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emogate.evaluate.metrics import METRICS
 from pytest_emogate.files import FileProblem, atomic_write_text, display_path, output_problem
-from pytest_emogate.history import CLASS_FIELDS, Run, load_runs
+from pytest_emogate.history import Run, load_runs, table
 from pytest_emogate.report.samples import SHOW_DEFAULT
 
 DEFAULT_DB = Path(".emogate") / "history.sqlite"
@@ -78,21 +77,13 @@ def positive_int(text: str) -> int:
 
 
 def csv_text(runs: Sequence[Run]) -> str:
-    """One row per run: the run's fields, every metric, then each class's n, correct, recall and interval."""
-    labels = list(dict.fromkeys(label for run in runs for label in run.per_class))
-    header = ["id", "time", "git_commit", "checkpoint_sha256", "data_fingerprint", "predictions_sha256",
-              "thresholds_sha256", "n", "passed", "failed_checks", "verdict", "not_run", *METRICS,
-              *(f"{label}_{name}" for label in labels for name in CLASS_FIELDS)]  # fmt: skip
+    """One row per run: the run's fields, every metric, then each class's n, correct, recall and interval (the
+    columns and values of `history.table`, as `history.frame` has them; empty where a run lacks a value)."""
+    header, rows = table(runs)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    for run in runs:
-        fields = [run.id, run.time, run.git_commit, run.checkpoint_sha256, run.data_fingerprint, run.predictions_sha256,
-                  run.thresholds_sha256, run.n, run.passed, " ".join(run.failed_checks), run.verdict,
-                  " ".join(run.not_run)]  # fmt: skip
-        metrics = [run.metrics.get(metric, "") for metric in METRICS]
-        classes = [run.per_class.get(label, {}).get(name, "") for label in labels for name in CLASS_FIELDS]
-        writer.writerow(["" if value is None else value for value in (*fields, *metrics, *classes)])
+    writer.writerows(["" if value is None else value for value in row] for row in rows)
     return buffer.getvalue()
 
 
@@ -153,7 +144,7 @@ def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: i
     heading = f"emogate diff: {accepted.description} -> candidate {display_path(candidate)} ({len(answers)} rows)"
     console.print(heading, markup=False, soft_wrap=True)
     console.print(regression_table(comparison, outcomes, verdict, thresholds))
-    for line in sample_lines(comparison, show, where="emogate diff --show N lists more"):
+    for line in sample_lines(comparison, show, where="emogate diff --show N lists more", width=console.width):
         console.print(line, markup=False, soft_wrap=True)
     console.print(verdict.line(), markup=False, soft_wrap=True)
     return 1 if verdict.failed else 0

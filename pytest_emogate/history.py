@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_emogate.evaluate.metrics import GateResult
+from pytest_emogate.evaluate.metrics import METRICS, GateResult
 from pytest_emogate.evaluate.verdict import Verdict
 from pytest_emogate.formats import cut
 
 if TYPE_CHECKING:
     import sqlite3
+
+    import pandas as pd
 
 
 SCHEMA_VERSION = 2
@@ -70,6 +72,7 @@ CLASS_FIELDS = ("n", "correct", "recall", "recall_low", "recall_high", "precisio
 RUN_FIELDS = ("id", "time", "git_commit", "checkpoint_sha256", "data_fingerprint", "predictions_sha256",
               "thresholds_sha256", "n", "passed", "failed_checks", "verdict", "not_run")  # fmt: skip
 ADDED_IN_2 = ("verdict", "not_run")
+WHOLE_CLASS_FIELDS = ("n", "correct")
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,8 @@ def record_run(path: Path, run: Run) -> int:
 def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None = None) -> list[Run]:
     """The stored runs, oldest first: the `last` ones, of one evaluation set when `data_fingerprint` is given."""
     with _connect(path, create=False) as db:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone() is None:
+            return []  # an empty database: the schema accepted it, and the first run will create the tables
         old = _check_version(db) == 1
         where, args = ("WHERE data_fingerprint = ?", [data_fingerprint]) if data_fingerprint else ("", [])
         limit = f"LIMIT {int(last)}" if last else ""
@@ -249,4 +254,46 @@ def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None 
                 not_run=tuple(json.loads(record["not_run"] or "[]")),
             )  # fmt: skip
             runs.append(Run(**record, metrics=metrics, per_class=per_class))
+    return runs
+
+
+def table(runs: Sequence[Run]) -> tuple[list[str], list[list[Any]]]:
+    """The runs as one table, the source of both `emogate history --csv` and `frame`: one row per run, oldest
+    first; columns the run's fields (RUN_FIELDS; the lists of checks joined by spaces), every metric of METRICS,
+    then `{label}_{field}` for each class ever recorded (first seen first) and each of CLASS_FIELDS. None where a
+    run lacks a value (a metric or class it did not record)."""
+    labels = list(dict.fromkeys(label for run in runs for label in run.per_class))
+    header = [*RUN_FIELDS, *METRICS, *(f"{label}_{name}" for label in labels for name in CLASS_FIELDS)]
+    rows = []
+    for run in runs:
+        fields = [run.id, run.time, run.git_commit, run.checkpoint_sha256, run.data_fingerprint, run.predictions_sha256,
+                  run.thresholds_sha256, run.n, run.passed, " ".join(run.failed_checks), run.verdict,
+                  " ".join(run.not_run)]  # fmt: skip
+        metrics = [run.metrics.get(metric) for metric in METRICS]
+        classes = [run.per_class.get(label, {}).get(name) for label in labels for name in CLASS_FIELDS]
+        rows.append([*fields, *metrics, *classes])
+    return header, rows
+
+
+def frame(path: str | os.PathLike[str], last: int | None = None, data_fingerprint: str | None = None) -> pd.DataFrame:
+    """The run history at `path` as a pandas DataFrame, one row per run, oldest first (the `last` runs, of one
+    evaluation set when `data_fingerprint` is given): the columns and values `emogate history --csv` writes (see
+    `table`). id, n and each class's n and correct are integers (pandas' nullable Int64 for a class's, absent
+    in runs that did not record the class), passed bool, metrics and the other class fields float (NaN where
+    absent), the rest str (time is ISO 8601 UTC text: `pd.to_datetime(frame.time)`). A missing or foreign
+    file is the UsageError the command prints; missing pandas says how to install it."""
+    from pytest_emogate.evaluate.frames import require_pandas
+
+    require_pandas("pytest_emogate.history.frame()")
+    import pandas as pd
+
+    header, rows = table(load_runs(Path(path), last=last, data_fingerprint=data_fingerprint))
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in header]
+    run_types = {name: "str" for name in RUN_FIELDS} | {"id": "int64", "n": "int64", "passed": "bool"}
+    class_types = ["Int64" if name in WHOLE_CLASS_FIELDS else "float64" for name in CLASS_FIELDS]
+    classes = (len(header) - len(RUN_FIELDS) - len(METRICS)) // len(CLASS_FIELDS)
+    dtypes = [*run_types.values(), *("float64" for _ in METRICS), *class_types * classes]
+    typed = zip(header, columns, dtypes, strict=True)
+    data = {name: pd.Series(list(values), dtype=dtype) for name, values, dtype in typed}
+    runs: pd.DataFrame = pd.DataFrame(data, columns=header)
     return runs

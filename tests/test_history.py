@@ -7,6 +7,7 @@ import io
 import multiprocessing
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,71 @@ def test_a_broken_history_stops_the_run_at_the_start(project: pytest.Pytester) -
 def test_collect_only_records_nothing(project: pytest.Pytester) -> None:
     project.runpytest("--emogate-predictions", "preds.csv", "--collect-only")
     assert not (project.path / ".emogate").exists()
+
+
+# --- the history as a DataFrame (pandas) ----------------------------------------------------------------------
+
+
+def test_the_frame_has_the_columns_and_values_the_csv_has(tmp_path: Path, seed: GateResult) -> None:
+    import dataclasses
+
+    from pytest_emogate.cli import csv_text
+    from pytest_emogate.history import frame
+
+    db = tmp_path / "history.sqlite"
+    failed = judge(["label_validity", "overall[uar]"], {"label_validity": "failed"})
+    record_run(db, run_of(seed, NONE, PROVENANCE, "abc123"))
+    partial = run_of(seed, failed, {**PROVENANCE, "data_fingerprint": None}, None)
+    record_run(db, dataclasses.replace(partial, per_class={"sad": partial.per_class["sad"]}, metrics={"uar": 0.5}))
+    runs = frame(db)
+    assert runs.to_csv(index=False, lineterminator="\n") == csv_text(load_runs(db))  # the same columns and values
+    assert runs.id.tolist() == [1, 2] and runs.dtypes["id"] == "int64" and runs.dtypes["n"] == "int64"
+    assert runs.passed.tolist() == [True, False] and runs.dtypes["passed"] == "bool"
+    assert runs.failed_checks.tolist() == ["", "label_validity"] and runs.not_run.tolist() == ["", "overall[uar]"]
+    assert runs.accuracy[0] == seed.metrics["accuracy"] and runs.accuracy.isna()[1] and runs.uar[1] == 0.5
+    assert runs.dtypes["surprise_n"] == "Int64" and runs.surprise_correct.tolist()[0] == 6
+    assert runs.surprise_correct.isna()[1] and runs.sad_n.tolist() == [257, 257]
+    assert runs.dtypes["surprise_recall_low"] == "float64"
+    assert runs.git_commit[0] == "abc123" and runs.git_commit.isna()[1] and runs.data_fingerprint.isna()[1]
+    assert frame(db, last=1).id.tolist() == [2] and frame(db, data_fingerprint="fp").id.tolist() == [1]
+
+
+def test_an_empty_history_is_an_empty_frame_with_the_run_columns(tmp_path: Path) -> None:
+    from pytest_emogate.history import RUN_FIELDS, frame
+
+    db = tmp_path / "empty.sqlite"
+    sqlite3.connect(db).close()
+    runs = frame(db)
+    assert runs.empty and list(runs.columns[: len(RUN_FIELDS)]) == list(RUN_FIELDS)
+
+
+def test_the_frame_of_a_missing_or_foreign_file_is_the_commands_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_emogate.history import frame
+
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE songs (title TEXT)")
+    for path in (tmp_path / "none.sqlite", foreign):
+        with pytest.raises(pytest.UsageError) as raised:
+            frame(path)
+        assert main(["history", "--db", str(path), "--csv", "-"]) == 2
+        assert capsys.readouterr().err == f"emogate: {raised.value}\n"
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ModuleNotFoundError, match=r"history.frame\(\) needs pandas.*pip install pandas"):
+        frame(tmp_path / "none.sqlite")
+
+
+def test_the_package_reaches_the_history_module_lazily() -> None:
+    import pytest_emogate
+
+    assert pytest_emogate.history.frame.__module__ == "pytest_emogate.history"
+
+
+def test_an_empty_database_holds_no_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "empty.sqlite"
+    db.touch()
+    assert load_runs(db) == []
+    assert main(["history", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == f"emogate history: {db} holds no runs yet\n"
