@@ -102,6 +102,7 @@ def _outputs(config: pytest.Config) -> Outputs:
         markdown=path_option(config, "markdown"),
         step_summary=Path(step_summary) if step_summary else None,
         plot=path_option(config, "plot"),
+        html=path_option(config, "html"),
         history=history,
         update_baseline=path_option(config, "update_baseline"),
         ratchet=bool(config.getoption("emogate_ratchet")),

@@ -40,6 +40,8 @@ PATH_OPTIONS = {
     "cache": f"the per-sample answer cache with resume (default {CACHE_DEFAULT} at the rootdir)",
     "baseline": "compare with an accepted model's predictions (CSV or JSONL): adds the test_no_regression checks",
     "markdown": f"write a Markdown summary to this path (it is also appended to ${STEP_SUMMARY} when set)",
+    "html": "write one self-contained HTML page: verdict, per-class bars, confusion heatmap, every sample with "
+    "filters, the regression table, provenance (opens offline: it loads nothing)",
     "plot": "write a PNG: labelled confusion heatmap and per-class recall with intervals (pytest-emogate[plot])",
     "history": f"the SQLite run history every gated run appends to (default {HISTORY_DEFAULT} at the rootdir)",
 }

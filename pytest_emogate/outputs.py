@@ -1,5 +1,6 @@
 """Every file the session writes: the JSON report, the saved answers, the run history, the baseline and the floors
-(the explicit update steps), the Markdown and the GitHub step summary, the plot; and JUnit's suite properties.
+(the explicit update steps), the Markdown and the GitHub step summary, the HTML page, the plot; and JUnit's suite
+properties.
 
 Paths are checked when the session starts (an output path that is a directory, an unusable history file, a
 missing extra: exit 4 before any test runs); everything is written once, at the end, from the one verdict. The
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from pytest_emogate.gate import Gate
     from pytest_emogate.history import Run
     from pytest_emogate.predictions import Prediction
+    from pytest_emogate.report.html import HtmlInput
 
 ANSWER_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 """The suffixes an answers file may be written with: CSV, or JSON lines (what `--emogate-predictions` reads)."""
@@ -44,6 +46,7 @@ class Outputs:
     markdown: Path | None = None
     step_summary: Path | None = None
     plot: Path | None = None
+    html: Path | None = None
     history: Path | None = None
     update_baseline: Path | None = None
     ratchet: bool = False
@@ -55,6 +58,8 @@ class Outputs:
     """Lines for the end of the summary, each with the least verbosity that shows it (-1: even under -q)."""
     unwritten: list[str] = field(default_factory=list)
     """The outputs that could not be written at the end of the session (their options)."""
+    _report_data: dict[str, Any] | None = None
+    """The JSON report of the run, built once for the report and the HTML page."""
 
     def check(self) -> None:
         """Fail at the start of the session, not at its end: every output path that could not be written (a
@@ -66,7 +71,7 @@ class Outputs:
 
         files = {"--emogate-report": self.report, "--emogate-save-predictions": self.save_predictions,
                  "--emogate-markdown": self.markdown, f"${STEP_SUMMARY}": self.step_summary,
-                 "--emogate-plot": self.plot, "--emogate-history": self.history,
+                 "--emogate-plot": self.plot, "--emogate-html": self.html, "--emogate-history": self.history,
                  "--emogate-update-baseline": self.update_baseline}  # fmt: skip
         answers = {"--emogate-save-predictions", "--emogate-update-baseline"}
         problems = []
@@ -115,6 +120,7 @@ class Outputs:
                  lambda: self._ratchet(gate, verdict)),
                 ("--emogate-markdown", self.markdown, lambda: self._markdown(markdown())),
                 (f"${STEP_SUMMARY}", self.step_summary, lambda: self._step_summary(markdown())),
+                ("--emogate-html", self.html, lambda: self._html(gate, verdict)),
                 ("--emogate-plot", self.plot, lambda: self._plot(gate, verdict)),
             ]  # fmt: skip
         for option, path, step in steps:
@@ -135,11 +141,30 @@ class Outputs:
         write_plot(self.plot, gate.result(), gate.thresholds, verdict, gate.comparison())
         self.notes.append((f"emogate: wrote plots to {display_path(self.plot)}", 0))
 
-    def _report(self, gate: Gate, verdict: Verdict) -> None:
-        from pytest_emogate.report.json_report import report_dict, write_report
+    def _html(self, gate: Gate, verdict: Verdict) -> None:
+        from pytest_emogate.files import atomic_write_text
+        from pytest_emogate.report.html import render_html
 
-        assert self.report is not None
-        if gate.available:
+        assert self.html is not None
+        atomic_write_text(self.html, render_html(self.html_input(gate, verdict)))
+        self.notes.append((f"emogate: wrote the HTML report to {display_path(self.html)}", 0))
+
+    def html_input(self, gate: Gate, verdict: Verdict, report: dict[str, Any] | None = None) -> HtmlInput:
+        """What the HTML page (and pytest-html's summary) shows of a run whose result is at hand; `report` in
+        place of the run's JSON report (the summary needs none)."""
+        from pytest_emogate.report.html import HtmlInput
+
+        return HtmlInput(
+            gate.result(), gate.thresholds, list(gate.outcomes().values()), verdict, gate.summary_header(),
+            self._report_of(gate, verdict) if report is None else report, gate.comparison(),
+            gate.baseline.description if gate.baseline else "",
+        )  # fmt: skip
+
+    def _report_of(self, gate: Gate, verdict: Verdict) -> dict[str, Any]:
+        """The JSON report of a run whose result is at hand (built once: the report and the page read it)."""
+        if self._report_data is None:
+            from pytest_emogate.report.json_report import report_dict
+
             report = report_dict(gate.result(), list(gate.outcomes().values()), verdict, gate.provenance(),
                                  gate.timings())  # fmt: skip
             comparison = gate.comparison()
@@ -149,6 +174,15 @@ class Outputs:
                 report["baseline"] = baseline_report(comparison, gate.baseline, gate.thresholds)
             if gate.probe is not None:
                 report["probe"] = gate.probe_report()
+            self._report_data = report
+        return self._report_data
+
+    def _report(self, gate: Gate, verdict: Verdict) -> None:
+        from pytest_emogate.report.json_report import write_report
+
+        assert self.report is not None
+        if gate.available:
+            report = self._report_of(gate, verdict)
         else:
             report = {
                 "verdict": verdict.status,
@@ -233,7 +267,7 @@ class Outputs:
 
             sections.append(regression_table(comparison, list(gate.outcomes().values()), verdict, gate.thresholds))
             listed = sample_lines(comparison, self.show, where="JSON report: baseline.samples" if self.report
-                                  else "--emogate-report PATH lists them all")  # fmt: skip
+                                  else "--emogate-report PATH lists them all", width=width)  # fmt: skip
             if listed:
                 sections.append(Text("\n".join(listed)))
         if len(self.runs) > 1 and self.history is not None and verbosity >= 0:
