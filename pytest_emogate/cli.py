@@ -5,6 +5,7 @@ emogate history                              # the last 20 runs in .emogate/hist
 emogate history --db ci/history.sqlite --last 50
 emogate history --csv runs.csv               # every run, one row each, every metric and class
 emogate diff accepted.jsonl candidate.jsonl  # which samples broke, which were fixed, and the regression table
+emogate init                                 # a starter thresholds.yaml in this folder (never overwrites)
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +28,8 @@ from pytest_emogate.report.samples import SHOW_DEFAULT
 DEFAULT_DB = Path(".emogate") / "history.sqlite"
 TABLE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")
 TABLE_RUNS = 20
+STARTER = "thresholds.yaml"
+"""The file `emogate init` writes, from the package's copy of the repository's thresholds.yaml."""
 MAX_RUNS = 1_000_000_000
 """The most runs --last asks for (SQLite's LIMIT takes a 64-bit integer; a larger one is an error of the option)."""
 
@@ -49,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("--show", type=count, default=SHOW_DEFAULT, metavar="N",
                       help=f"samples listed per list (default {SHOW_DEFAULT}; 0 lists none)")  # fmt: skip
+    commands.add_parser(
+        "init", help=f"write a starter {STARTER} into the current folder (never overwrites)",
+        description=f"Write the starter {STARTER} (the shipped gate, with its comments) into the current folder. "
+        "Refuses when anything is at that path already.",
+    )  # fmt: skip
     return main_parser
 
 
@@ -132,7 +142,18 @@ def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: i
     from pytest_emogate.report.samples import sample_lines
     from pytest_emogate.report.terminal import regression_table
 
+    if not thresholds_path.exists():  # load_thresholds' own hints name the pytest options
+        raise pytest.UsageError(
+            f"--thresholds {thresholds_path}: no such file; expected the gate file (labels, answer contract, "
+            f"regression margins): pass --thresholds PATH, or write a starter {STARTER} here with emogate init"
+        )
     thresholds = load_thresholds(thresholds_path)
+    if thresholds.regression is None:
+        raise pytest.UsageError(
+            f"--thresholds {thresholds_path}: no 'regression:' section, so there are no margins to judge CANDIDATE "
+            f"{candidate} against BASELINE {baseline} by; expected e.g. regression: {{alpha: 0.05, max_drop: "
+            "{accuracy: 0.01}, per_class_max_drop: 0.10}"
+        )
     accepted = read_baseline(baseline, thresholds)
     answers = read_predictions(candidate, thresholds.labels, "candidate file")
     accepted.check_pairs(answers, f"candidate {display_path(candidate)}")
@@ -150,9 +171,56 @@ def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: i
     return 1 if verdict.failed else 0
 
 
+def init_command(folder: Path) -> int:
+    """Write the starter thresholds.yaml into `folder`; 2 (nothing written) when anything is at that path already
+    (a file, a folder, a symlink, even a dangling one: O_CREAT | O_EXCL never follows or replaces it)."""
+    from importlib.resources import files
+
+    target = folder.absolute() / STARTER
+    text = files("pytest_emogate").joinpath(STARTER).read_bytes()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        handle = os.open(target, flags, 0o644)
+    except FileExistsError:
+        print(f"emogate init: {target} already exists ({_what_is_at(target)}); it was not changed. Edit it, or move "
+              "it away and run emogate init again", file=sys.stderr)  # fmt: skip
+        return 2
+    except OSError as error:
+        print(f"emogate init: {target} cannot be created: {error.strerror or error}", file=sys.stderr)
+        return 2
+    try:
+        written = 0
+        while written < len(text):
+            written += os.write(handle, text[written:])
+    except OSError as error:
+        os.close(handle)
+        target.unlink(missing_ok=True)  # ours: created just now by O_EXCL
+        print(f"emogate init: {target} could not be written: {error.strerror or error}", file=sys.stderr)
+        return 2
+    os.close(handle)
+    print(f"emogate init: wrote {target}, the starter gate (labels, floors, confusion ceilings, regression margins)")
+    print(f"next: edit it for your model, then run: pytest --emogate-thresholds={STARTER} --emogate-predictions=PATH")
+    return 0
+
+
+def _what_is_at(path: Path) -> str:
+    """What occupies a path, for the refusal: a file, a folder, a symlink (dangling or not), something else."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "it appeared while being checked"
+    if stat.S_ISLNK(mode):
+        return f"a symlink to {os.readlink(path)}" + ("" if path.exists() else ", which points nowhere")
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a file" if stat.S_ISREG(mode) else "not a regular file"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emogate` console script; returns the exit code."""
     args = parser().parse_args(argv)
+    if args.command == "init":
+        return init_command(Path.cwd())
     if args.command == "diff":
         try:
             return diff_command(args.baseline, args.candidate, args.thresholds, args.show)

@@ -23,6 +23,8 @@ ALLOWED = {
     ("data/image.py", "Image.open"): "the handle of open_checked (a regular file, at most the image limit)",
     ("data/image.py", "cv2.VideoCapture"): "after check_regular and the size limit; the frame size is checked first",
     ("evaluate/ratchet.py", "yaml.load"): "ruamel on text read by read_bounded (the thresholds' 4 MiB limit)",
+    ("cli.py", "files('pytest_emogate').joinpath(STARTER).read_bytes"): "the package's own thresholds.yaml (data)",
+    ("cli.py", "os.open"): "emogate init: O_CREAT | O_EXCL, a new file or nothing (never follows a symlink)",
     ("history.py", "sqlite3.connect"): "after check_regular; read-only unless recording; a foreign schema refused",
     ("inference/cache.py", "os.open"): "answers files checked regular and writable when the cache opens",
     ("inference/cache.py", "(self.folder / LOCK).open"): "the lock file, checked a writable regular file at open",
