@@ -203,7 +203,9 @@ def test_sample_lines_list_show_per_list_cut_answers_to_one_line() -> None:
     assert lines[2] == "  s01 (gold sad): 'sad' -> 'happy\\nreally' (read as sad -> <invalid>)"
     assert lines[4] == "  ... and 9 more (JSON report: baseline.samples)"
     assert lines[5:] == ["Fixed (1):", "  h1 (gold happy): 'sad' -> 'happy'"]
-    assert sample_lines(comparison, show=0)[:2] == ["Broken (12):", "  ... and 12 more (JSON report: baseline.samples)"]
+    assert sample_lines(comparison, show=0) == [
+        "Broken (12); Fixed (1): samples not listed (show is 0; JSON report: baseline.samples)"
+    ]
 
 
 def test_emogate_diff_prints_the_comparison_without_pytest(capsys: pytest.CaptureFixture[str]) -> None:

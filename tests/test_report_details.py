@@ -131,3 +131,97 @@ def test_under_holm_the_markdown_tables_show_both_p_values(holm: Thresholds, reg
     assert "| p | p (holm) | can fail at |" in next(line for line in lines if line.startswith("| class |"))
     assert "p (holm): Holm-Bonferroni adjusted over the 8 regression checks (p is the raw one-sided p)" in text
     assert "can fail at: judged at alpha/8 = 0.00625" in text
+
+
+# --- --emogate-show 0 -------------------------------------------------------------------------------------------
+
+
+def test_show_zero_lists_only_the_counts(regressed: Comparison) -> None:
+    from pytest_emogate.report.samples import sample_lines
+
+    assert sample_lines(regressed, show=0) == [
+        "Broken (17); Fixed (5): samples not listed (show is 0; JSON report: baseline.samples)"
+    ]
+    assert sample_lines(compare(regressed_result(), regressed_result(), "b", reps=10), 0) == []
+
+
+def regressed_result() -> GateResult:
+    return result_of(load_thresholds(THRESHOLDS), REGRESSED)
+
+
+def test_show_zero_in_the_terminal_and_the_markdown(project: pytest.Pytester) -> None:
+    result = project.runpytest("--emogate-predictions", "regressed.csv", "--emogate-baseline", "base.csv",
+                               "--emogate-show", "0", "--emogate-markdown", "summary.md",
+                               "--emogate-no-history")  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "... and" not in out and "samplenew_" not in out.split("emogate summary")[-1].split("emogate verdict")[0]
+    result.stdout.fnmatch_lines(["Broken (17); Fixed (5): samples not listed (show is 0; *"])
+    markdown = (project.path / "summary.md").read_text(encoding="utf-8")
+    assert "... and" not in markdown and "<summary>Broken (17)</summary>" in markdown
+
+
+# --- sample lines within the terminal width, and no trailing spaces -------------------------------------------
+
+
+def pairs_with_long_answers() -> Comparison:
+    from pytest_emogate.predictions import Prediction
+
+    labels = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+    baseline = [Prediction(f"s{i}", "sad", "sad") for i in range(4)]
+    candidate = [
+        Prediction("s0", "sad", "The person looks " + "rather " * 40 + "worried."),
+        Prediction("s1", "sad", "悲伤" * 50),  # two terminal cells a character
+        Prediction("s2", "sad", "happy"),
+        Prediction("s3", "sad", "a\\nb\x00" * 30),
+    ]
+    result = [compute_result(score_samples(answers, labels), labels) for answers in (baseline, candidate)]
+    return compare(result[0], result[1], "baseline", reps=10)
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 200])
+def test_sample_lines_fit_the_terminal_width(width: int) -> None:
+    from rich.cells import cell_len
+
+    from pytest_emogate.report.samples import sample_lines
+
+    lines = sample_lines(pairs_with_long_answers(), show=10, width=width)
+    assert len(lines) == 5 and lines[0] == "Broken (4):"
+    assert all(cell_len(line) <= width for line in lines)
+    assert "'sad' -> 'happy'" in lines[3]  # a short line is left as it is
+    if width >= 80:
+        assert lines[1].startswith("  s0 (gold sad): 'sad' -> 'The person looks rather")
+        assert lines[1].endswith("…' (read as sad -> worried)")
+
+
+def test_the_summary_keeps_sample_lines_within_the_terminal(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = (project.path / "base.csv").read_text(encoding="utf-8").splitlines()
+    long = "The person in the video looks rather upset to me, though it is hard to be sure: sad."
+    edited = [base[0]] + [line if i > 3 else ",".join([*line.split(",")[:2], f'"{long}"']) for i, line in
+                          enumerate(base[1:], 1)]  # fmt: skip
+    (project.path / "long.csv").write_text("\n".join(edited) + "\n", encoding="utf-8")
+    monkeypatch.setenv("COLUMNS", "80")
+    result = project.runpytest("--emogate-predictions", "long.csv", "--emogate-baseline", "base.csv",
+                               "--emogate-no-history")  # fmt: skip
+    lines = result.stdout.lines
+    start = lines.index("Broken (2):")
+    listed = lines[start : start + 6]  # each sample on one line: nothing wrapped onto a line of its own
+    assert [line[:14] for line in listed] == [
+        "Broken (2):",
+        *["  samplenew_00"] * 2,
+        "Changed answer",
+        "  samplenew_00",
+        "Invalid answer",
+    ]
+    assert all("'The " in line and len(line) <= 80 for line in listed if line.startswith("  "))
+
+
+def test_emogate_diff_prints_no_trailing_spaces(capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_emogate.cli import main
+
+    main(["diff", str(SEED), str(REGRESSED), "--show", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("accuracy ") and line.endswith("FAIL") for line in lines)
+    assert [line for line in lines if line != line.rstrip()] == []

@@ -15,13 +15,47 @@ from pytest_emogate.formats import LISTED_SAMPLES, clip, quoted
 SHOW_DEFAULT = LISTED_SAMPLES
 """Samples listed per list unless --emogate-show says otherwise."""
 ANSWER_CHARS = 60
+FEWEST_CELLS = 6
+"""The fewest cells a quoted answer takes in a line fitted to a narrow terminal (`'abc…'`); a line that does not
+fit even so is cut at the end."""
+INDENT = "  "
 
 
-def sample_line(pair: Pair) -> str:
-    """One sample: name, gold class, the baseline's answer -> the candidate's."""
-    before = quoted(pair.baseline_output, ANSWER_CHARS)
-    after = quoted(pair.candidate_output, ANSWER_CHARS)
-    return f"{clip(pair.name)} (gold {pair.gold}): {before} -> {after}{_read_as(pair)}"
+def sample_line(pair: Pair, width: int | None = None) -> str:
+    """One sample: name, gold class, the baseline's answer -> the candidate's; with `width`, at most that many
+    terminal cells (the answers shortened first, then the line cut), so that it never wraps in a CI log."""
+    read_as = _read_as(pair)
+    head = f"{clip(pair.name)} (gold {pair.gold}): "
+    before, after = quoted(pair.baseline_output, ANSWER_CHARS), quoted(pair.candidate_output, ANSWER_CHARS)
+    line = f"{head}{before} -> {after}{read_as}"
+    if width is None:
+        return line
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(line) <= width:
+        return line
+    room = width - cell_len(f"{head} -> {read_as}")  # for both quoted answers
+    wide_before, wide_after = cell_len(before), cell_len(after)
+    keep_before = wide_before if wide_before <= room // 2 else max(room // 2, FEWEST_CELLS)
+    keep_after = max(room - keep_before, FEWEST_CELLS)
+    if keep_before < wide_before:
+        before = _quoted_within(pair.baseline_output, keep_before)
+    if keep_after < wide_after:
+        after = _quoted_within(pair.candidate_output, keep_after)
+    line = f"{head}{before} -> {after}{read_as}"
+    return line if cell_len(line) <= width else set_cell_size(line, width - 1) + "…"
+
+
+def _quoted_within(text: str, cells: int) -> str:
+    """`quoted(text)` within `cells` terminal cells where it can be (a wide character takes two)."""
+    from rich.cells import cell_len
+
+    limit = max(cells - 2, 1)  # quoted() adds the two quotes
+    shown = quoted(text, limit)
+    while cell_len(shown) > cells and limit > 1:
+        limit -= max(1, (cell_len(shown) - cells) // 2)
+        shown = quoted(text, limit)
+    return shown
 
 
 def _read_as(pair: Pair) -> str:
@@ -34,26 +68,32 @@ def _read_as(pair: Pair) -> str:
     return f" (read as {pair.baseline} -> {pair.candidate})"
 
 
-def listing(title: str, pairs: Sequence[Pair], show: int, where: str) -> list[str]:
-    """A titled list of at most `show` samples, then how many more there are and where to find them."""
+def listing(title: str, pairs: Sequence[Pair], show: int, where: str, width: int | None = None) -> list[str]:
+    """A titled list of at most `show` samples (each line within `width` cells when given), then how many more
+    there are and where to find them."""
     if not pairs:
         return []
+    inner = None if width is None else max(width - len(INDENT), 1)
     lines = [f"{title} ({len(pairs)}):"]
-    lines += [f"  {sample_line(pair)}" for pair in pairs[:show]]
+    lines += [f"{INDENT}{sample_line(pair, inner)}" for pair in pairs[:show]]
     if len(pairs) > show:
-        lines.append(f"  ... and {len(pairs) - show} more ({where})")
+        lines.append(f"{INDENT}... and {len(pairs) - show} more ({where})")
     return lines
 
 
 def sample_lines(
-    comparison: Comparison, show: int = SHOW_DEFAULT, where: str = "JSON report: baseline.samples"
+    comparison: Comparison,
+    show: int = SHOW_DEFAULT,
+    where: str = "JSON report: baseline.samples",
+    width: int | None = None,
 ) -> list[str]:
-    """Broken, fixed and changed samples, `show` of each list (0: none listed, only the counts)."""
+    """Broken, fixed and changed samples, `show` of each list, each line within `width` terminal cells when
+    given; with `show` 0 one line of the counts, saying the samples are not listed and where they are."""
     changed = comparison.changed()
-    lines = [
-        *listing("Broken", comparison.samples("broken"), show, where),
-        *listing("Fixed", comparison.samples("fixed"), show, where),
-        *listing("Changed answer, right in both", changed["answer_text"], show, where),
-        *listing("Changed label, wrong in both", changed["wrong_label"], show, where),
-    ]
-    return lines
+    lists = [("Broken", comparison.samples("broken")), ("Fixed", comparison.samples("fixed")),
+             ("Changed answer, right in both", changed["answer_text"]),
+             ("Changed label, wrong in both", changed["wrong_label"])]  # fmt: skip
+    if show == 0:
+        counts = [f"{title} ({len(pairs)})" for title, pairs in lists if pairs]
+        return [f"{'; '.join(counts)}: samples not listed (show is 0; {where})"] if counts else []
+    return [line for title, pairs in lists for line in listing(title, pairs, show, where, width)]

@@ -7,7 +7,7 @@ rich is imported inside the functions: the plugin module must stay cheap when th
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,9 @@ from pytest_emogate.formats import ci_range, clip, invalid_answers, invalid_poli
 from pytest_emogate.history import Run
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console, ConsoleOptions, RenderableType
+    from rich.measure import Measurement
+    from rich.segment import Segment
     from rich.table import Table
 
 EXAMPLE_SAMPLES = 3
@@ -208,9 +210,34 @@ def regression_table(
             "-" if delta.fixed is None else str(delta.fixed), "-" if delta.broken is None else str(delta.broken),
             p_text(used_p[key]), status_cell(verdict, outcome.id),
         )  # fmt: skip
-    if not holm:
-        return Group(Text(title), table)  # a table's own title would wrap to the table's width
-    return Group(Text(title), table, Text(holm_note(thresholds, "the raw p is in the JSON report")))
+    # a table's own title would wrap to the table's width
+    note = [Text(holm_note(thresholds, "the raw p is in the JSON report"))] if holm else []
+    return Trimmed(Group(Text(title), table, *note))
+
+
+class Trimmed:
+    """A renderable printed without the trailing spaces of its lines (a table pads its last column to the
+    column's width): `emogate diff` output stays clean in a log or a file."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
+        from rich.segment import Segment
+
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                last = line.pop()
+                line.append(Segment(last.text.rstrip(" "), last.style, last.control))
+            yield from line
+            yield Segment.line()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.renderable)
 
 
 def _can_fail_at(drop: float | None, test: str) -> str:
