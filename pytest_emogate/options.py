@@ -148,6 +148,13 @@ STEP_OPTIONS = {
 """Paths of explicit update steps: no ini twin."""
 
 
+METAVARS = {"device": "DEVICE", "image_size": "PIXELS", "lora_alpha": "ALPHA", "mode": "|".join(MODES),
+            "dtype": "|".join(DTYPES), "devices": "LIST"}  # fmt: skip
+"""What `--help` shows for a value option's argument; a count is N."""
+DEFAULT_TEXT = {"devices": "one process on --emogate-device"}
+"""How `--help` words a default that is not a value to type."""
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Register every option in one `emogate` group, each with its `emogate_*` ini twin where it makes sense."""
     group = parser.getgroup("emogate", "emotion-recognition quality gate")
@@ -155,9 +162,9 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(_flag(name), dest=f"emogate_{name}", metavar="PATH", help=help_text)
         parser.addini(f"emogate_{name}", help_text + " (relative to the ini file)", default=None)
     for name, (kind, default, help_text) in {**VALUE_OPTIONS, **RUN_OPTIONS}.items():
-        metavar = "N" if name == "probe" else name.split("_")[-1].upper()
+        metavar = METAVARS.get(name, "N")
         # a None default is described in the help itself (e.g. lora_alpha: the checkpoint's saved value)
-        described = help_text if default is None else f"{help_text}; default {'none' if default == () else default}"
+        described = help_text if default is None else f"{help_text}; default {DEFAULT_TEXT.get(name, default)}"
         group.addoption(_flag(name), dest=f"emogate_{name}", type=kind, metavar=metavar, help=described)
         parser.addini(f"emogate_{name}", described, default=None)
     for name, help_text in FLAG_OPTIONS.items():

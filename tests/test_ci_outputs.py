@@ -74,7 +74,7 @@ def test_the_step_summary_is_appended(project: pytest.Pytester, monkeypatch: pyt
     gate(project, "regressed.csv")
     gate(project, "slipped.csv", "--emogate-markdown", "slipped.md")
     text = summary.read_text(encoding="utf-8")
-    assert text.startswith("# earlier step\n## emogate: ❌ FAILED (1 of 23 checks)\n")
+    assert text.startswith("# earlier step\n\n## emogate: ❌ FAILED (1 of 23 checks)\n")  # a blank line between steps
     assert text.count("## emogate: ") == 2
     assert text.endswith((project.path / "slipped.md").read_text(encoding="utf-8") + "\n")
 

@@ -6,6 +6,8 @@ thresholds.yaml; `parseconfig` is used where configure must not run (it would re
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pytest_emogate.options import answer_source, path_option, refuse_options_without_source, value_option
@@ -162,3 +164,24 @@ def test_the_thresholds_option_points_configure_at_another_file(gated: pytest.Py
         gated.parseconfigure(*GATED)  # the default thresholds.yaml at the rootdir is gone
     config = gated.parseconfigure(*GATED, "--emogate-thresholds", "gate.yaml")
     assert path_option(config, "thresholds") == gated.path / "gate.yaml"
+
+
+def test_the_html_page_path_is_an_option_with_an_ini_twin(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nemogate_html = out/gate.html\n")
+    assert path_option(pytester.parseconfig(), "html") == pytester.path / "out" / "gate.html"
+    assert path_option(pytester.parseconfig("--emogate-html=mine.html"), "html") == pytester.path / "mine.html"
+    with pytest.raises(pytest.UsageError, match=r"^--emogate-html given without an answer source"):
+        pytester.parseconfigure("--emogate-html", "page.html")
+
+
+def test_the_help_shows_readable_arguments_and_defaults(pytester: pytest.Pytester) -> None:
+    lines = pytester.runpytest("--help").stdout.lines
+    start = lines.index("emotion-recognition quality gate:")
+    group = "\n".join(lines[start : lines.index("", start)])
+    words = " ".join(group.split())
+    metavars = dict(re.findall(r"--emogate-([a-z-]+)=(\S+)", group))
+    assert set(metavars.values()) <= {"PATH", "N", "DEVICE", "PIXELS", "ALPHA", "LIST", "generate|score",
+                                      "auto|float32|float16|bfloat16"}, metavars  # fmt: skip
+    assert metavars["batch-size"] == metavars["workers"] == metavars["show"] == "N"
+    assert "default None" not in words and "default none" not in words and "EMOGATE_" not in group
+    assert "(the original used 1); default 16" in words and "default one process on --emogate-device" in words
