@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pytest_emogate.files import FileProblem, atomic_write_text, display_path, output_problem
-from pytest_emogate.history import Run, load_runs, table
+from pytest_emogate.history import OUTSIDE_PYTEST, Run, load_runs, table
 from pytest_emogate.report.samples import SHOW_DEFAULT
 
 DEFAULT_DB = Path(".emogate") / "history.sqlite"
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"emogate: {error}", file=sys.stderr)
             return 2
     try:
-        runs = load_runs(args.db, last=args.last if args.last or args.csv else TABLE_RUNS)
+        runs = load_runs(args.db, last=args.last if args.last or args.csv else TABLE_RUNS, advice=OUTSIDE_PYTEST)
     except pytest.UsageError as error:
         print(f"emogate: {error}", file=sys.stderr)
         return 2

@@ -73,6 +73,10 @@ RUN_FIELDS = ("id", "time", "git_commit", "checkpoint_sha256", "data_fingerprint
               "thresholds_sha256", "n", "passed", "failed_checks", "verdict", "not_run")  # fmt: skip
 ADDED_IN_2 = ("verdict", "not_run")
 WHOLE_CLASS_FIELDS = ("n", "correct")
+IN_PYTEST = "pass another --emogate-history or --emogate-no-history"
+"""What to do about an unusable history file in a gated session."""
+OUTSIDE_PYTEST = "name another history file"
+"""What to do about it in `emogate history` and `frame` (one message for both)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ def git_commit(root: Path) -> str | None:
 
 
 @contextmanager
-def _connect(path: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
+def _connect(path: Path, *, create: bool, advice: str = IN_PYTEST) -> Iterator[sqlite3.Connection]:
     """A connection with a busy timeout (read-only unless `create`); problems with the file become a UsageError
     naming it. The file must be a regular file (SQLite would block on a FIFO), and an emogate history or empty."""
     import sqlite3
@@ -151,13 +155,13 @@ def _connect(path: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
     uri = f"{Path(path).resolve().as_uri()}?mode={'rwc' if create else 'ro'}"
     try:
         with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
-            _check_schema(db, path)
+            _check_schema(db, path, advice)
             yield db
     except (sqlite3.DatabaseError, OSError) as error:
         raise pytest.UsageError(f"history {path}: expected an emogate SQLite history, found: {error}") from None
 
 
-def _check_schema(db: sqlite3.Connection, path: Path) -> None:
+def _check_schema(db: sqlite3.Connection, path: Path, advice: str) -> None:
     """Refuse a database that holds anything but an emogate history (an empty one is fine: it becomes one)."""
     tables = {name: [column for _, column, *_ in db.execute(f"PRAGMA table_info({name})")]
               for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
@@ -168,7 +172,7 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
     if version > SCHEMA_VERSION:
         raise pytest.UsageError(
             f"history {path}: schema version {version} is newer than this pytest-emogate's {SCHEMA_VERSION}; "
-            "upgrade pytest-emogate or pass another --emogate-history"
+            f"upgrade pytest-emogate or {advice}"
         )
     expected = {
         "runs": [name for name in RUN_FIELDS if version >= 2 or name not in ADDED_IN_2],
@@ -180,8 +184,7 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
     found = ", ".join(f"{name}({', '.join(columns)})" for name, columns in sorted(tables.items())) or "no tables"
     raise pytest.UsageError(
         f"history {path}: not an emogate history (schema version {version}; tables {cut(found, 300)}); expected an "
-        f"empty file or one that pytest-emogate wrote. Pass another --emogate-history or --emogate-no-history; the "
-        "file was not changed"
+        f"empty file or one that pytest-emogate wrote. {advice[0].upper()}{advice[1:]}; the file was not changed"
     )
 
 
@@ -226,9 +229,12 @@ def record_run(path: Path, run: Run) -> int:
     return run_id
 
 
-def load_runs(path: Path, last: int | None = None, data_fingerprint: str | None = None) -> list[Run]:
-    """The stored runs, oldest first: the `last` ones, of one evaluation set when `data_fingerprint` is given."""
-    with _connect(path, create=False) as db:
+def load_runs(
+    path: Path, last: int | None = None, data_fingerprint: str | None = None, advice: str = IN_PYTEST
+) -> list[Run]:
+    """The stored runs, oldest first: the `last` ones, of one evaluation set when `data_fingerprint` is given;
+    `advice` says what to do when the file is not a history this version can read."""
+    with _connect(path, create=False, advice=advice) as db:
         if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone() is None:
             return []  # an empty database: the schema accepted it, and the first run will create the tables
         old = _check_version(db) == 1
@@ -287,7 +293,7 @@ def frame(path: str | os.PathLike[str], last: int | None = None, data_fingerprin
     require_pandas("pytest_emogate.history.frame()")
     import pandas as pd
 
-    header, rows = table(load_runs(Path(path), last=last, data_fingerprint=data_fingerprint))
+    header, rows = table(load_runs(Path(path), last, data_fingerprint, advice=OUTSIDE_PYTEST))
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in header]
     run_types = {name: "str" for name in RUN_FIELDS} | {"id": "int64", "n": "int64", "passed": "bool"}
     class_types = ["Int64" if name in WHOLE_CLASS_FIELDS else "float64" for name in CLASS_FIELDS]

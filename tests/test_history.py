@@ -194,6 +194,10 @@ def test_a_broken_history_stops_the_run_at_the_start(project: pytest.Pytester) -
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: history */broken.sqlite: expected an emogate SQLite history, found: file "
                                  "is not a database"])  # fmt: skip
+    with sqlite3.connect(project.path / "foreign.sqlite") as connection:
+        connection.execute("CREATE TABLE songs (title TEXT)")
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-history", "foreign.sqlite")
+    result.stderr.fnmatch_lines(["*Pass another --emogate-history or --emogate-no-history; the file was not changed"])
 
 
 def test_collect_only_records_nothing(project: pytest.Pytester) -> None:
@@ -250,6 +254,8 @@ def test_the_frame_of_a_missing_or_foreign_file_is_the_commands_error(
             frame(path)
         assert main(["history", "--db", str(path), "--csv", "-"]) == 2
         assert capsys.readouterr().err == f"emogate: {raised.value}\n"
+        assert "--emogate" not in str(raised.value)  # no pytest options outside pytest
+    assert "Name another history file; the file was not changed" in str(raised.value)
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ModuleNotFoundError, match=r"history.frame\(\) needs pandas.*pip install pandas"):
         frame(tmp_path / "none.sqlite")
