@@ -41,6 +41,9 @@ def pytest_configure(config: pytest.Config) -> None:
         gate, outputs = configured
         config.stash[GATE_KEY], config.stash[OUTPUTS_KEY] = gate, outputs
         config.pluginmanager.register(VerdictRecorder(gate), "emogate-verdict")
+        from pytest_emogate.html_hooks import register
+
+        register(config, gate, outputs)
         if torchrun_rank() is not None:
             from pytest_emogate.inference.sources import CheckpointInference
 

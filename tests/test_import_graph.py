@@ -22,7 +22,7 @@ STAGES = (
     ("gate",),  # one session's gate
     ("outputs", "options", "cli"),  # the files a session writes; the options; the command line
     ("stash",),  # the session's state
-    ("gate_tests", "configure"),  # the gate's items; options -> gate
+    ("gate_tests", "configure", "html_hooks"),  # the gate's items; options -> gate; the gate in pytest-html
     ("plugin",),  # the hooks
 )
 """Each stage's modules and folders, earliest first, by their first name under pytest_emogate."""
