@@ -238,3 +238,11 @@ def test_the_python_examples_run(project: pytest.Pytester, monkeypatch: pytest.M
     monkeypatch.chdir(project.path)
     exec(compile(notebook, "docs/python.md", "exec"), {})
     pyplot.close("all")
+
+
+def test_the_options_page_spells_each_option_as_the_help_does(help_text: str) -> None:
+    spelled = {
+        match.replace("\\|", "|") for match in re.findall(r"^\| `(--emogate-[^`]+)`", text(DOCS / "options.md"), re.M)
+    }
+    in_help = set(re.findall(r"^\s+(--emogate-\S+)", help_text, re.M))
+    assert spelled == in_help
