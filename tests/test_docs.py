@@ -222,7 +222,19 @@ def test_the_regression_example_fails_on_accuracy(tmp_path: Path) -> None:
     done = run_in_repo(gate_command(line), tmp_path)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "emogate verdict: FAILED (1 of 23 checks): regression[accuracy]" in done.stdout
-    assert "5 fixed, 17 broken, 739 both right, 73 both wrong" in done.stdout
+    (shown,) = [block for block in blocks(DOCS / "regression.md", "") if "Regression vs baseline" in block]
+    printed = done.stdout.splitlines()
+    assert [line for line in shown.splitlines() if line.strip() != "..." and line not in printed] == []
+
+
+@pytest.mark.slow
+def test_the_quiet_summary_is_as_documented(tmp_path: Path) -> None:
+    """docs/gate.md shows the bundled example's summary under -q, line for line."""
+    command = [*gate_command(command_after("# run the gate on the bundled example")), "-q"]
+    done = run_in_repo(command, tmp_path)
+    (shown,) = [block for block in blocks(DOCS / "gate.md", "") if "Per-class recall" in block]
+    summary = done.stdout.split("emogate summary", 1)[1].splitlines()[1:]
+    assert summary[: len(shown.splitlines())] == shown.splitlines()
 
 
 def test_the_python_examples_run(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
