@@ -54,6 +54,8 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     if kind == "predictions":
         from pytest_emogate.inference.file_source import PredictionsFile
 
+        refuse_inference_options(config)
+
         source = PredictionsFile.read(
             path, thresholds.labels, thresholds.expect_samples, thresholds.source("expect_samples")
         )
@@ -78,6 +80,24 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
             baseline.check_pairs(source.predictions(), source.description)
     gate = Gate(thresholds, source, baseline, inference.probe if inference is not None else None)
     return gate, _outputs(config)
+
+
+INFERENCE_ONLY = ("data", "llama", "vit", "cache", *VALUE_OPTIONS, "devices", "no_cache", "merge_lora")
+"""The options that shape only answers the plugin makes (--emogate-probe has its own message)."""
+
+
+def refuse_inference_options(config: pytest.Config) -> None:
+    """An inference option on the command line beside a predictions file is a usage error: it would change
+    nothing, and a run that looks tuned (--emogate-dtype float16) must not pass on answers made otherwise. Ini
+    settings stay inert, as without an answer source: a project can keep its inference settings configured."""
+    given = [f"--emogate-{name.replace('_', '-')}" for name in INFERENCE_ONLY
+             if config.getoption(f"emogate_{name}") not in (None, False)]  # fmt: skip
+    if given:
+        it = "they shape" if len(given) > 1 else "it shapes"
+        raise pytest.UsageError(
+            f"{', '.join(given)} given with a predictions file: {it} only the answers the plugin makes, so "
+            f"{'they need' if len(given) > 1 else 'it needs'} --emogate-ckpt (the file's answers are made already)"
+        )
 
 
 def _check_sample_count(count: int, thresholds: Thresholds, what: str) -> None:

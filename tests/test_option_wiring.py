@@ -26,7 +26,7 @@ GATED = ("--emogate-predictions", "base.csv", "--emogate-no-history")
 
 
 def test_batch_size_on_the_command_line_is_parsed_as_an_int(gated: pytest.Pytester) -> None:
-    config = gated.parseconfigure(*GATED, "--emogate-batch-size", "4")
+    config = gated.parseconfig(*GATED, "--emogate-batch-size", "4")  # configure refuses it beside a predictions file
     assert config.getoption("emogate_batch_size") == 4
     assert value_option(config, "batch_size") == 4
 
@@ -40,7 +40,7 @@ def test_batch_size_in_the_ini_is_parsed_like_the_command_line(gated: pytest.Pyt
 
 def test_the_command_line_wins_over_the_ini(gated: pytest.Pytester) -> None:
     gated.makeini("[pytest]\nemogate_batch_size = 8\n")
-    config = gated.parseconfigure(*GATED, "--emogate-batch-size=2")
+    config = gated.parseconfig(*GATED, "--emogate-batch-size=2")
     assert value_option(config, "batch_size") == 2
 
 

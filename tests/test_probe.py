@@ -194,7 +194,7 @@ def test_the_dtype_option_is_validated(gated: pytest.Pytester) -> None:
     result = gated.runpytest(*GATED, "--emogate-dtype=half")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--emogate-dtype: expected one of auto, float32, float16, bfloat16, found 'half'"])
-    assert value_option(gated.parseconfigure(*GATED, "--emogate-dtype=bfloat16"), "dtype") == "bfloat16"
+    assert value_option(gated.parseconfig(*GATED, "--emogate-dtype=bfloat16"), "dtype") == "bfloat16"
     assert value_option(gated.parseconfigure(*GATED), "dtype") == "auto"
     gated.makeini("[pytest]\nemogate_dtype = fp16\n")
     with pytest.raises(pytest.UsageError) as error:

@@ -225,3 +225,35 @@ def test_emogate_diff_prints_no_trailing_spaces(capsys: pytest.CaptureFixture[st
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("accuracy ") and line.endswith("FAIL") for line in lines)
     assert [line for line in lines if line != line.rstrip()] == []
+
+
+# --- inference options beside a predictions file ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--emogate-dtype=float16",), "--emogate-dtype given with a predictions file: it shapes only the answers "
+                                       "the plugin makes, so it needs --emogate-ckpt (the file's answers are made "
+                                       "already)"),
+        (("--emogate-batch-size=4", "--emogate-device=cpu", "--emogate-merge-lora"),
+         "--emogate-device, --emogate-batch-size, --emogate-merge-lora given with a predictions file: they shape only "
+         "the answers the plugin makes, so they need --emogate-ckpt (the file's answers are made already)"),
+        (("--emogate-data=d", "--emogate-no-cache"), "--emogate-data, --emogate-no-cache given with a predictions *"),
+        (("--emogate-mode=score", "--emogate-max-new-tokens=500"),
+         "--emogate-max-new-tokens, --emogate-mode given with a predictions file*"),
+    ],
+)  # fmt: skip
+def test_an_inference_option_beside_a_predictions_file_is_a_usage_error(
+    project: pytest.Pytester, args: tuple[str, ...], said: str
+) -> None:
+    result = project.runpytest("--emogate-predictions=base.csv", "--emogate-no-history", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {said}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_inference_settings_in_the_ini_stay_inert_beside_a_predictions_file(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nemogate_dtype = float16\nemogate_batch_size = 4\n")
+    result = project.runpytest("--emogate-predictions=base.csv", "--emogate-no-history", "-k", "accuracy")
+    result.assert_outcomes(passed=1, deselected=14)
