@@ -165,17 +165,23 @@ class Gate:
             self._probe_error = f"the consistency probe made no answers to compare: {error}"
             raise AnswersUnavailable(self._probe_error) from error
 
+    def _probe_gated(self) -> bool:
+        """Whether test_consistency ran and its probe's result is at hand (a deselected test leaves a cached
+        result unreported: it gated nothing)."""
+        return self.probe is not None and "consistency" in self._ran and self.probe.ready
+
     def probe_line(self) -> str:
-        """`probe: 24/24 answers equal at batch size 1` once the probe's result is at hand; else empty."""
-        if self.probe is None or not self.probe.ready:
+        """`probe: 24/24 answers equal at batch size 1` once test_consistency ran on the probe's result; else
+        empty."""
+        if self.probe is None or not self._probe_gated():
             return ""
         return self.probe.result().line()
 
     def probe_report(self) -> dict[str, Any] | None:
-        """The JSON report's `probe` section, or None when the probe did not run."""
+        """The JSON report's `probe` section, or None when test_consistency did not run on the probe's result."""
         from pytest_emogate.report.json_report import probe_section
 
-        if self.probe is None or not self.probe.ready:
+        if self.probe is None or not self._probe_gated():
             return None
         return probe_section(self.probe.result())
 

@@ -411,6 +411,13 @@ def test_the_test_consistency_id_and_no_probe_when_it_is_deselected(
     deselected = pytester.runpytest(*args[:-2], "--emogate-probe=13", "-k", "not consistency")
     deselected.assert_outcomes(passed=1, deselected=1)
     assert "probe:" not in deselected.stdout.str()
+    # every probe answer cached: the result is at hand, but a check that did not run reports nothing
+    cached = pytester.runpytest(
+        *args[:-2], f"--emogate-probe={PROBE}", "-k", "not consistency", "--emogate-report=r.json"
+    )
+    cached.assert_outcomes(passed=1, deselected=1)
+    assert "probe:" not in cached.stdout.str()
+    assert json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))["probe"] is None
 
 
 # --- half precision on the CPU -----------------------------------------------------------------------------------

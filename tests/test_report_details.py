@@ -257,3 +257,40 @@ def test_inference_settings_in_the_ini_stay_inert_beside_a_predictions_file(proj
     project.makeini("[pytest]\nemogate_dtype = float16\nemogate_batch_size = 4\n")
     result = project.runpytest("--emogate-predictions=base.csv", "--emogate-no-history", "-k", "accuracy")
     result.assert_outcomes(passed=1, deselected=14)
+
+
+# --- the probe line of a consistency check that did not run -----------------------------------------------------
+
+
+class CachedProbe:
+    """A probe whose result is at hand without inference (every answer cached), as a rerun finds it."""
+
+    ready = True
+
+    def result(self) -> object:
+        from pytest_emogate.inference.probe import ProbeResult
+
+        return ProbeResult(12, (), {"batch_size": 1})
+
+
+class Ended:
+    """How a test phase ended, as the verdict recorder reads a pytest report."""
+
+    def __init__(self, when: str, passed: bool) -> None:
+        self.when, self.passed, self.failed = when, passed, not passed
+
+
+def test_the_probe_line_only_when_test_consistency_ran(thresholds: Thresholds) -> None:
+    from pytest_emogate.gate import Gate
+    from pytest_emogate.inference.file_source import PredictionsFile
+
+    source = PredictionsFile.read(SEED, thresholds.labels)
+    gate = Gate(thresholds, source, probe=CachedProbe())  # type: ignore[arg-type]
+    gate.result()
+    assert "consistency" in gate.outcomes()  # computed from the cache ...
+    assert gate.probe_line() == "" and "probe:" not in gate.summary_header()  # ... but not run: not reported
+    assert gate.probe_report() is None and gate.verdict().not_run[-1:] == ("consistency",)
+    gate.record("consistency", Ended("call", True))  # type: ignore[arg-type]
+    assert gate.probe_line() == "probe: 12/12 answers equal at batch size 1"
+    assert gate.summary_header().endswith("\nprobe: 12/12 answers equal at batch size 1")
+    assert gate.probe_report() == {"n": 12, "disagree": 0, "settings": {"batch_size": 1}, "samples": []}
