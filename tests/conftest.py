@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The gate computes on numpy. pytester's in-process runs restore sys.modules after each run, and numpy refuses
+# to be imported a second time in one process: it is imported here, once, before any of them.
+import numpy  # noqa: F401
 import pytest
 
 from pytest_emogate.inference.settings import InferenceSettings

@@ -7,7 +7,13 @@ import random
 import pytest
 
 from pytest_emogate.answers import INVALID
-from pytest_emogate.evaluate.metrics import compute_result, score_samples, wilson_interval
+from pytest_emogate.evaluate.metrics import (
+    compute_result,
+    confusion_metrics,
+    overall_from_confusion,
+    score_samples,
+    wilson_interval,
+)
 from pytest_emogate.predictions import Prediction, read_predictions
 from tests.conftest import SEED
 
@@ -143,3 +149,78 @@ def test_the_seed_run_by_default_counts_doubt_as_its_own_column() -> None:
     }
     assert result.invalid_answers == {"doubt": 1}
     assert result.metrics["accuracy"] == 756 / 834
+
+
+def oracle_metrics(confusion: dict[str, dict[str, int]], labels: tuple[str, ...]) -> tuple[dict[str, float], dict]:
+    """The pure-Python metrics the gate computed before they moved onto numpy arrays, kept as the oracle."""
+    per_class = {}
+    for label in labels:
+        n = sum(confusion[label].values())
+        correct = confusion[label][label]
+        predicted = sum(confusion[gold][label] for gold in labels)
+        recall = correct / n if n else 0.0
+        precision = correct / predicted if predicted else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {"n": n, "correct": correct, "predicted": predicted, "recall": recall,
+                            "precision": precision, "f1": f1}  # fmt: skip
+    present = [stats for stats in per_class.values() if stats["n"]]
+    total = sum(stats["n"] for stats in present)
+
+    def weighted(field: str) -> float:
+        return sum(stats[field] * stats["n"] for stats in present) / total if total else 0.0
+
+    def macro(field: str) -> float:
+        return sum(stats[field] for stats in present) / len(present) if present else 0.0
+
+    overall = {
+        "accuracy": sum(stats["correct"] for stats in present) / total if total else 0.0,
+        "weighted_precision": weighted("precision"),
+        "weighted_recall": weighted("recall"),
+        "weighted_f1": weighted("f1"),
+        "macro_precision": macro("precision"),
+        "macro_recall": macro("recall"),
+        "macro_f1": macro("f1"),
+        "uar": macro("recall"),
+    }
+    return overall, per_class
+
+
+def random_pairs(rng: random.Random) -> list[tuple[str, str]]:
+    """Answers of a random size over a random subset of gold classes (some taxonomy classes empty), with invalid
+    answers and answers naming classes absent from gold."""
+    golds = rng.sample(LABELS, rng.randint(1, 6))
+    answers = [*LABELS, "doubt", "", "I cannot tell."]
+    return [(rng.choice(golds), rng.choice(answers)) for _ in range(rng.randint(1, 300))]
+
+
+@pytest.mark.parametrize("invalid", ["wrong", "neutral"])
+@pytest.mark.parametrize("seed", range(12))
+def test_array_metrics_equal_the_pure_python_ones(seed: int, invalid: str) -> None:
+    result = result_of(random_pairs(random.Random(seed)), invalid=invalid)
+    overall, per_class = oracle_metrics(result.confusion, LABELS)  # type: ignore[arg-type]
+    assert result.metrics == pytest.approx(overall, rel=1e-12, abs=1e-12)
+    for label in LABELS:
+        stats = result.per_class[label]
+        got = {name: getattr(stats, name) for name in per_class[label]}
+        assert got == pytest.approx(per_class[label], rel=1e-12, abs=1e-12)
+        assert stats.recall_ci95 == wilson_interval(stats.correct, stats.n)
+
+
+def test_stacked_confusions_give_each_matrix_its_own_metrics() -> None:
+    """The bootstrap computes a thousand resamples at once: each must equal its matrix computed alone."""
+    import numpy as np
+
+    rng = random.Random(5)
+    results = [result_of(random_pairs(rng)) for _ in range(20)]
+    stack = np.array([[list(r.confusion[g].values()) for g in LABELS] for r in results], dtype=np.int64)
+    overall, classes = confusion_metrics(stack)
+    for index, result in enumerate(results):
+        assert {name: overall[name][index] for name in overall} == pytest.approx(result.metrics, rel=1e-12)
+        assert list(classes["recall"][index]) == [result.per_class[label].recall for label in LABELS]
+    assert overall_from_confusion(results[0].confusion, LABELS) == results[0].metrics
+
+
+def test_no_samples_score_zero_everywhere() -> None:
+    result = compute_result((), LABELS)
+    assert result.n == 0 and set(result.metrics.values()) == {0.0}
+    assert result.per_class["sad"].recall_ci95 == (0.0, 1.0)

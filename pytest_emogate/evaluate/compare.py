@@ -4,24 +4,53 @@ deterministic stratified paired bootstrap.
 Both models answered the same samples, so their answers are compared sample by sample: only the discordant
 pairs (fixed: baseline wrong, candidate right; broken: the reverse) carry evidence of a change. For a metric
 that is a mean of per-sample correctness (accuracy, a class's recall) that evidence is tested exactly
-(McNemar); for the others (weighted F1, macro F1, UAR, ...) the pairs are resampled within each gold class with
-a fixed seed, so the same answers always give the same interval and p-value.
+(McNemar, in integers); for the others (weighted F1, macro F1, UAR, ...) the pairs are resampled within each
+gold class from a seeded stream, so the same answers give the same interval and p-value on every machine.
+
+The bootstrap's scheme (docs/statistics.md says it for users), fixed so that it never depends on the platform,
+the Python version or numpy's choice of sampling algorithms:
+
+- the pairs of each gold class, in taxonomy order, are taken in name order, positions 0..n-1;
+- class i (its index in the taxonomy, empty classes included) draws from its own stream,
+  `PCG64(SeedSequence(seed, spawn_key=(i,)))`, whose raw 64-bit outputs (`random_raw`, fixed by numpy's
+  stream-compatibility policy, as SeedSequence is) are split into two 32-bit words, low word first;
+- resample r (from 0) of class i takes the class's words r*n .. r*n+n-1, and word w picks position
+  floor(w * n / 2^32) (integer multiply-shift: exact, bias below n / 2^32);
+- each resample counts its (baseline, candidate) label pairs per class: one bincount, then every metric of every
+  resample at once from the stacked confusion matrices (metrics.confusion_metrics).
+
+Where libraries serve and where not: numpy's Generator.integers or .multinomial would be faster to write but
+its algorithms may change between numpy versions (NEP 19) and multinomial rests on floating-point libm calls;
+sklearn's metrics take label arrays, not counts, and validate on every call: a thousand resamples through them
+take seconds where the stacked arrays take milliseconds. scipy's binomtest agrees with the exact McNemar (it
+is the oracle in tests/test_compare.py) but costs an import of scipy for one sum of binomial coefficients.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import random
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pytest_emogate.evaluate.metrics import METRICS, GateResult, overall_from_confusion
+from pytest_emogate.evaluate.metrics import METRICS, GateResult, confusion_metrics
 from pytest_emogate.files import usage_error
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 BOOTSTRAP_REPS = 1000
 BOOTSTRAP_SEED = 834
 """Fixed so that a rerun on the same answers gives the same interval and p-value (any seed would do)."""
+CHUNK_WORDS = 1 << 20
+"""Positions drawn per numpy call: large enough to amortise the call, small enough to stay in cache."""
+FLOAT_EXACT_SIZE = 1 << 21
+"""Up to this class size w * n < 2^53, so floor(w * (n / 2^32)) in float64 is the exact multiply-shift."""
+BINCOUNT_ROWS_FROM = 1024
+"""Classes of at least this many pairs count each resample with its own bincount; smaller ones in one call."""
 EXAMPLES = 3
 OUTCOMES = ("fixed", "broken", "both_right", "both_wrong")
 
@@ -85,8 +114,13 @@ class Comparison:
 
     def counts(self, gold: str | None = None) -> dict[str, int]:
         """How many pairs were fixed, broken, both right, both wrong (of one gold class, or of all)."""
-        counted = Counter(pair.outcome for pair in self.pairs if gold is None or pair.gold == gold)
+        counted = self._tally.get(gold, Counter())
         return {outcome: counted[outcome] for outcome in OUTCOMES}
+
+    @functools.cached_property
+    def _tally(self) -> dict[str | None, Counter[str]]:
+        """Outcome counts per gold class and (None) of all, counted once: reports ask for them class by class."""
+        return tally_outcomes(self.pairs)
 
     def samples(self, outcome: str, gold: str | None = None) -> list[Pair]:
         """The pairs of one outcome (`broken`, `fixed`, ...), of one gold class or all, by class then name."""
@@ -110,8 +144,20 @@ class Comparison:
         return sorted(pairs, key=lambda pair: (order.get(pair.gold, len(order)), pair.gold, pair.name))
 
 
+def tally_outcomes(pairs: Iterable[Pair]) -> dict[str | None, Counter[str]]:
+    """How many pairs of each gold class (and, under None, of all) were fixed, broken, both right, both wrong."""
+    by_class = Counter((pair.gold, pair.outcome) for pair in pairs)
+    tally: dict[str | None, Counter[str]] = {None: Counter()}
+    for (gold, outcome), count in by_class.items():
+        tally.setdefault(gold, Counter())[outcome] += count
+        tally[None][outcome] += count
+    return tally
+
+
 def check_same_samples(baseline: Mapping[str, str], candidate: Mapping[str, str], what: str) -> None:
     """Raise one UsageError unless both map the same sample names to the same gold labels."""
+    if baseline == candidate:
+        return
     only_baseline = sorted(set(baseline) - set(candidate))
     only_candidate = sorted(set(candidate) - set(baseline))
     relabelled = sorted(name for name in set(baseline) & set(candidate) if baseline[name] != candidate[name])
@@ -142,21 +188,26 @@ def pair_results(baseline: GateResult, candidate: GateResult, what: str) -> tupl
     before = {sample.name: sample for sample in baseline.samples}
     after = {sample.name: sample for sample in candidate.samples}
     check_same_samples({n: s.gold for n, s in before.items()}, {n: s.gold for n, s in after.items()}, what)
-    return tuple(
-        Pair(name, before[name].gold, before[name].predicted, after[name].predicted, before[name].output,
-             after[name].output)
-        for name in sorted(before)
-    )  # fmt: skip
+    pairs = []
+    for name in sorted(before):
+        was, now = before[name], after[name]
+        pairs.append(Pair(name, was.gold, was.predicted, now.predicted, was.output, now.output))
+    return tuple(pairs)
 
 
 def mcnemar_one_sided(broken: int, fixed: int) -> float:
     """Exact one-sided McNemar p-value that the candidate is worse: P(X >= broken), X ~ Binomial(broken + fixed, 1/2).
 
-    Under "no change" each discordant pair is equally likely to be fixed or broken; exact integer arithmetic,
-    so it holds for any count (1.0 when there are no discordant pairs).
+    Under "no change" each discordant pair is equally likely to be fixed or broken; exact integer arithmetic
+    (the sum of C(n, k) for k >= broken, each term from the last), so it holds for any count and the one
+    rounding is the final division (1.0 when there are no discordant pairs).
     """
     n = broken + fixed
-    return sum(math.comb(n, k) for k in range(broken, n + 1)) / (1 << n)
+    term = total = math.comb(n, broken)
+    for k in range(broken, n):
+        term = term * (n - k) // (k + 1)
+        total += term
+    return total / (1 << n)
 
 
 def compare(
@@ -164,108 +215,150 @@ def compare(
 ) -> Comparison:
     """Pair the results and test every metric and class recall; `what` names the baseline in errors."""
     pairs = pair_results(baseline, candidate, what)
-    labels = candidate.labels
-    metric_draws: dict[str, list[float]] = {metric: [] for metric in METRICS}
-    class_draws: dict[str, list[float]] = {label: [] for label in labels}
-    for before, after in bootstrap(pairs, labels, candidate.columns, reps, seed):
-        for name in METRICS:
-            metric_draws[name].append(after.metrics[name] - before.metrics[name])
-        for label in labels:
-            class_draws[label].append(after.recall[label] - before.recall[label])
+    labels, columns = candidate.labels, candidate.columns
+    column = {label: index for index, label in enumerate(columns)}
+    codes = _strata(pairs, labels, lambda pair: column[pair.baseline] * len(columns) + column[pair.candidate])
+    counts = resample_counts(codes, len(columns) ** 2, reps, seed)
+    cells = counts.reshape(reps, len(labels), len(columns), len(columns))
+    before, before_recall = _metric_draws(cells.sum(axis=3))
+    after, after_recall = _metric_draws(cells.sum(axis=2))
     metrics = {}
-    totals = Counter(pair.outcome for pair in pairs)
+    tally = tally_outcomes(pairs)
+    totals = tally[None]
     for name, metric in METRICS.items():
         values = baseline.metrics[name], candidate.metrics[name], len(pairs)
+        draws = after[name] - before[name]
         if metric.per_sample:
             fixed, broken = totals["fixed"], totals["broken"]
             p = mcnemar_one_sided(broken, fixed)
-            metrics[name] = Delta(*values, "mcnemar", p, percentile_interval(metric_draws[name]), fixed, broken)
+            metrics[name] = Delta(*values, "mcnemar", p, percentile_interval(draws), fixed, broken)
         else:
-            p = bootstrap_p_value(metric_draws[name])
-            metrics[name] = Delta(*values, "bootstrap", p, percentile_interval(metric_draws[name]))
+            metrics[name] = Delta(*values, "bootstrap", bootstrap_p_value(draws), percentile_interval(draws))
     per_class = {}
-    for label in labels:
-        counted = Counter(pair.outcome for pair in pairs if pair.gold == label)
+    for index, label in enumerate(labels):
+        counted = tally.get(label, Counter())
         before_stats, after_stats = baseline.per_class[label], candidate.per_class[label]
         per_class[label] = Delta(
             before_stats.recall, after_stats.recall, after_stats.n, "mcnemar",
-            mcnemar_one_sided(counted["broken"], counted["fixed"]), percentile_interval(class_draws[label]),
-            counted["fixed"], counted["broken"],
+            mcnemar_one_sided(counted["broken"], counted["fixed"]),
+            percentile_interval(after_recall[:, index] - before_recall[:, index]), counted["fixed"], counted["broken"],
         )  # fmt: skip
-    return Comparison(pairs, metrics, per_class, reps, seed, labels)
+    comparison = Comparison(pairs, metrics, per_class, reps, seed, labels)
+    vars(comparison)["_tally"] = tally  # the cached property's value, counted once already
+    return comparison
 
 
-@dataclass(frozen=True)
-class Draw:
-    """One resample's aggregate metrics and per-class recalls."""
+def _strata(pairs: Sequence[Pair], labels: tuple[str, ...], code: Callable[[Pair], int]) -> list[NDArray[np.intp]]:
+    """Each gold class's pairs (taxonomy order; within a class, the pairs' order: by name) as cell codes."""
+    import numpy as np
 
-    metrics: Mapping[str, float]
-    recall: Mapping[str, float]
+    grouped: dict[str, list[int]] = {label: [] for label in labels}
+    for pair in pairs:
+        grouped[pair.gold].append(code(pair))
+    return [np.array(grouped[label], dtype=np.intp) for label in labels]
 
 
-def bootstrap(
-    pairs: Sequence[Pair], labels: tuple[str, ...], columns: tuple[str, ...], reps: int, seed: int
-) -> Iterable[tuple[Draw, Draw]]:
-    """`reps` stratified paired resamples: each gold class keeps its size, pairs are drawn with replacement.
+def _metric_draws(
+    confusions: NDArray[np.int64],
+) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.float64]]:
+    """Every metric of each resample's confusion matrix, and each class's recall [reps, class]."""
+    overall, classes = confusion_metrics(confusions)
+    return overall, classes["recall"]
+
+
+def resample_counts(strata: Sequence[NDArray[np.intp]], cells: int, reps: int, seed: int) -> NDArray[np.int64]:
+    """The stratified bootstrap: [reps, class, cell] counts of `reps` resamples with replacement of each class's
+    cell codes (each in range(cells)), every class keeping its size, drawn by the module's documented scheme.
 
     Stratifying keeps every class in every resample (a 14-sample class would otherwise vanish now and then and
-    change what a macro average averages over). Yields (baseline, candidate) per resample.
+    change what a macro average averages over).
     """
-    rng = random.Random(seed)
-    strata = []
-    for gold in labels:
-        answers = [(pair.baseline, pair.candidate) for pair in pairs if pair.gold == gold]
-        kinds = sorted(set(answers))
-        # small ints hash faster than tuples: resampling is the gate's hot loop
-        strata.append((gold, kinds, [kinds.index(answer) for answer in answers]))
-    for _ in range(reps):
-        before = {gold: dict.fromkeys(columns, 0) for gold in labels}
-        after = {gold: dict.fromkeys(columns, 0) for gold in labels}
-        for gold, kinds, population in strata:
-            for kind, times in Counter(rng.choices(population, k=len(population))).items():
-                was, now = kinds[kind]
-                before[gold][was] += times
-                after[gold][now] += times
-        yield _draw(before, labels), _draw(after, labels)
+    import numpy as np
+
+    counts = np.zeros((reps, len(strata), cells), dtype=np.int64)
+    for index, codes in enumerate(strata):
+        if len(codes):
+            stream = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,)))
+            counts[:, index] = _stratum_counts(stream, codes, cells, reps)
+    return counts
 
 
-def _draw(confusion: Mapping[str, Mapping[str, int]], labels: tuple[str, ...]) -> Draw:
-    recall = {gold: confusion[gold][gold] / n if (n := sum(confusion[gold].values())) else 0.0 for gold in labels}
-    return Draw(overall_from_confusion(confusion, labels), recall)
+def _stratum_counts(stream: np.random.PCG64, codes: NDArray[np.intp], cells: int, reps: int) -> NDArray[np.int64]:
+    """One class's [reps, cells] counts. The hot loop of a gate with a baseline (83,400 samples: 83.4 million
+    draws): buffers are reused, the word -> position product is cast straight into integers, and the codes are
+    gathered as bytes, which bincount counts fastest."""
+    import numpy as np
+
+    n = len(codes)
+    out = np.empty((reps, cells), dtype=np.int64)
+    if n < BINCOUNT_ROWS_FROM:  # small classes: all resamples of a chunk counted in one bincount
+        for start in range(0, reps, chunk := _chunk(n)):
+            rows = min(chunk, reps - start)
+            shifted = codes[_positions(stream, rows * n, n)].reshape(rows, n)
+            shifted += (np.arange(rows, dtype=np.intp) * cells)[:, None]
+            out[start : start + rows] = np.bincount(shifted.ravel(), minlength=rows * cells).reshape(rows, cells)
+        return out
+    small = codes.astype(np.uint8 if cells <= 1 << 8 else np.uint16 if cells <= 1 << 16 else np.intp)
+    chunk = _chunk(n)
+    positions = np.empty(chunk * n, dtype=np.intp)
+    drawn = np.empty(chunk * n, dtype=small.dtype)
+    for start in range(0, reps, chunk):
+        rows = min(chunk, reps - start)
+        np.take(small, _positions(stream, rows * n, n, positions[: rows * n]), out=drawn[: rows * n])
+        for row in range(rows):
+            out[start + row] = np.bincount(drawn[row * n : (row + 1) * n], minlength=cells)
+    return out
 
 
-def percentile_interval(draws: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """The central percentile interval of the draws, interpolated between order statistics like numpy's default."""
-    if not draws:
+def _chunk(n: int) -> int:
+    """Resamples drawn per numpy call: even, so that every chunk starts on a fresh 64-bit output."""
+    return max(2, CHUNK_WORDS // n & ~1)
+
+
+def _positions(stream: np.random.PCG64, count: int, n: int, out: NDArray[np.intp] | None = None) -> NDArray[np.intp]:
+    """The next `count` positions in range(n) of the stream: floor(w * n / 2^32) of its 32-bit words."""
+    import numpy as np
+
+    raw = stream.random_raw((count + 1) // 2)
+    words = raw.astype("<u8", copy=False).view("<u4")[:count]  # low word first, whatever the byte order
+    positions: NDArray[np.intp] = np.empty(count, dtype=np.intp) if out is None else out
+    if n <= FLOAT_EXACT_SIZE:  # exact: w * n < 2^53, and n / 2^32 is a power-of-two fraction
+        np.multiply(words, n * 2.0**-32, out=positions, casting="unsafe")
+    else:
+        np.copyto(positions, (words.astype(np.uint64) * np.uint64(n)) >> np.uint64(32), casting="unsafe")
+    return positions
+
+
+def percentile_interval(draws: Sequence[float] | NDArray[np.float64], level: float = 0.95) -> tuple[float, float]:
+    """The central percentile interval of the draws, interpolated between order statistics (numpy's linear)."""
+    import numpy as np
+
+    if not len(draws):
         return (0.0, 0.0)
-    ordered = sorted(draws)
-    tail = (1 - level) / 2
-    return (_quantile(ordered, tail), _quantile(ordered, 1 - tail))
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(np.asarray(draws, dtype=np.float64), [tail, 100 - tail])
+    return (float(low), float(high))
 
 
-def _quantile(ordered: Sequence[float], q: float) -> float:
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def bootstrap_p_value(draws: Sequence[float]) -> float:
+def bootstrap_p_value(draws: Sequence[float] | NDArray[np.float64]) -> float:
     """One-sided bootstrap p-value that the candidate is worse: the share of resamples showing no drop.
 
     The +1s count the observed answers as one resample, so p is never 0 from a finite number of draws.
     """
-    return (1 + sum(draw >= 0 for draw in draws)) / (1 + len(draws))
+    import numpy as np
+
+    return (1 + int(np.count_nonzero(np.asarray(draws, dtype=np.float64) >= 0))) / (1 + len(draws))
 
 
 def metric_intervals(
     result: GateResult, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED
 ) -> dict[str, tuple[float, float]]:
-    """Each aggregate metric's stratified bootstrap 95% interval on one run's answers."""
+    """Each aggregate metric's stratified bootstrap 95% interval on one run's answers (the same draws as a
+    comparison's on the same samples)."""
     ordered = sorted(result.samples, key=lambda sample: sample.name)
+    column = {label: index for index, label in enumerate(result.columns)}
     pairs = [Pair(sample.name, sample.gold, sample.predicted, sample.predicted) for sample in ordered]
-    draws: dict[str, list[float]] = {metric: [] for metric in METRICS}
-    for _, draw in bootstrap(pairs, result.labels, result.columns, reps, seed):
-        for metric in METRICS:
-            draws[metric].append(draw.metrics[metric])
-    return {metric: percentile_interval(values) for metric, values in draws.items()}
+    codes = _strata(pairs, result.labels, lambda pair: column[pair.candidate])
+    counts = resample_counts(codes, len(result.columns), reps, seed)
+    draws, _ = _metric_draws(counts)
+    return {metric: percentile_interval(draws[metric]) for metric in METRICS}

@@ -1,7 +1,15 @@
 """Pure functions: predictions -> one frozen result (confusion, per-class, overall metrics, intervals).
 
-No numpy or sklearn here: the numbers are sums over at most a few thousand samples, and the plugin must stay
-cheap to import. sklearn is the oracle in the tests.
+The metrics are computed from the confusion matrix as numpy arrays (`confusion_metrics`), for one matrix or for a
+stack of them: the gate's own numbers and each of the bootstrap's thousand resamples (evaluate/compare.py) go
+through the same formulas, so a resample of unchanged answers reproduces the point estimate exactly. numpy is
+imported inside the functions (the plugin is imported by every pytest run).
+
+Where libraries serve and where not: sklearn's `precision_recall_fscore_support` with explicit `labels=` gives
+the same numbers (it is the oracle in tests/test_metrics.py, to 1e-12), but it takes label arrays, not counts, so
+a resample would have to be expanded back into n labels, it validates its input on every call (about a
+millisecond), and importing it costs more than half a second: for a thousand resamples of six classes it is the
+wrong tool. Summing a 6 x 7 matrix is what numpy is for.
 """
 
 from __future__ import annotations
@@ -10,13 +18,15 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.answers import INVALID, answer_word
 from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    from numpy.typing import NDArray
 
 Z95 = 1.959963984540054
 """The two-sided 95% normal quantile used by the Wilson interval."""
@@ -160,13 +170,16 @@ def score_samples(
 
 def compute_result(samples: Sequence[ScoredSample], labels: tuple[str, ...], invalid: str = "wrong") -> GateResult:
     """Compute every metric of the gate from scored samples."""
+    import numpy as np
+
     columns = labels + ((INVALID,) if invalid == "wrong" else ())
-    confusion = {gold: dict.fromkeys(columns, 0) for gold in labels}
-    for sample in samples:
-        confusion[sample.gold][sample.predicted] += 1
-    per_class = {label: _class_stats(label, confusion, labels) for label in labels}
+    row = {label: index * len(columns) for index, label in enumerate(labels)}
+    column = {label: index for index, label in enumerate(columns)}
+    cells = np.fromiter((row[s.gold] + column[s.predicted] for s in samples), dtype=np.intp, count=len(samples))
+    matrix = np.bincount(cells, minlength=len(labels) * len(columns)).reshape(len(labels), len(columns))
+    confusion = {gold: dict(zip(columns, map(int, matrix[index]), strict=True)) for index, gold in enumerate(labels)}
     invalid_answers = Counter(sample.word for sample in samples if not sample.valid)
-    result_metrics = _overall(per_class, len(samples))
+    result_metrics, per_class = _from_matrix(matrix, labels)
     return GateResult(
         labels=labels,
         n=len(samples),
@@ -181,48 +194,79 @@ def compute_result(samples: Sequence[ScoredSample], labels: tuple[str, ...], inv
 
 
 def overall_from_confusion(confusion: Mapping[str, Mapping[str, int]], labels: tuple[str, ...]) -> dict[str, float]:
-    """The aggregate metrics of a confusion matrix (rows: every gold label): resampling needs no samples."""
-    per_class = {label: _class_stats(label, confusion, labels) for label in labels}
-    return _overall(per_class, sum(stats.n for stats in per_class.values()))
+    """The aggregate metrics of a confusion matrix (rows: every gold label; the first columns the labels, in
+    order, then any others): resampling needs no samples."""
+    import numpy as np
+
+    matrix = np.array([list(confusion[gold].values()) for gold in labels], dtype=np.int64).reshape(len(labels), -1)
+    return _from_matrix(matrix, labels)[0]
 
 
-def _class_stats(label: str, confusion: Mapping[str, Mapping[str, int]], labels: tuple[str, ...]) -> ClassStats:
-    n = sum(confusion[label].values())
-    correct = confusion[label][label]
-    predicted = sum(confusion[gold][label] for gold in labels)
-    recall = correct / n if n else 0.0
-    precision = correct / predicted if predicted else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return ClassStats(
-        n=n,
-        correct=correct,
-        predicted=predicted,
-        recall=recall,
-        recall_ci95=wilson_interval(correct, n),
-        precision=precision,
-        f1=f1,
-    )
-
-
-def _overall(per_class: Mapping[str, ClassStats], n: int) -> dict[str, float]:
-    """Weighted averages weigh by gold support; macro averages run over the classes present in gold."""
-    present = [stats for stats in per_class.values() if stats.n]
-    total = sum(stats.n for stats in present)
-
-    def weighted(field: str) -> float:
-        return sum(getattr(stats, field) * stats.n for stats in present) / total if total else 0.0
-
-    def macro(field: str) -> float:
-        return sum(getattr(stats, field) for stats in present) / len(present) if present else 0.0
-
-    correct = sum(stats.correct for stats in present)
-    return {
-        "accuracy": correct / n if n else 0.0,
-        "weighted_precision": weighted("precision"),
-        "weighted_recall": weighted("recall"),
-        "weighted_f1": weighted("f1"),
-        "macro_precision": macro("precision"),
-        "macro_recall": macro("recall"),
-        "macro_f1": macro("f1"),
-        "uar": macro("recall"),
+def _from_matrix(matrix: NDArray[np.int64], labels: tuple[str, ...]) -> tuple[dict[str, float], dict[str, ClassStats]]:
+    overall, classes = confusion_metrics(matrix)
+    n, correct, predicted = (matrix.sum(axis=1), matrix.diagonal(), matrix[:, : len(labels)].sum(axis=0))
+    per_class = {
+        label: ClassStats(
+            n=int(n[index]),
+            correct=int(correct[index]),
+            predicted=int(predicted[index]),
+            recall=float(classes["recall"][index]),
+            recall_ci95=wilson_interval(int(correct[index]), int(n[index])),
+            precision=float(classes["precision"][index]),
+            f1=float(classes["f1"][index]),
+        )
+        for index, label in enumerate(labels)
     }
+    return {name: float(value) for name, value in overall.items()}, per_class
+
+
+def confusion_metrics(
+    matrix: NDArray[np.int64],
+) -> tuple[dict[str, NDArray[np.float64]], dict[str, NDArray[np.float64]]]:
+    """Every aggregate metric and each class's recall, precision and F1 of confusion matrices `[..., gold, pred]`.
+
+    The leading axes are any stack of matrices (one run: none; the bootstrap: one per resample). Column i is
+    label i's for every gold label i; further columns (`<invalid>`) count as wrong. A class absent from gold
+    scores 0 and is left out of every average; weighted averages weigh by gold support; a share with a zero
+    denominator is 0: sklearn's `precision_recall_fscore_support(labels=..., zero_division=0)` numbers (its
+    oracle in tests/test_metrics.py).
+    """
+    import numpy as np
+
+    labels = matrix.shape[-2]
+    n = matrix.sum(axis=-1)
+    correct = matrix.diagonal(axis1=-2, axis2=-1)
+    predicted = matrix[..., :labels].sum(axis=-2)
+    recall = _share(correct, n)
+    precision = _share(correct, predicted)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
+    total = n.sum(axis=-1)
+    classes = (n > 0).sum(axis=-1)  # a class absent from gold scores 0 everywhere: it only must not be counted
+
+    def weighted(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return _share((values * n).sum(axis=-1), total)
+
+    def macro(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return _share(values.sum(axis=-1), classes)
+
+    overall = {
+        "accuracy": _share(correct.sum(axis=-1), total),
+        "weighted_precision": weighted(precision),
+        "weighted_recall": weighted(recall),
+        "weighted_f1": weighted(f1),
+        "macro_precision": macro(precision),
+        "macro_recall": macro(recall),
+        "macro_f1": macro(f1),
+        "uar": macro(recall),
+    }
+    return overall, {"recall": recall, "precision": precision, "f1": f1}
+
+
+def _share(part: NDArray[Any], whole: NDArray[Any]) -> NDArray[np.float64]:
+    """part / whole, 0 where whole is 0."""
+    import numpy as np
+
+    out = np.zeros(np.broadcast(part, whole).shape)
+    np.divide(part, whole, out=out, where=whole > 0)
+    return out
