@@ -24,6 +24,7 @@ from pytest_emogate.evaluate.regression import regression_ids, regression_outcom
 from pytest_emogate.evaluate.thresholds import load_thresholds
 from pytest_emogate.evaluate.verdict import judge
 from pytest_emogate.predictions import read_predictions
+from pytest_emogate.report import html as html_page
 from pytest_emogate.report.html import SCRIPT, HtmlInput, changes, render_html, script_json
 from pytest_emogate.report.json_report import baseline_report
 from tests.conftest import LENIENT, REGRESSED, SEED, THRESHOLDS
@@ -249,6 +250,25 @@ def test_chromium_renders_the_verdict_the_classes_every_sample_and_the_broken(se
     # the script ran under the page's policy: the filters show, and the linked heatmap cell lists its sample
     assert "hidden" not in next(attrs for attrs in dom.tags("div") if attrs.get("id") == "filters")
     assert "gold surprise, predicted sad: 1 sample" in shown and "1 of 834 samples shown" in shown
+
+
+def test_a_large_sample_table_starts_folded(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = page_input(SEED, baseline=False)
+    assert '<details id="samples-box" open><summary>the table</summary>' in render_html(data)
+    monkeypatch.setattr(html_page, "OPEN_ROWS", 833)
+    text = render_html(data)
+    assert '<details id="samples-box"><summary>the table: 834 rows take a browser a while to show' in text
+    assert '"open_rows": 833' in text
+
+
+@pytest.mark.slow
+def test_chromium_unfolds_a_folded_table_for_a_heatmap_cell(
+    project: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(html_page, "OPEN_ROWS", 100)
+    project.runpytest("--emogate-predictions", "base.csv", "--emogate-no-history", "--emogate-html", "page.html")
+    dom = browse(project.path / "page.html", tmp_path, "--dump-dom", fragment="#cell=worried/angry")
+    assert '<details id="samples-box" open="">' in dom and "5 of 834 samples shown" in dom
 
 
 @pytest.mark.slow

@@ -35,6 +35,10 @@ CHANGES = ("broken", "fixed", "changed", "same")
 """A sample's change against the baseline: only the baseline right, only the candidate right, a different
 answer with the same correctness (`Comparison.changed`), or the same."""
 STATUSES = ("right", "wrong", "invalid")
+OPEN_ROWS = 5000
+"""Above this many samples the sample table starts folded: a browser lays out 83,400 rows in tens of seconds, and
+a folded table (or rows a filter hides) costs nothing to lay out; a filter that leaves at most this many unfolds
+it."""
 
 
 @dataclass(frozen=True)
@@ -292,12 +296,13 @@ def _samples_section(data: HtmlInput) -> str:
     for sample in data.result.samples:
         status = "invalid" if not sample.valid else "right" if sample.correct else "wrong"
         attrs = f' data-gold="{_e(sample.gold)}" data-pred="{_e(sample.predicted)}" data-status="{status}"'
-        cells = [_e(sample.name), _e(sample.gold), _e(sample.predicted), status, _answer(sample.output)]
+        cells = [_e(sample.name), _e(sample.gold), _e(sample.predicted), status, _e(clip(sample.output, ANSWER_CHARS))]
         pair = pairs.get(sample.name)
         if comparison is not None:
             kind = change.get(sample.name, "same")
             attrs += f' data-change="{kind}"'
-            cells += ["-", "-", kind] if pair is None else [_e(pair.baseline), _answer(pair.baseline_output), kind]
+            answer = _e(clip(pair.baseline_output, ANSWER_CHARS)) if pair is not None else "-"
+            cells += [_e(pair.baseline) if pair is not None else "-", answer, kind]
         rows.append(_row(cells, attrs))
     labels = data.result.labels
     predicted = data.result.columns + tuple(
@@ -309,12 +314,19 @@ def _samples_section(data: HtmlInput) -> str:
         filters.append(_select("change", "change", CHANGES))
     filters.append('<label>search <input type="search" id="f-search" placeholder="name or answer text"></label>')
     filters.append('<button type="button" id="f-reset">show all</button> <span id="f-count"></span>')
+    n = data.result.n
+    widths = (14, 7, 8, 6, 65) if comparison is None else (12, 6, 7, 5, 27, 7, 27, 6)
+    columns = "<colgroup>" + "".join(f'<col style="width:{width}%">' for width in widths) + "</colgroup>"
+    table = _table(header, rows, ' id="samples"').replace("<thead>", columns + "<thead>", 1)
+    folded = "" if n <= OPEN_ROWS else f": {n} rows take a browser a while to show, a filter unfolds fewer"
     return (
-        f'<section id="samples-section"><h2>Every sample ({data.result.n})</h2>'
-        f"<noscript><p>The filters and the search need JavaScript; the table below is complete.</p></noscript>"
+        f'<section id="samples-section"><h2>Every sample ({n})</h2>'
+        "<noscript><p>The filters and the search need JavaScript; the table below is complete.</p></noscript>"
         f'<div id="filters" class="js-only" hidden>{" ".join(filters)}</div>'
         f"<p class='note'>Answers are shown to {ANSWER_CHARS} characters on one line; the JSON report "
-        "(--emogate-report) has every answer whole.</p>" + _table(header, rows, ' id="samples"') + "</section>"
+        "(--emogate-report) has every answer whole.</p>"
+        f'<details id="samples-box"{" open" if n <= OPEN_ROWS else ""}><summary>the table{folded}</summary>'
+        f"{table}</details></section>"
     )
 
 
@@ -358,7 +370,7 @@ def _provenance_section(report: Mapping[str, Any]) -> str:
 
 def _page_data(data: HtmlInput) -> dict[str, Any]:
     return {"labels": list(data.result.labels), "columns": list(data.result.columns), "invalid": INVALID,
-            "baseline": data.comparison is not None}  # fmt: skip
+            "baseline": data.comparison is not None, "open_rows": OPEN_ROWS}  # fmt: skip
 
 
 CSS = """
@@ -370,7 +382,8 @@ vertical-align:top}th{background:#f4f4f4}
 .s-failed{color:#c62828;font-weight:bold}.s-passed{color:#2e7d32}.s-not_run{color:#ef6c00}
 .heatmap td.hm{padding:0;text-align:center}.heatmap .diag{outline:2px solid #333}
 .heatmap a.cell{display:block;color:inherit;text-decoration:none;min-width:3.5em;line-height:2em}
-.answer{font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-word}
+.answer,#samples td:nth-child(5),#samples td:nth-child(7){font-family:ui-monospace,monospace;word-break:break-word}
+#samples{table-layout:fixed;width:100%}
 .header,.note{color:#555}#filters label{margin-right:1em}
 """
 
@@ -393,10 +406,14 @@ function apply(){
   for(var j=0;j<keys.length&&ok;j++){var k=keys[j];if(want[k]!==""&&r.dataset[k]!==want[k]){ok=false;}}
   if(ok&&q!==""&&hay[i].indexOf(q)<0){ok=false;}
   r.hidden=!ok;if(ok){shown++;}}
+ var filtered=q!==""||keys.some(function(k){return want[k]!=="";});
+ if(filtered&&shown<=config.open_rows){document.getElementById("samples-box").open=true;}
  document.getElementById("f-count").textContent=shown+" of "+rows.length+" samples shown";
 }
 keys.forEach(function(k){document.getElementById("f-"+k).addEventListener("change",apply);});
-document.getElementById("f-search").addEventListener("input",apply);
+var typing=null;
+document.getElementById("f-search").addEventListener("input",function(){
+ if(typing!==null){clearTimeout(typing);}typing=setTimeout(apply,150);});
 document.getElementById("f-reset").addEventListener("click",function(){
  keys.forEach(function(k){document.getElementById("f-"+k).value="";});
  document.getElementById("f-search").value="";apply();});
