@@ -80,8 +80,8 @@ def hostile_candidate(path: Path) -> Path:
     return path
 
 
-def page_input(candidate: Path, baseline: bool = True) -> HtmlInput:
-    thresholds = load_thresholds(THRESHOLDS)
+def page_input(candidate: Path, baseline: bool = True, thresholds_path: Path = THRESHOLDS) -> HtmlInput:
+    thresholds = load_thresholds(thresholds_path)
     labels = thresholds.labels
     result = compute_result(score_samples(read_predictions(candidate, labels), labels), labels)
     outcomes = list(evaluate_all(thresholds, result))
@@ -166,6 +166,22 @@ def test_the_heatmap_has_a_cell_link_per_gold_and_predicted_label(hostile: tuple
     cells = [attrs["href"] for attrs in parse(text).tags("a") if attrs.get("class") == "cell"]
     assert len(cells) == 6 * 7 and "#cell=sad/%3Cinvalid%3E" in cells
     assert data.result.columns[-1] == "<invalid>"
+
+
+def test_the_regression_table_has_p_the_smallest_failing_drop_and_under_holm_the_adjusted_p(tmp_path: Path) -> None:
+    plain = render_html(page_input(REGRESSED))
+    table = plain[plain.index('<table id="regression">') : plain.index("</table>", plain.index('id="regression"'))]
+    assert "<th>p</th><th>max drop</th><th>smallest failing drop</th>" in table and "Holm" not in table
+    assert "<td>accuracy <small>(metric)</small></td><td>90.65%</td><td>89.21%</td><td>-1.44</td>" in table
+    assert '<td>0.0085</td><td>1.00 pts</td><td>1.08 pts</td><td><span class="s-failed">FAIL</span>' in table
+    holm = tmp_path / "thresholds.yaml"
+    holm.write_text(
+        THRESHOLDS.read_text(encoding="utf-8").replace("  alpha: 0.05\n", "  alpha: 0.05\n  correction: holm\n")
+    )
+    text = render_html(page_input(REGRESSED, thresholds_path=holm))
+    assert "<th>p</th><th>p (Holm)</th><th>max drop</th>" in text
+    # accuracy's p times the 8 regression checks: no longer below alpha, so the check passes
+    assert '<td>0.0085</td><td>0.0676</td><td>1.00 pts</td><td>1.08 pts</td><td><span class="s-passed">' in text
 
 
 def test_without_a_baseline_there_is_no_regression_section() -> None:
