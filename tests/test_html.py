@@ -184,6 +184,19 @@ def test_the_regression_table_has_p_the_smallest_failing_drop_and_under_holm_the
     assert '<td>0.0085</td><td>0.0676</td><td>1.00 pts</td><td>1.08 pts</td><td><span class="s-passed">' in text
 
 
+def test_the_probe_section_lists_the_differing_answers_escaped() -> None:
+    from dataclasses import replace
+
+    data = page_input(SEED, baseline=False)
+    probe = {"n": 24, "disagree": 1, "settings": {"batch_size": 1, "dtype": "float16"},
+             "samples": [{"name": "samplenew_00000001", "answer": "happy", "probe_answer": "<i>sad</i>"}]}  # fmt: skip
+    text = render_html(replace(data, report={**data.report, "probe": probe}))
+    section = text[text.index('<section id="probe">') : text.index("</section>", text.index('<section id="probe">'))]
+    assert "23/24 answers equal at batch size 1 (batch_size 1, dtype float16)" in section
+    assert "<td>samplenew_00000001</td>" in section and "&lt;i&gt;sad&lt;/i&gt;" in section
+    assert '<section id="probe">' not in render_html(data)
+
+
 def test_without_a_baseline_there_is_no_regression_section() -> None:
     text = render_html(page_input(SEED, baseline=False))
     assert 'id="regression"' not in text and 'data-change="' not in text and 'id="f-change"' not in text
