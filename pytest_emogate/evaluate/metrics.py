@@ -7,9 +7,9 @@ imported inside the functions (the plugin is imported by every pytest run).
 
 Where libraries serve and where not: sklearn's `precision_recall_fscore_support` with explicit `labels=` gives
 the same numbers (it is the oracle in tests/test_metrics.py, to 1e-12), but it takes label arrays, not counts, so
-a resample would have to be expanded back into n labels, it validates its input on every call (about a
-millisecond), and importing it costs more than half a second: for a thousand resamples of six classes it is the
-wrong tool. Summing a 6 x 7 matrix is what numpy is for.
+a resample would have to be expanded back into n labels; it validates its input on every call (1.2 ms, measured
+on 834 labels: 20 s for a thousand resamples of eight metrics and two runs), and importing it takes 0.8 s. For
+sums over a 6 x 7 matrix, numpy is the tool (docs/statistics.md).
 """
 
 from __future__ import annotations
