@@ -25,7 +25,8 @@ from pytest_emogate.evaluate.thresholds import load_thresholds
 from pytest_emogate.evaluate.verdict import judge
 from pytest_emogate.predictions import read_predictions
 from pytest_emogate.report import html as html_page
-from pytest_emogate.report.html import SCRIPT, HtmlInput, changes, render_html, script_json
+from pytest_emogate.report.html import HtmlInput, changes, render_html, script_json
+from pytest_emogate.report.html_assets import SCRIPT
 from pytest_emogate.report.json_report import baseline_report
 from tests.conftest import LENIENT, REGRESSED, SEED, THRESHOLDS
 
