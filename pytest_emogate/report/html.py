@@ -314,7 +314,7 @@ def _samples_section(data: HtmlInput) -> str:
     filters.append('<label>search <input type="search" id="f-search" placeholder="name or answer text"></label>')
     filters.append('<button type="button" id="f-reset">show all</button> <span id="f-count"></span>')
     n = data.result.n
-    widths = (14, 7, 8, 6, 65) if comparison is None else (12, 6, 7, 5, 27, 7, 27, 6)
+    widths = (18, 8, 8, 6, 60) if comparison is None else (16, 7, 7, 5, 24, 7, 24, 7)
     columns = "<colgroup>" + "".join(f'<col style="width:{width}%">' for width in widths) + "</colgroup>"
     table = _table(header, rows, ' id="samples"').replace("<thead>", columns + "<thead>", 1)
     folded = "" if n <= OPEN_ROWS else f": {n} rows take a browser a while to show, a filter unfolds fewer"

@@ -22,7 +22,7 @@ vertical-align:top}th{background:#f4f4f4}
 .heatmap td.hm{padding:0;text-align:center}.heatmap .diag{outline:2px solid #333}
 .heatmap a.cell{display:block;color:inherit;text-decoration:none;min-width:3.5em;line-height:2em}
 .answer,#samples td:nth-child(5),#samples td:nth-child(7){font-family:ui-monospace,monospace;word-break:break-word}
-#samples{table-layout:fixed;width:100%}
+#samples{table-layout:fixed;width:100%}#samples td{overflow-wrap:anywhere}
 .header,.note{color:#555}#filters label{margin-right:1em}
 """
 
