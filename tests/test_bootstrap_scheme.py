@@ -4,11 +4,11 @@ exactly, so they are the same on every machine, Python and numpy version; a few 
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
 
-from pytest_emogate.evaluate import compare as compare_module
 from pytest_emogate.evaluate.compare import BOOTSTRAP_SEED, compare, metric_intervals, resample_counts
 from pytest_emogate.evaluate.metrics import GateResult
 from tests.conftest import SEED
@@ -16,57 +16,85 @@ from tests.test_compare import REGRESSED, SLIPPED, result_of
 
 
 def recipe_counts(strata: list[list[int]], cells: int, reps: int, seed: int) -> list[list[list[int]]]:
-    """docs/statistics.md's recipe, word by word in plain Python: class i draws from
-    PCG64(SeedSequence(seed, spawn_key=(i,))); each raw 64-bit output is two 32-bit words, low first; resample r
-    takes words r*n .. r*n+n-1 and word w picks position (w * n) >> 32."""
+    """docs/statistics.md's recipe in plain Python, trial bits assembled as Python integers: class i draws from
+    PCG64(SeedSequence(seed, spawn_key=(i,))); its cells, most frequent first (ties: lower code), are a chain of
+    binomials, the last cell the rest; a binomial's digits come from long division, and at each digit resample r
+    takes `width` raw outputs (width from the largest count of undecided trials), whose low bits are its
+    undecided trials' bits, resample after resample."""
     counts = [[[0] * cells for _ in strata] for _ in range(reps)]
     for index, codes in enumerate(strata):
-        n = len(codes)
-        if not n:
+        if not codes:
             continue
         stream = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,)))
-        words = []
-        for raw in stream.random_raw((reps * n + 1) // 2).tolist():
-            words += [raw & 0xFFFFFFFF, raw >> 32]
+        kinds = sorted(Counter(codes).items(), key=lambda kind: (-kind[1], kind[0]))
+        remaining, rest = [len(codes)] * reps, len(codes)
+        for cell, count in kinds[:-1]:
+            successes, undecided, remainder = [0] * reps, remaining[:], count
+            while max(undecided) > 0:
+                remainder *= 2
+                digit = remainder >= rest
+                remainder -= rest if digit else 0
+                width = (max(undecided) + 63) // 64
+                raw = stream.random_raw(reps * width).tolist()
+                for rep in range(reps):
+                    bits = sum(word << (64 * j) for j, word in enumerate(raw[rep * width : (rep + 1) * width]))
+                    ones = bin(bits & ((1 << undecided[rep]) - 1)).count("1")
+                    if digit:
+                        successes[rep] += undecided[rep] - ones
+                        undecided[rep] = ones
+                    else:
+                        undecided[rep] -= ones
+            for rep in range(reps):
+                counts[rep][index][cell] = successes[rep]
+                remaining[rep] -= successes[rep]
+            rest -= count
         for rep in range(reps):
-            for word in words[rep * n : (rep + 1) * n]:
-                counts[rep][index][codes[(word * n) >> 32]] += 1
+            counts[rep][index][kinds[-1][0]] = remaining[rep]
     return counts
 
 
 def random_strata(rng: random.Random, cells: int) -> list[list[int]]:
     sizes = [rng.choice([0, 1, 2, 13, 14, 15, 57, 300]) for _ in range(5)]
-    return [[rng.randrange(cells) for _ in range(size)] for size in sizes]
+    skew = [rng.random() ** 3 for _ in range(cells)]  # a few frequent cells, many rare ones, as answers are
+    return [rng.choices(range(cells), weights=skew, k=size) for size in sizes]
 
 
 @pytest.mark.parametrize("case", range(6))
-def test_the_draws_follow_the_documented_recipe(case: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every code path (small classes counted together, large ones row by row, the float and the integer
-    multiply-shift, chunks of any size, odd class sizes) draws exactly the recipe's words."""
+def test_the_draws_follow_the_documented_recipe(case: int) -> None:
     rng = random.Random(case)
     cells, reps = rng.choice([4, 9, 49]), rng.choice([1, 7, 20])
     strata = random_strata(rng, cells)
-    monkeypatch.setattr(compare_module, "CHUNK_WORDS", rng.choice([1, 64, 1000, 1 << 20]))
-    monkeypatch.setattr(compare_module, "BINCOUNT_ROWS_FROM", rng.choice([1, 50, 1024]))
-    monkeypatch.setattr(compare_module, "FLOAT_EXACT_SIZE", rng.choice([0, 1 << 21]))
     got = resample_counts([np.array(codes, dtype=np.intp) for codes in strata], cells, reps, 1000 + case)
     assert got.tolist() == recipe_counts(strata, cells, reps, 1000 + case)
     assert (got.sum(axis=2) == [len(codes) for codes in strata]).all()  # every class keeps its size
 
 
-def test_a_class_draws_from_its_own_stream() -> None:
-    """A class's resamples depend on its own answers only: adding samples to another class moves nothing."""
+def test_the_popcount_without_numpy_2_counts_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    strata = [np.array([0, 1, 1, 2] * 40 + [3], dtype=np.intp), np.array([3, 3, 0], dtype=np.intp)]
+    expected = resample_counts(strata, 4, 30, 9)
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    assert (resample_counts(strata, 4, 30, 9) == expected).all()
+
+
+def test_a_class_draws_from_its_own_stream_and_its_counts_alone() -> None:
+    """A class's resamples depend on its own cell counts only: adding samples to another class, or reordering
+    its own pairs, moves nothing."""
     strata = [np.array([0, 1, 1, 2] * 5, dtype=np.intp), np.array([3, 3, 0], dtype=np.intp)]
-    grown = [strata[0], np.array([3, 3, 0, 1, 2, 2, 1], dtype=np.intp)]
-    assert (resample_counts(strata, 4, 50, 9)[:, 0] == resample_counts(grown, 4, 50, 9)[:, 0]).all()
+    other = [np.array([2, 1, 0, 1] * 5, dtype=np.intp), np.array([3, 3, 0, 1, 2, 2, 1], dtype=np.intp)]
+    assert (resample_counts(strata, 4, 50, 9)[:, 0] == resample_counts(other, 4, 50, 9)[:, 0]).all()
 
 
-def test_positions_are_the_exact_multiply_shift_for_every_word() -> None:
-    """The float path is exact: floor(w * (n / 2^32)) equals (w * n) >> 32 at the ends of the word range."""
-    for n in (1, 3, 14, 25_700, (1 << 21) - 1, 1 << 21):
-        words = np.array([0, 1, 2**31, 2**32 - 2, 2**32 - 1], dtype=np.uint32)
-        got = np.multiply(words, n * 2.0**-32).astype(np.intp)
-        assert got.tolist() == [(int(word) * n) >> 32 for word in words.tolist()]
+def test_the_resamples_are_multinomial() -> None:
+    """Each cell's count over 20,000 resamples of a 14-pair class has the multinomial's mean n p and variance
+    n p (1 - p) (deterministic: the seed is fixed; the bounds are about four standard errors)."""
+    codes = np.array([0] * 9 + [1] * 3 + [2] + [3], dtype=np.intp)
+    counts = resample_counts([codes], 4, 20_000, 834)[:, 0]
+    for cell, share in enumerate([9 / 14, 3 / 14, 1 / 14, 1 / 14]):
+        mean, variance = 14 * share, 14 * share * (1 - share)
+        assert counts[:, cell].mean() == pytest.approx(mean, abs=4 * (variance / 20_000) ** 0.5)
+        assert counts[:, cell].var() == pytest.approx(variance, rel=0.05)
+    together = counts[:, 1] + counts[:, 2]  # cells merge as a multinomial's do: binomial with the summed share
+    assert together.var() == pytest.approx(14 * (4 / 14) * (10 / 14), rel=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +128,15 @@ def test_pinned_intervals_of_one_run(seed: GateResult) -> None:
 
 
 PINNED: dict[str, object] = {
-    "regressed uar ci95": (-0.01612756916618722, 0.032137002029009404),
-    "regressed uar p": 587 / 1001,
-    "regressed macro_f1 ci95": (-0.014131460661543423, 0.0319404257510384),
-    "regressed macro_f1 p": 640 / 1001,
-    "regressed accuracy ci95": (-0.026378896882494063, -0.003597122302158251),
+    "regressed uar ci95": (-0.015873786837328204, 0.031378500987878685),
+    "regressed uar p": 601 / 1001,
+    "regressed macro_f1 ci95": (-0.014405184416732279, 0.030819410189494332),
+    "regressed macro_f1 p": 648 / 1001,
+    "regressed accuracy ci95": (-0.02517985611510798, -0.003597122302158251),
     "regressed sad ci95": (-0.03891050583657585, -0.0038910505836575737),
-    "slipped surprise ci95": (-0.21428571428571436, 0.0),
-    "slipped weighted_f1 p": 359 / 1001,
-    "seed uar interval": (0.753651097157688, 0.8536524607787872),
-    "seed weighted_f1 interval": (0.8837407259302716, 0.9235754095149495),
+    "slipped surprise ci95": (-0.2142857142857143, 0.0),
+    "slipped weighted_f1 p": 342 / 1001,
+    "seed uar interval": (0.7514339280644975, 0.8557000960803508),
+    "seed weighted_f1 interval": (0.8848735935397009, 0.9221484880389166),
 }
 """Interval ends and p-values (k / 1001: k of the 1000 resamples show no drop, plus the observed run)."""

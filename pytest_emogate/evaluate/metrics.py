@@ -148,21 +148,22 @@ def score_samples(
     aliases: Mapping[str, str] | None = None,
     invalid: str = "wrong",
 ) -> tuple[ScoredSample, ...]:
-    """Apply the answer contract to every prediction; `invalid` is "wrong" or the label invalid answers map to."""
+    """Apply the answer contract to every prediction; `invalid` is "wrong" or the label invalid answers map to.
+
+    Each distinct answer text is read once: a model answers a few phrasings many times over."""
+    fallback = INVALID if invalid == "wrong" else invalid
+    read: dict[str, tuple[str, bool, str]] = {}
     scored = []
     for prediction in predictions:
-        word = answer_word(prediction.output, aliases)
-        valid = word in labels
-        predicted = word if valid else (INVALID if invalid == "wrong" else invalid)
+        output = prediction.output
+        if (contract := read.get(output)) is None:
+            word = answer_word(output, aliases)
+            valid = word in labels
+            contract = read[output] = (word, valid, word if valid else fallback)
+        word, valid, predicted = contract
         scored.append(
             ScoredSample(
-                name=prediction.name,
-                gold=prediction.label,
-                output=prediction.output,
-                word=word,
-                valid=valid,
-                predicted=predicted,
-                correct=predicted == prediction.label,
+                prediction.name, prediction.label, output, word, valid, predicted, predicted == prediction.label
             )
         )
     return tuple(scored)
