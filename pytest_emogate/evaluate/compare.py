@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from pytest_emogate.evaluate.metrics import METRICS, GateResult, confusion_metrics
+from pytest_emogate.evaluate.metrics import METRICS, GateResult, confusion_metrics, gc_paused
 from pytest_emogate.files import usage_error
 
 if TYPE_CHECKING:
@@ -192,14 +192,21 @@ def _examples(items: Sequence[str]) -> str:
 
 
 def pair_results(baseline: GateResult, candidate: GateResult, what: str) -> tuple[Pair, ...]:
-    """Pair the two results' samples by name, sorted by name so that resampling ignores file order."""
+    """Pair the two results' samples by name, sorted by name; one UsageError naming every difference when their
+    names or gold labels differ."""
     before = {sample.name: sample for sample in baseline.samples}
     after = {sample.name: sample for sample in candidate.samples}
-    check_same_samples({n: s.gold for n, s in before.items()}, {n: s.gold for n, s in after.items()}, what)
-    return tuple(
-        Pair(name, was.gold, was.predicted, now.predicted, was.output, now.output)
-        for name, was, now in ((name, before[name], after[name]) for name in sorted(before))
-    )
+    pairs = []
+    if len(before) == len(after):
+        make = Pair._make
+        for name in sorted(before):
+            was, now = before[name], after.get(name)
+            if now is None or now.gold != was.gold:
+                break
+            pairs.append(make((name, was.gold, was.predicted, now.predicted, was.output, now.output)))
+    if len(pairs) != len(after):
+        check_same_samples({n: s.gold for n, s in before.items()}, {n: s.gold for n, s in after.items()}, what)
+    return tuple(pairs)
 
 
 def mcnemar_one_sided(broken: int, fixed: int) -> float:
@@ -221,7 +228,8 @@ def compare(
     baseline: GateResult, candidate: GateResult, what: str, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED
 ) -> Comparison:
     """Pair the results and test every metric and class recall; `what` names the baseline in errors."""
-    pairs = pair_results(baseline, candidate, what)
+    with gc_paused():
+        pairs = pair_results(baseline, candidate, what)
     labels, columns = candidate.labels, candidate.columns
     column = {label: index for index, label in enumerate(columns)}
     codes = _strata(pairs, labels, lambda pair: column[pair.baseline] * len(columns) + column[pair.candidate])
