@@ -53,6 +53,11 @@ def recipe_counts(strata: list[list[int]], cells: int, reps: int, seed: int) -> 
     return counts
 
 
+def cell_counts(strata: list[list[int]], cells: int) -> np.ndarray:
+    """The [class, cell] counts resample_counts takes."""
+    return np.array([np.bincount(np.array(codes, dtype=np.intp), minlength=cells) for codes in strata])
+
+
 def random_strata(rng: random.Random, cells: int) -> list[list[int]]:
     sizes = [rng.choice([0, 1, 2, 13, 14, 15, 57, 300]) for _ in range(5)]
     skew = [rng.random() ** 3 for _ in range(cells)]  # a few frequent cells, many rare ones, as answers are
@@ -64,31 +69,30 @@ def test_the_draws_follow_the_documented_recipe(case: int) -> None:
     rng = random.Random(case)
     cells, reps = rng.choice([4, 9, 49]), rng.choice([1, 7, 20])
     strata = random_strata(rng, cells)
-    got = resample_counts([np.array(codes, dtype=np.intp) for codes in strata], cells, reps, 1000 + case)
+    got = resample_counts(cell_counts(strata, cells), reps, 1000 + case)
     assert got.tolist() == recipe_counts(strata, cells, reps, 1000 + case)
     assert (got.sum(axis=2) == [len(codes) for codes in strata]).all()  # every class keeps its size
 
 
 def test_the_popcount_without_numpy_2_counts_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
-    strata = [np.array([0, 1, 1, 2] * 40 + [3], dtype=np.intp), np.array([3, 3, 0], dtype=np.intp)]
-    expected = resample_counts(strata, 4, 30, 9)
+    present = cell_counts([[0, 1, 1, 2] * 40 + [3], [3, 3, 0]], 4)
+    expected = resample_counts(present, 30, 9)
     monkeypatch.delattr(np, "bitwise_count", raising=False)
-    assert (resample_counts(strata, 4, 30, 9) == expected).all()
+    assert (resample_counts(present, 30, 9) == expected).all()
 
 
-def test_a_class_draws_from_its_own_stream_and_its_counts_alone() -> None:
-    """A class's resamples depend on its own cell counts only: adding samples to another class, or reordering
-    its own pairs, moves nothing."""
-    strata = [np.array([0, 1, 1, 2] * 5, dtype=np.intp), np.array([3, 3, 0], dtype=np.intp)]
-    other = [np.array([2, 1, 0, 1] * 5, dtype=np.intp), np.array([3, 3, 0, 1, 2, 2, 1], dtype=np.intp)]
-    assert (resample_counts(strata, 4, 50, 9)[:, 0] == resample_counts(other, 4, 50, 9)[:, 0]).all()
+def test_a_class_draws_from_its_own_stream() -> None:
+    """A class's resamples depend on its own cell counts only: adding samples to another class moves nothing."""
+    present = cell_counts([[0, 1, 1, 2] * 5, [3, 3, 0]], 4)
+    grown = cell_counts([[0, 1, 1, 2] * 5, [3, 3, 0, 1, 2, 2, 1]], 4)
+    assert (resample_counts(present, 50, 9)[:, 0] == resample_counts(grown, 50, 9)[:, 0]).all()
+    assert (resample_counts(present, 50, 9)[:, 1] != resample_counts(grown, 50, 9)[:, 1]).any()
 
 
 def test_the_resamples_are_multinomial() -> None:
     """Each cell's count over 20,000 resamples of a 14-pair class has the multinomial's mean n p and variance
     n p (1 - p) (deterministic: the seed is fixed; the bounds are about four standard errors)."""
-    codes = np.array([0] * 9 + [1] * 3 + [2] + [3], dtype=np.intp)
-    counts = resample_counts([codes], 4, 20_000, 834)[:, 0]
+    counts = resample_counts(np.array([[9, 3, 1, 1]]), 20_000, 834)[:, 0]
     for cell, share in enumerate([9 / 14, 3 / 14, 1 / 14, 1 / 14]):
         mean, variance = 14 * share, 14 * share * (1 - share)
         assert counts[:, cell].mean() == pytest.approx(mean, abs=4 * (variance / 20_000) ** 0.5)

@@ -36,9 +36,10 @@ it). scipy's binomtest agrees with the exact McNemar (it is the oracle in tests/
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -194,11 +195,22 @@ def _examples(items: Sequence[str]) -> str:
 def pair_results(baseline: GateResult, candidate: GateResult, what: str) -> tuple[Pair, ...]:
     """Pair the two results' samples by name, sorted by name; one UsageError naming every difference when their
     names or gold labels differ."""
-    before = {sample.name: sample for sample in baseline.samples}
-    after = {sample.name: sample for sample in candidate.samples}
+    make = Pair._make
+    was_samples, now_samples = baseline.samples, candidate.samples
+    if len(was_samples) == len(now_samples) and all(
+        was.name == now.name and was.gold == now.gold for was, now in zip(was_samples, now_samples, strict=True)
+    ):  # both in the same order, as the same data gives them: no lookup by name
+        pairs = [
+            make((was.name, was.gold, was.predicted, now.predicted, was.output, now.output))
+            for was, now in zip(was_samples, now_samples, strict=True)
+        ]
+        pairs.sort()  # by name: names are unique, so the first field decides
+        if all(first.name != second.name for first, second in itertools.pairwise(pairs)):
+            return tuple(pairs)
+    before = {sample.name: sample for sample in was_samples}
+    after = {sample.name: sample for sample in now_samples}
     pairs = []
     if len(before) == len(after):
-        make = Pair._make
         for name in sorted(before):
             was, now = before[name], after.get(name)
             if now is None or now.gold != was.gold:
@@ -228,17 +240,23 @@ def compare(
     baseline: GateResult, candidate: GateResult, what: str, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED
 ) -> Comparison:
     """Pair the results and test every metric and class recall; `what` names the baseline in errors."""
+    import numpy as np
+
     with gc_paused():
         pairs = pair_results(baseline, candidate, what)
-    labels, columns = candidate.labels, candidate.columns
-    column = {label: index for index, label in enumerate(columns)}
-    codes = _strata(pairs, labels, lambda pair: column[pair.baseline] * len(columns) + column[pair.candidate])
-    counts = resample_counts(codes, len(columns) ** 2, reps, seed)
-    cells = counts.reshape(reps, len(labels), len(columns), len(columns))
+    labels, width = candidate.labels, len(candidate.columns)
+    row = {label: index * width * width for index, label in enumerate(labels)}
+    column = {label: index for index, label in enumerate(candidate.columns)}
+    codes = np.fromiter(
+        (row[pair.gold] + column[pair.baseline] * width + column[pair.candidate] for pair in pairs), np.intp, len(pairs)
+    )
+    present = np.bincount(codes, minlength=len(labels) * width * width).reshape(len(labels), width, width)
+    counts = resample_counts(present.reshape(len(labels), width * width), reps, seed)
+    cells = counts.reshape(reps, len(labels), width, width)
     before, before_recall = _metric_draws(cells.sum(axis=3))
     after, after_recall = _metric_draws(cells.sum(axis=2))
     metrics = {}
-    tally = tally_outcomes(pairs)
+    tally = _tally_of_cells(present, labels)
     totals = tally[None]
     for name, metric in METRICS.items():
         values = baseline.metrics[name], candidate.metrics[name], len(pairs)
@@ -263,14 +281,18 @@ def compare(
     return comparison
 
 
-def _strata(pairs: Sequence[Pair], labels: tuple[str, ...], code: Callable[[Pair], int]) -> list[NDArray[np.intp]]:
-    """Each gold class's pairs (taxonomy order; within a class, the pairs' order: by name) as cell codes."""
-    import numpy as np
-
-    grouped: dict[str, list[int]] = {label: [] for label in labels}
-    for pair in pairs:
-        grouped[pair.gold].append(code(pair))
-    return [np.array(grouped[label], dtype=np.intp) for label in labels]
+def _tally_of_cells(present: NDArray[np.int64], labels: tuple[str, ...]) -> dict[str | None, Counter[str]]:
+    """`tally_outcomes` from the [class, baseline column, candidate column] pair counts: column i is label i's."""
+    tally: dict[str | None, Counter[str]] = {None: Counter()}
+    for index, label in enumerate(labels):
+        cells = present[index]
+        both_right = int(cells[index, index])
+        broken, fixed = int(cells[index].sum()) - both_right, int(cells[:, index].sum()) - both_right
+        both_wrong = int(cells.sum()) - both_right - broken - fixed
+        counted = Counter({"fixed": fixed, "broken": broken, "both_right": both_right, "both_wrong": both_wrong})
+        tally[label] = +counted  # only the outcomes that occur, as counting the pairs gives them
+        tally[None] += counted
+    return tally
 
 
 def _metric_draws(
@@ -281,34 +303,33 @@ def _metric_draws(
     return overall, classes["recall"]
 
 
-def resample_counts(strata: Sequence[NDArray[np.intp]], cells: int, reps: int, seed: int) -> NDArray[np.int64]:
-    """The stratified bootstrap: [reps, class, cell] counts of `reps` resamples with replacement of each class's
-    cell codes (each in range(cells)), every class keeping its size, drawn by the module's documented scheme
-    (a class's resamples depend on its own cell counts only, not on their order nor on the other classes).
+def resample_counts(present: NDArray[np.int64], reps: int, seed: int) -> NDArray[np.int64]:
+    """The stratified bootstrap: from the [class, cell] counts of the pairs, the [reps, class, cell] counts of
+    `reps` resamples with replacement of each class's pairs, every class keeping its size, drawn by the module's
+    documented scheme (a class's resamples depend on its own cell counts only).
 
     Stratifying keeps every class in every resample (a 14-sample class would otherwise vanish now and then and
     change what a macro average averages over).
     """
     import numpy as np
 
-    counts = np.zeros((reps, len(strata), cells), dtype=np.int64)
-    for index, codes in enumerate(strata):
-        if len(codes):
+    counts = np.zeros((reps, *present.shape), dtype=np.int64)
+    for index, cells in enumerate(present):
+        if cells.any():
             stream = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,)))
-            counts[:, index] = _stratum_counts(stream, codes, cells, reps)
+            counts[:, index] = _stratum_counts(stream, cells, reps)
     return counts
 
 
-def _stratum_counts(stream: np.random.PCG64, codes: NDArray[np.intp], cells: int, reps: int) -> NDArray[np.int64]:
+def _stratum_counts(stream: np.random.PCG64, present: NDArray[np.int64], reps: int) -> NDArray[np.int64]:
     """One class's [reps, cells] counts: a multinomial of the class's size over its cells, every resample at once,
     as conditional binomials, the most frequent cell first (ties: the lower code), the last cell the rest."""
     import numpy as np
 
-    present = np.bincount(codes, minlength=cells)
-    order = sorted((-int(count), cell) for cell, count in enumerate(present.tolist()) if count)
-    out = np.zeros((reps, cells), dtype=np.int64)
-    remaining = np.full(reps, len(codes), dtype=np.int64)
-    rest = len(codes)  # the pairs of the cells not drawn yet
+    order = sorted((-count, cell) for cell, count in enumerate(present.tolist()) if count)
+    out = np.zeros((reps, len(present)), dtype=np.int64)
+    rest = int(present.sum())  # the pairs of the cells not drawn yet
+    remaining = np.full(reps, rest, dtype=np.int64)
     for negative, cell in order[:-1]:
         drawn = _binomial(stream, remaining, -negative, rest)
         out[:, cell] = drawn
@@ -390,12 +411,10 @@ def bootstrap_p_value(draws: Sequence[float] | NDArray[np.float64]) -> float:
 def metric_intervals(
     result: GateResult, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED
 ) -> dict[str, tuple[float, float]]:
-    """Each aggregate metric's stratified bootstrap 95% interval on one run's answers (the same draws as a
-    comparison's on the same samples)."""
-    ordered = sorted(result.samples, key=lambda sample: sample.name)
-    column = {label: index for index, label in enumerate(result.columns)}
-    pairs = [Pair(sample.name, sample.gold, sample.predicted, sample.predicted) for sample in ordered]
-    codes = _strata(pairs, result.labels, lambda pair: column[pair.candidate])
-    counts = resample_counts(codes, len(result.columns), reps, seed)
-    draws, _ = _metric_draws(counts)
+    """Each aggregate metric's stratified bootstrap 95% interval on one run's answers (the same scheme as a
+    comparison's, over the run's confusion matrix: its cells are the predicted columns)."""
+    import numpy as np
+
+    matrix = np.array([list(result.confusion[gold].values()) for gold in result.labels], dtype=np.int64)
+    draws, _ = _metric_draws(resample_counts(matrix.reshape(len(result.labels), -1), reps, seed))
     return {metric: percentile_interval(draws[metric]) for metric in METRICS}
