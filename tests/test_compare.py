@@ -116,8 +116,25 @@ def test_the_bootstrap_is_deterministic_and_ignores_file_order(seed: GateResult)
     reordered = compute_result(shuffled, LABELS)
     first, second = compare(seed, candidate, "b", reps=200), compare(seed, reordered, "b", reps=200)
     assert first.metrics == second.metrics and first.per_class == second.per_class
+    assert first.pairs == second.pairs and [pair.name for pair in first.pairs] == sorted(s.name for s in shuffled)
     other_seed = compare(seed, candidate, "b", reps=200, seed=1)
     assert other_seed.metrics["uar"].ci95 != first.metrics["uar"].ci95
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_results_that_do_not_pair_are_a_usage_error_in_any_order(seed: GateResult, shuffle: bool) -> None:
+    samples = list(result_of(REGRESSED).samples)
+    samples[3] = samples[3].__class__(**{**samples[3].__dict__, "name": "renamed"})
+    samples[5] = samples[5].__class__(
+        **{**samples[5].__dict__, "gold": "angry" if samples[5].gold != "angry" else "sad"}
+    )
+    if shuffle:
+        random.Random(4).shuffle(samples)
+    with pytest.raises(pytest.UsageError) as caught:
+        compare(seed, compute_result(samples, LABELS), "baseline b.csv does not pair with the answers", reps=10)
+    message = str(caught.value)
+    assert "1 name only in the baseline: samplenew_00000004" in message
+    assert "1 name only in the answers: renamed" in message and "1 gold label differ: samplenew_00000006" in message
 
 
 def test_identical_answers_show_no_change(seed: GateResult) -> None:
