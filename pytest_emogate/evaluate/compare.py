@@ -326,16 +326,16 @@ def _stratum_counts(stream: np.random.PCG64, present: NDArray[np.int64], reps: i
     as conditional binomials, the most frequent cell first (ties: the lower code), the last cell the rest."""
     import numpy as np
 
-    order = sorted((-count, cell) for cell, count in enumerate(present.tolist()) if count)
+    order = sorted(((cell, count) for cell, count in enumerate(present.tolist()) if count), key=lambda cc: -cc[1])
     out = np.zeros((reps, len(present)), dtype=np.int64)
     rest = int(present.sum())  # the pairs of the cells not drawn yet
     remaining = np.full(reps, rest, dtype=np.int64)
-    for negative, cell in order[:-1]:
-        drawn = _binomial(stream, remaining, -negative, rest)
+    for cell, count in order[:-1]:
+        drawn = _binomial(stream, remaining, count, rest)
         out[:, cell] = drawn
         remaining -= drawn
-        rest += negative
-    out[:, order[-1][1]] = remaining
+        rest -= count
+    out[:, order[-1][0]] = remaining
     return out
 
 
