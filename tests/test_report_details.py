@@ -186,12 +186,32 @@ def test_sample_lines_fit_the_terminal_width(width: int) -> None:
     from pytest_emogate.report.samples import sample_lines
 
     lines = sample_lines(pairs_with_long_answers(), show=10, width=width)
-    assert len(lines) == 5 and lines[0] == "Broken (4):"
+    assert lines[0] == "Broken (4):"
     assert all(cell_len(line) <= width for line in lines)
-    assert "'sad' -> 'happy'" in lines[3]  # a short line is left as it is
-    if width >= 80:
+    assert "  s2 (gold sad): 'sad' -> 'happy'" in lines  # a short line is left as it is
+    if width >= 80:  # room for readable answers: one line a sample
+        assert len(lines) == 5
         assert lines[1].startswith("  s0 (gold sad): 'sad' -> 'The person looks rather")
         assert lines[1].endswith("…' (read as sad -> worried)")
+    else:  # too narrow for both answers on the line: what they were read as, then the answers below
+        assert lines[1:3] == ["  s0 (gold sad): read as sad -> worried", lines[2]]
+        assert lines[2].startswith("    'sad' -> 'The person looks rather")
+
+
+def test_a_short_answer_is_never_cut_to_a_stub() -> None:
+    """80 columns (a CI log), a long sample name: 'doubt' -> 'surprise' stays whole on a line of its own."""
+    from pytest_emogate.evaluate.compare import Pair
+    from pytest_emogate.report.samples import listing
+
+    pair = Pair("samplenew_00000702", "surprise", "<invalid>", "surprise", "doubt", "surprise")
+    assert listing("Fixed", [pair], 10, "JSON report", width=60) == [
+        "Fixed (1):",
+        "  samplenew_00000702 (gold surprise): read as <invalid> -> …",
+        "    'doubt' -> 'surprise'",
+    ]
+    assert listing("Fixed", [pair], 10, "JSON report", width=120)[1] == (
+        "  samplenew_00000702 (gold surprise): 'doubt' -> 'surprise' (read as <invalid> -> surprise)"
+    )
 
 
 def test_the_summary_keeps_sample_lines_within_the_terminal(
@@ -207,15 +227,20 @@ def test_the_summary_keeps_sample_lines_within_the_terminal(
                                "--emogate-no-history")  # fmt: skip
     lines = result.stdout.lines
     start = lines.index("Broken (2):")
-    listed = lines[start : start + 6]  # each sample on one line: nothing wrapped onto a line of its own
-    assert [line[:14] for line in listed] == [
+    listed = lines[start : start + 8]  # nothing wrapped by the terminal: a cramped sample takes two lines
+    assert [line[:16] for line in listed] == [
         "Broken (2):",
-        *["  samplenew_00"] * 2,
-        "Changed answer",
-        "  samplenew_00",
-        "Invalid answer",
+        "  samplenew_0000",
+        "    'neutral' ->",
+        "  samplenew_0000",
+        "    'happy' -> '",
+        "Changed answer, ",
+        "  samplenew_0000",  # 16 cells of the answer fit beside 'sad': one line
+        "Invalid answers ",
     ]
-    assert all("'The " in line and len(line) <= 80 for line in listed if line.startswith("  "))
+    assert all(len(line) <= 80 for line in listed[:7])
+    assert all("'The person in the video looks" in line for line in listed if line.startswith("    "))
+    assert "'sad' -> 'The person in …' (read as sad -> sad)" in listed[6]
 
 
 def test_emogate_diff_prints_no_trailing_spaces(capsys: pytest.CaptureFixture[str]) -> None:

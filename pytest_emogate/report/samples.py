@@ -18,20 +18,59 @@ ANSWER_CHARS = 60
 FEWEST_CELLS = 6
 """The fewest cells a quoted answer takes in a line fitted to a narrow terminal (`'abc…'`); a line that does not
 fit even so is cut at the end."""
+READABLE_CELLS = 16
+"""The fewest cells an answer keeps in a one-line sample; below that the sample takes two lines."""
 INDENT = "  "
 
 
 def sample_line(pair: Pair, width: int | None = None) -> str:
-    """One sample: name, gold class, the baseline's answer -> the candidate's; with `width`, at most that many
-    terminal cells (the answers shortened first, then the line cut), so that it never wraps in a CI log."""
+    """One sample on one line: name, gold class, the baseline's answer -> the candidate's; with `width`, at most
+    that many terminal cells (the answers shortened first, then the line cut)."""
     read_as = _read_as(pair)
     head = f"{clip(pair.name)} (gold {pair.gold}): "
     before, after = quoted(pair.baseline_output, ANSWER_CHARS), quoted(pair.candidate_output, ANSWER_CHARS)
     line = f"{head}{before} -> {after}{read_as}"
     if width is None:
         return line
+    return _fitted(head, pair, read_as, width)
+
+
+def sample_rows(pair: Pair, width: int | None = None) -> list[str]:
+    """One sample as the summary prints it: one line when it fits `width` with both answers readable (at least
+    READABLE_CELLS each, or whole), else two: the name with what the answers were read as, then the answers
+    indented below, so that nothing wraps in a CI log and a short answer is never cut to a stub."""
+    line = sample_line(pair, width)
+    if width is None or not _cramped(pair, width):
+        return [line]
     from rich.cells import cell_len, set_cell_size
 
+    first = f"{clip(pair.name)} (gold {pair.gold}): read as {pair.baseline} -> {pair.candidate}"
+    if cell_len(first) > width:
+        first = set_cell_size(first, width - 1) + "…"
+    return [first, INDENT + _fitted("", pair, "", width - len(INDENT))]
+
+
+def _cramped(pair: Pair, width: int) -> bool:
+    """Whether the one-line form would cut an answer shorter than READABLE_CELLS (or than itself, if shorter)."""
+    from rich.cells import cell_len
+
+    head = f"{clip(pair.name)} (gold {pair.gold}): "
+    room = width - cell_len(f"{head} -> {_read_as(pair)}")
+    before = cell_len(quoted(pair.baseline_output, ANSWER_CHARS))
+    after = cell_len(quoted(pair.candidate_output, ANSWER_CHARS))
+    if before + after <= room:
+        return False
+    need = min(before, READABLE_CELLS) + min(after, READABLE_CELLS)
+    return room < need
+
+
+def _fitted(head: str, pair: Pair, read_as: str, width: int) -> str:
+    """`head`, both quoted answers and `read_as` within `width` cells: the answers shortened first (each keeps
+    at least FEWEST_CELLS), then the line cut at its end."""
+    from rich.cells import cell_len, set_cell_size
+
+    before, after = quoted(pair.baseline_output, ANSWER_CHARS), quoted(pair.candidate_output, ANSWER_CHARS)
+    line = f"{head}{before} -> {after}{read_as}"
     if cell_len(line) <= width:
         return line
     room = width - cell_len(f"{head} -> {read_as}")  # for both quoted answers
@@ -75,7 +114,7 @@ def listing(title: str, pairs: Sequence[Pair], show: int, where: str, width: int
         return []
     inner = None if width is None else max(width - len(INDENT), 1)
     lines = [f"{title} ({len(pairs)}):"]
-    lines += [f"{INDENT}{sample_line(pair, inner)}" for pair in pairs[:show]]
+    lines += [f"{INDENT}{row}" for pair in pairs[:show] for row in sample_rows(pair, inner)]
     if len(pairs) > show:
         lines.append(f"{INDENT}... and {len(pairs) - show} more ({where})")
     return lines
