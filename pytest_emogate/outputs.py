@@ -214,7 +214,7 @@ class Outputs:
         self.notes.append((f"emogate: baseline {where} updated with this run's {len(predictions)} answers", -1))
 
     def _ratchet(self, gate: Gate, verdict: Verdict) -> None:
-        from pytest_emogate.evaluate.compare import metric_intervals
+        from pytest_emogate.evaluate.bootstrap import metric_intervals
         from pytest_emogate.evaluate.ratchet import ratchet
 
         name = gate.thresholds.path.name

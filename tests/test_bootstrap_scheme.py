@@ -9,7 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pytest_emogate.evaluate.compare import BOOTSTRAP_SEED, compare, metric_intervals, resample_counts
+from pytest_emogate.evaluate.bootstrap import BOOTSTRAP_SEED, metric_intervals, resample_counts
+from pytest_emogate.evaluate.compare import compare
 from pytest_emogate.evaluate.metrics import GateResult
 from tests.conftest import SEED
 from tests.test_compare import REGRESSED, SLIPPED, result_of

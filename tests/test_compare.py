@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from pytest_emogate.evaluate.compare import (
-    Pair,
-    bootstrap_p_value,
-    check_same_samples,
-    compare,
-    mcnemar_one_sided,
-    metric_intervals,
-    percentile_interval,
-)
+from pytest_emogate.evaluate.bootstrap import bootstrap_p_value, metric_intervals, percentile_interval
+from pytest_emogate.evaluate.compare import Pair, check_same_samples, compare, mcnemar_one_sided
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.predictions import read_predictions
 from tests.conftest import REPO, SEED

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emogate.evaluate.compare import metric_intervals
+from pytest_emogate.evaluate.bootstrap import metric_intervals
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
 from pytest_emogate.evaluate.ratchet import apply_raises, proposed_raises, ratchet
 from pytest_emogate.evaluate.thresholds import load_thresholds

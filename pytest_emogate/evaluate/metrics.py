@@ -1,7 +1,7 @@
 """Pure functions: predictions -> one frozen result (confusion, per-class, overall metrics, intervals).
 
 The metrics are computed from the confusion matrix as numpy arrays (`confusion_metrics`), for one matrix or for a
-stack of them: the gate's own numbers and each of the bootstrap's thousand resamples (evaluate/compare.py) go
+stack of them: the gate's own numbers and each of the bootstrap's thousand resamples (evaluate/bootstrap.py) go
 through the same formulas, so a resample of unchanged answers reproduces the point estimate exactly. numpy is
 imported inside the functions (the plugin is imported by every pytest run).
 
