@@ -42,7 +42,8 @@ PATH_OPTIONS = {
     "markdown": f"write a Markdown summary to this path (it is also appended to ${STEP_SUMMARY} when set)",
     "html": "write one self-contained HTML page: verdict, per-class bars, confusion heatmap, every sample with "
     "filters, the regression table, provenance (opens offline: it loads nothing)",
-    "plot": "write a PNG: labelled confusion heatmap and per-class recall with intervals (pytest-emogate[plot])",
+    "plot": "write a PNG: labelled confusion heatmap and per-class recall with intervals (needs matplotlib: the "
+    "plot extra)",
     "history": f"the SQLite run history every gated run appends to (default {HISTORY_DEFAULT} at the rootdir)",
 }
 """Path options, each with an ini twin whose relative paths start at the ini file's folder."""

@@ -85,7 +85,8 @@ class Outputs:
         if problems:
             raise usage_error("emogate outputs", problems)
         if self.plot is not None:
-            require(("matplotlib",), "--emogate-plot", 'pip install "pytest-emogate[plot]"')
+            install = 'pip install matplotlib (the plot extra: pip install ".[plot]" in a pytest-emogate clone)'
+            require(("matplotlib",), "--emogate-plot", install)
         if self.ratchet:
             require(("ruamel.yaml",), "--emogate-ratchet", 'pip install "ruamel.yaml>=0.17.21"')
         if self.history is not None:

@@ -116,7 +116,8 @@ def test_without_matplotlib_the_plot_is_a_one_line_usage_error(
     result = gate(project, "slipped.csv", "--emogate-plot", "gate.png")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert result.stderr.lines[0] == (
-        'ERROR: --emogate-plot needs matplotlib, which is not installed: pip install "pytest-emogate[plot]"'
+        "ERROR: --emogate-plot needs matplotlib, which is not installed: pip install matplotlib "
+        '(the plot extra: pip install ".[plot]" in a pytest-emogate clone)'
     )
     assert not (project.path / "gate.png").exists()
 

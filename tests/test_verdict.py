@@ -224,7 +224,10 @@ def test_inference_without_its_extra_is_one_line(
                                "--emogate-vit", "v")  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [f'ERROR: --emogate-ckpt needs {package}, which is not installed: pip install "pytest-emogate[infer]"']
+        [
+            f"ERROR: --emogate-ckpt needs {package}, which is not installed: pip install torch first, then the infer "
+            'extra: pip install ".[infer]" in a pytest-emogate clone'
+        ]
     )
     assert "Traceback" not in result.stderr.str()
 

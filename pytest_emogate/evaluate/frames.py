@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 CHANGES = ("broken", "fixed", "changed", "same")
 """The values of the `change` column, as categories in this order."""
-INSTALL = "pip install pandas (or pip install 'pytest-emogate[frames]')"
+INSTALL = 'pip install pandas (the frames extra: pip install ".[frames]" in a pytest-emogate clone)'
 
 
 class Sample(Protocol):

@@ -1,7 +1,7 @@
 """`--emogate-plot PATH.png`: the labelled confusion matrix as a heatmap (counts and row percentages) beside
 per-class recall with its 95% interval, its floor and, with a baseline, the baseline's recall.
 
-matplotlib is an optional extra (`pytest-emogate[plot]`), imported inside the functions; the figure is drawn
+matplotlib is an optional extra (the `plot` extra), imported inside the functions; the figure is drawn
 on an Agg canvas of its own, so the user's pyplot state and backend are never touched.
 """
 
