@@ -189,9 +189,10 @@ def display_path(path: Path) -> str:
 def output_problem(path: Path) -> str | None:
     """Why writing `path` at the end of the session would fail, or None: checked when the session starts.
 
-    A symlink is judged by its target; a character device or FIFO must be writable; a regular file (or none yet)
-    needs a writable folder, since it is replaced through a temporary file beside it: an existing one, or one that
-    can be made (its nearest existing ancestor a writable folder).
+    A symlink is judged by its target (a dangling one must point into an existing folder: the folders of a path
+    the user wrote may be made, never those a link points at); a character device or FIFO must be writable; a
+    regular file (or none yet) needs a writable folder, since it is replaced through a temporary file beside it:
+    an existing one, or one that can be made (its nearest existing ancestor a writable folder).
     """
     target = Path(os.path.realpath(path))
     try:
@@ -207,6 +208,9 @@ def output_problem(path: Path) -> str | None:
             return f"is {kind_of(found.st_mode)}; expected a file, a character device or a FIFO"
         return None if os.access(target, os.W_OK) else f"is {kind_of(found.st_mode)} that cannot be written"
     folder = target.parent
+    if found is None and path.is_symlink() and not folder.is_dir():
+        return (f"is a symlink to {target}, whose folder does not exist; expected a link to an existing file or "
+                "into an existing folder (a link's missing folders are never made)")  # fmt: skip
     while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
         folder = folder.parent  # a missing folder is created when the file is written, as --junitxml does
     if not folder.is_dir():

@@ -94,6 +94,23 @@ def test_a_chain_of_symlinks_and_a_dangling_one_write_their_final_target(tmp_pat
     assert final.read_text(encoding="utf-8") == "through two links"
 
 
+def test_a_dangling_symlink_into_a_missing_folder_is_refused_at_start(tmp_path: Path) -> None:
+    """The folders of a path the user wrote may be made; the folders a link points at never are (a link to
+    /nonexistent/x.html made /nonexistent)."""
+    from pytest_emogate.files import output_problem
+
+    link = tmp_path / "page.html"
+    link.symlink_to(tmp_path / "nowhere" / "deeper" / "page.html")
+    problem = output_problem(link)
+    assert problem is not None and "is a symlink to" in problem and "whose folder does not exist" in problem
+    assert not (tmp_path / "nowhere").exists()
+    (tmp_path / "there").mkdir()
+    into_folder = tmp_path / "ok.html"
+    into_folder.symlink_to(tmp_path / "there" / "ok.html")
+    assert output_problem(into_folder) is None  # a dangling link into an existing folder is written through
+    assert output_problem(tmp_path / "new" / "plain.html") is None  # the user's own missing folders are made
+
+
 def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
     path = tmp_path / "kept.txt"
     path.write_text("old", encoding="utf-8")
