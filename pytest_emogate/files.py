@@ -286,16 +286,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def append_text(path: Path, text: str) -> None:
+def append_text(path: Path, text: str, *, paragraph: bool = False) -> None:
     """Append UTF-8 text to `path` (a file others append to as well, such as $GITHUB_STEP_SUMMARY): through a
-    symlink, into a device or FIFO as it is (one nobody reads is refused at once), never truncating."""
+    symlink, into a device or FIFO as it is (one nobody reads is refused at once), never truncating.
+
+    With `paragraph`, the text starts after a blank line whatever the file ended with (no newline, one, or
+    none at all for an empty file), so Markdown never glues it onto an earlier step's last line."""
     target = Path(os.path.realpath(path))
     if is_stream(target):
-        _write_stream(target, text.encode("utf-8"))
+        _write_stream(target, (("\n" if paragraph else "") + text).encode("utf-8"))
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "a", encoding="utf-8") as handle:
-        handle.write(text)
+    with open(target, "a+b") as handle:
+        if paragraph:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - 2, 0))
+            tail = handle.read(2)
+            text = ("" if size == 0 or tail == b"\n\n" else "\n" if tail.endswith(b"\n") else "\n\n") + text
+        handle.write(text.encode("utf-8"))
 
 
 def _write_stream(target: Path, data: bytes) -> None:

@@ -248,9 +248,9 @@ class Outputs:
         from pytest_emogate.files import append_text
 
         assert self.step_summary is not None
-        # GitHub's contract: each step appends, never truncates; the blank line keeps this summary's heading off
-        # the last line of what an earlier step wrote (a file that does not end in a newline)
-        append_text(self.step_summary, "\n" + text + "\n")
+        # GitHub's contract: each step appends, never truncates; a blank line keeps this summary's heading off
+        # the last line of what an earlier step wrote
+        append_text(self.step_summary, text + "\n", paragraph=True)
 
     def summary(self, gate: Gate, verdict: Verdict, *, width: int, color: bool, verbosity: int) -> str:
         """The terminal summary: the tables when the result is at hand (never inference for it), and the verdict."""

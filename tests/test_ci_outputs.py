@@ -67,6 +67,22 @@ def test_markdown_without_a_baseline_has_no_baseline_columns() -> None:
     assert escape("a|b <c>") == "a\\|b &lt;c&gt;"
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("", "## gate\n"), ("# earlier", "# earlier\n\n## gate\n"), ("# earlier\n", "# earlier\n\n## gate\n"),
+     ("# earlier\n\n", "# earlier\n\n## gate\n")],
+)  # fmt: skip
+def test_a_paragraph_is_appended_after_one_blank_line_whatever_the_file_ended_with(
+    tmp_path: Path, before: str, after: str
+) -> None:
+    from pytest_emogate.files import append_text
+
+    summary = tmp_path / "step_summary.md"
+    summary.write_bytes(before.encode("utf-8"))
+    append_text(summary, "## gate\n", paragraph=True)
+    assert summary.read_bytes().decode("utf-8") == after
+
+
 def test_the_step_summary_is_appended(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     summary = project.path / "step_summary.md"
     summary.write_text("# earlier step\n", encoding="utf-8")
