@@ -215,6 +215,8 @@ def test_the_page_is_written_at_the_end_of_the_session(project: pytest.Pytester)
     assert "<title>emogate: FAILED (1 of 23 checks)</title>" in text
     report = json.loads((project.path / "r.json").read_text(encoding="utf-8"))
     assert f"<code>{report['provenance']['predictions_sha256']}</code>" in text  # provenance from the JSON report
+    assert "<code>None</code>" not in text and "<td>checkpoint_sha256</td><td><code>-</code>" in text
+    assert re.search(r"<td>timings_s\.gate</td><td><code>\d+\.\d{3} s</code>", text)
 
 
 def test_an_html_path_that_is_a_folder_stops_the_run_before_any_test(project: pytest.Pytester) -> None:

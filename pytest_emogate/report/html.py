@@ -361,9 +361,19 @@ def _flat(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
         yield prefix, value
 
 
+def _shown(key: str, value: Any) -> str:
+    """A provenance value for people: "-" for what this run has none of (a predictions file has no checkpoint,
+    no device, no inference time), a time in seconds to the millisecond."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and key.startswith("timings_s"):
+        return f"{value:.3f} s"
+    return str(value)
+
+
 def _provenance_section(report: Mapping[str, Any]) -> str:
     items = [*_flat("", report.get("provenance", {})), *_flat("timings_s", report.get("timings_s", {}))]
-    rows = (_row([_e(key), f"<code>{_e(value)}</code>"]) for key, value in items)
+    rows = (_row([_e(key), f"<code>{_e(_shown(key, value))}</code>"]) for key, value in items)
     return f'<section id="provenance"><h2>Provenance</h2>{_table(["what", "value"], rows)}</section>'
 
 
