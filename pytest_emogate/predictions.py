@@ -13,11 +13,13 @@ JSON lines split on "\n" only: a JSON string may hold U+2028 and the other chara
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,18 +73,33 @@ def read_hashed_predictions(
     problems: list[str] = []
     if not text.strip():
         raise usage_error(where, ["the file is empty: expected a header or JSON lines"])
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        rows = _jsonl_rows(text, problems)
-    else:
-        rows = _csv_rows(text, labels, problems)
-    predictions = _validate_rows(rows, labels, problems)
-    if expect_samples is not None and len(rows) != expect_samples:
-        problems.append(f"expected {expect_samples} rows ({expect_source}), found {len(rows)}")
+    with gc_paused():  # a Prediction per row, acyclic: the collections their making triggers would walk them all
+        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            rows = _jsonl_rows(text, problems)
+            predictions, count = _validate_rows(rows, labels, problems), len(rows)
+        else:
+            predictions, count = _csv_predictions(text, labels, problems)
+    if expect_samples is not None and count != expect_samples:
+        problems.append(f"expected {expect_samples} rows ({expect_source}), found {count}")
     if not problems and not predictions:
         problems.append("no rows: expected one row per sample")
     if problems:
         raise usage_error(where, problems)
     return predictions, hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many acyclic records are built (an 83,400-row file makes 83,400
+    Predictions, and each full collection their making triggers walks every live object); reference counting
+    still frees everything, and the collector runs again after, as it was."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def write_predictions_jsonl(path: Path, predictions: Iterable[Prediction]) -> None:
@@ -99,104 +116,140 @@ class _BrokenCsv(ValueError):
     """A quoted field that does not end where CSV says it must; the message is the problem, line included."""
 
 
-@dataclass
-class _Record:
-    """One CSV record: the line it starts on, its fields, and each quoted field that spans lines as (the line it
-    opens on, the line it closes on, its text as written)."""
-
-    line: int
-    fields: list[str] = field(default_factory=list)
-    spans: list[tuple[int, int, str]] = field(default_factory=list)
+_Record = tuple[int, list[str], Sequence[tuple[int, int, str]]]
+"""One CSV record: the line it starts on, its fields, and each quoted field that spans lines as (the line it
+opens on, the line it closes on, its text as written). A plain tuple: a file makes one per row."""
+_NO_SPANS: tuple[tuple[int, int, str], ...] = ()
 
 
 def _csv_records(text: str) -> Iterator[_Record]:
     """The records of CSV text (comma, '"' quotes doubled inside, lines ending in "\n" or "\r\n"; blank lines
-    skipped); _BrokenCsv, naming the line where the field opened, when a quoted field does not close cleanly."""
+    skipped); _BrokenCsv, naming the line where the field opened, when a quoted field does not close cleanly.
+
+    A line without '"' is one record whose fields its commas separate (a '\r' before its end dropped): split
+    at once. A line with one is read field by field (`_quoted_record`), which may run on over further lines."""
     pos, line, end = 0, 1, len(text)
+    find = text.find
     while pos < end:
-        if text[pos] == "\n" or text.startswith("\r\n", pos):
-            pos, line = text.index("\n", pos) + 1, line + 1
+        stop = find("\n", pos)
+        if stop < 0:
+            stop = end
+        raw = text[pos:stop]
+        if '"' in raw:
+            record, pos, line = _quoted_record(text, pos, line)
+            yield record
             continue
-        record = _Record(line)
-        while True:
-            if text.startswith('"', pos):
-                body = _QUOTED_BODY.match(text, pos + 1)
-                assert body is not None  # the pattern matches the empty string
-                raw, opened = body.group(), line
-                if body.end() >= end:
-                    last = opened + raw.rstrip("\r\n").count("\n")
-                    swallowed = f", so lines {opened}-{last} would be one field" if last > opened else ""
-                    raise _BrokenCsv(
-                        f"line {opened}: a quoted field opens here and is never closed: the file ends inside "
-                        f"it{swallowed}; {QUOTE_HINT}"
-                    )
-                line += raw.count("\n")
-                if line > opened:
-                    record.spans.append((opened, line, raw))
-                record.fields.append(raw.replace('""', '"'))
-                pos = body.end() + 1
-                pos += text.startswith("\r\n", pos) or (pos == end - 1 and text[pos] == "\r")
-                if pos < end and text[pos] not in ",\n":
-                    closes = f"closes on line {line}" if line > opened else "closes"
-                    raise _BrokenCsv(
-                        f"line {opened}: the quoted field opened here {closes} followed by {quoted(text[pos])}, "
-                        f"where a comma or the end of the line must follow; {QUOTE_HINT} (the lines after it "
-                        "were not read)"
-                    )
-            else:
-                plain = _PLAIN_FIELD.match(text, pos)
-                assert plain is not None
-                value, pos = plain.group(), plain.end()
-                at_line_end = pos == end or text[pos] == "\n"
-                record.fields.append(value[:-1] if at_line_end and value.endswith("\r") else value)
-            if pos >= end:
-                yield record
-                return
-            pos += 1
-            if text[pos - 1] == "\n":
-                yield record
-                line += 1
-                break
+        if raw.endswith("\r"):
+            if raw == "\r" and stop < end:  # a blank line, written "\r\n"
+                pos, line = stop + 1, line + 1
+                continue
+            raw = raw[:-1]
+        elif not raw:  # a blank line
+            pos, line = stop + 1, line + 1
+            continue
+        yield line, raw.split(","), _NO_SPANS
+        pos, line = stop + 1, line + 1
 
 
-def _csv_rows(text: str, labels: tuple[str, ...], problems: list[str]) -> list[tuple[int, dict[str, object]]]:
+def _quoted_record(text: str, pos: int, line: int) -> tuple[_Record, int, int]:
+    """The record that starts at `pos` on `line`, read field by field, and where and on which line the next one
+    starts; _BrokenCsv when a quoted field does not close cleanly."""
+    end, first = len(text), line
+    fields: list[str] = []
+    spans: list[tuple[int, int, str]] = []
+    while True:
+        if text.startswith('"', pos):
+            body = _QUOTED_BODY.match(text, pos + 1)
+            assert body is not None  # the pattern matches the empty string
+            raw, opened = body.group(), line
+            if body.end() >= end:
+                last = opened + raw.rstrip("\r\n").count("\n")
+                swallowed = f", so lines {opened}-{last} would be one field" if last > opened else ""
+                raise _BrokenCsv(
+                    f"line {opened}: a quoted field opens here and is never closed: the file ends inside "
+                    f"it{swallowed}; {QUOTE_HINT}"
+                )
+            line += raw.count("\n")
+            if line > opened:
+                spans.append((opened, line, raw))
+            fields.append(raw.replace('""', '"'))
+            pos = body.end() + 1
+            pos += text.startswith("\r\n", pos) or (pos == end - 1 and text[pos] == "\r")
+            if pos < end and text[pos] not in ",\n":
+                closes = f"closes on line {line}" if line > opened else "closes"
+                raise _BrokenCsv(
+                    f"line {opened}: the quoted field opened here {closes} followed by {quoted(text[pos])}, "
+                    f"where a comma or the end of the line must follow; {QUOTE_HINT} (the lines after it "
+                    "were not read)"
+                )
+        else:
+            plain = _PLAIN_FIELD.match(text, pos)
+            assert plain is not None
+            value, pos = plain.group(), plain.end()
+            at_line_end = pos == end or text[pos] == "\n"
+            fields.append(value[:-1] if at_line_end and value.endswith("\r") else value)
+        if pos >= end:
+            return (first, fields, spans), pos, line
+        pos += 1
+        if text[pos - 1] == "\n":
+            return (first, fields, spans), pos, line + 1
+
+
+def _csv_predictions(text: str, labels: tuple[str, ...], problems: list[str]) -> tuple[list[Prediction], int]:
+    """The predictions of CSV text and how many of its records are rows; `problems` gains first every record
+    that is not a row, in file order, then every row that is not a prediction (as `_validate_rows` says)."""
     records = _csv_records(text)
-    rows: list[tuple[int, dict[str, object]]] = []
+    predictions: list[Prediction] = []
+    rows = 0
+    invalid: list[str] = []
     try:
         first = next(records)
-        header = first.fields
+        first_at, header, _ = first
         missing = [name for name in REQUIRED_FIELDS if name not in header]
         doubled = sorted({name for name in header if header.count(name) > 1})
         if missing:
             found = clip(repr(header), 200)
-            problems.append(
-                f"line {first.line}: header is missing column(s) {', '.join(missing)}; found columns {found}"
-            )
+            problems.append(f"line {first_at}: header is missing column(s) {', '.join(missing)}; found columns {found}")
         if doubled:
-            problems.append(f"line {first.line}: column(s) {quoted(doubled)} appear more than once in the header")
+            problems.append(f"line {first_at}: column(s) {quoted(doubled)} appear more than once in the header")
         if missing or doubled:
-            return []
-        for record in records:
-            problem = _record_problem(record, header, labels)
-            if problem:
-                problems.append(problem)
+            return [], 0
+        width = len(header)
+        at_name, at_label, at_output = (header.index(key) for key in REQUIRED_FIELDS)
+        extra_at = [(index, key) for index, key in enumerate(header) if key not in REQUIRED_FIELDS]
+        first_line: dict[str, int] = {}
+        for line, fields, spans in records:
+            if spans or len(fields) != width:
+                problem = _record_problem(line, fields, spans, header, labels)
+                if problem:
+                    problems.append(problem)
+                    continue
+            rows += 1
+            name, label = fields[at_name], fields[at_label]
+            if name.strip() and name not in first_line and label in labels:
+                first_line[name] = line
+                extra = {key: fields[index] for index, key in extra_at} if extra_at else {}
+                predictions.append(Prediction(name, label, fields[at_output], extra))
             else:
-                rows.append((record.line, dict(zip(header, record.fields, strict=True))))
+                invalid.append(_value_problem(line, name, label, labels, first_line))
     except _BrokenCsv as broken:
         problems.append(str(broken))
-    return rows
+    problems += invalid
+    return predictions, rows
 
 
-def _record_problem(record: _Record, header: list[str], labels: tuple[str, ...]) -> str | None:
+def _record_problem(
+    line: int, fields: list[str], spans: Sequence[tuple[int, int, str]], header: list[str], labels: tuple[str, ...]
+) -> str | None:
     """Why a record is not a row: the wrong number of fields, or a quoted field that swallowed a row."""
     spanned = ""
-    if record.spans:
-        opened, closed, _ = record.spans[0]
+    if spans:
+        opened, closed, _ = spans[0]
         spanned = f": the quoted field opened on line {opened} runs to line {closed} ({QUOTE_HINT})"
-    if len(record.fields) != len(header):
-        found = len(record.fields)
-        return f"line {record.line}: expected {len(header)} fields as in the header, found {found}{spanned}"
-    for opened, closed, raw in record.spans:
+    if len(fields) != len(header):
+        found = len(fields)
+        return f"line {line}: expected {len(header)} fields as in the header, found {found}{spanned}"
+    for opened, closed, raw in spans:
         for offset, segment in enumerate(raw.split("\n")[1:], start=1):
             if _reads_as_row(segment.removesuffix("\r"), header, labels):
                 return (
@@ -210,7 +263,7 @@ def _record_problem(record: _Record, header: list[str], labels: tuple[str, ...])
 def _reads_as_row(line: str, header: list[str], labels: tuple[str, ...]) -> bool:
     """Whether one line inside a quoted field parses as a whole row with a gold label (case aside)."""
     try:
-        fields = next(_csv_records(line), _Record(0)).fields
+        fields = next(_csv_records(line), (0, [], _NO_SPANS))[1]
     except _BrokenCsv:
         return False
     gold = header.index("label")
@@ -294,19 +347,24 @@ def _validate_rows(
         if len(values) != len(REQUIRED_FIELDS):
             continue
         name, label = values["name"], values["label"]
-        if not name.strip():
-            problems.append(f"line {line}: field 'name' is empty")
-            continue
-        if name in first_line:
-            problems.append(f"line {line}: duplicate name {quoted(name)} (first seen on line {first_line[name]})")
-            continue
-        first_line[name] = line
-        if label not in labels:
-            problems.append(f"line {line}: gold label {quoted(label)} of {quoted(name)} is not one of {list(labels)}")
-            continue
-        extra = {key: value for key, value in row.items() if key not in REQUIRED_FIELDS}
-        predictions.append(Prediction(name=name, label=label, output=values["output"], extra=extra))
+        if name.strip() and name not in first_line and label in labels:
+            first_line[name] = line
+            extra = {key: value for key, value in row.items() if key not in REQUIRED_FIELDS}
+            predictions.append(Prediction(name, label, values["output"], extra))
+        else:
+            problems.append(_value_problem(line, name, label, labels, first_line))
     return predictions
+
+
+def _value_problem(line: int, name: str, label: str, labels: tuple[str, ...], first_line: dict[str, int]) -> str:
+    """Why a row with a name, a label and an output is not a prediction: an empty or repeated name (a new name is
+    noted in `first_line`, whatever its label), or a gold label that is not one of `labels`."""
+    if not name.strip():
+        return f"line {line}: field 'name' is empty"
+    if name in first_line:
+        return f"line {line}: duplicate name {quoted(name)} (first seen on line {first_line[name]})"
+    first_line[name] = line
+    return f"line {line}: gold label {quoted(label)} of {quoted(name)} is not one of {list(labels)}"
 
 
 def write_predictions_csv(path: Path, predictions: Iterable[Prediction]) -> None:
@@ -325,7 +383,7 @@ def write_predictions_csv(path: Path, predictions: Iterable[Prediction]) -> None
     text = buffer.getvalue()
     labels = tuple(dict.fromkeys(row.label for row in rows))
     problems: list[str] = []
-    back = _validate_rows(_csv_rows(text, labels, problems), labels, problems)
+    back, _ = _csv_predictions(text, labels, problems)
     if problems or [(p.name, p.label, p.output) for p in back] != [(p.name, p.label, p.output) for p in rows]:
         found = problems[0] if problems else "the answers would not read back as they are"
         raise FileProblem(path, f"these answers cannot be written as CSV that reads back ({found}); write .jsonl")
