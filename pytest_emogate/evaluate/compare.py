@@ -29,8 +29,9 @@ from pytest_emogate.evaluate.bootstrap import (
     percentile_interval,
     resample_counts,
 )
-from pytest_emogate.evaluate.metrics import METRICS, GateResult, confusion_metrics, gc_paused
+from pytest_emogate.evaluate.metrics import METRICS, GateResult, confusion_metrics
 from pytest_emogate.files import usage_error
+from pytest_emogate.predictions import gc_paused
 
 if TYPE_CHECKING:
     import numpy as np
