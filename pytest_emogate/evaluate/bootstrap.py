@@ -40,9 +40,21 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    Draws = tuple[dict[str, NDArray[np.float64]], dict[str, NDArray[np.float64]]]
+    """One run's metrics on every resample: each aggregate metric [reps], each per-class statistic [reps, class]."""
+
 BOOTSTRAP_REPS = 1000
 BOOTSTRAP_SEED = 834
 """Fixed so that a rerun on the same answers gives the same interval and p-value (any seed would do)."""
+
+
+def paired_draws(present: NDArray[np.int64], reps: int, seed: int) -> tuple[Draws, Draws]:
+    """The paired bootstrap of a comparison: from the [class, baseline column, candidate column] counts of its
+    pairs, the baseline's and the candidate's metrics on each of `reps` resamples, both runs' confusion matrices
+    counted from the same drawn pairs."""
+    classes, width, _ = present.shape
+    cells = resample_counts(present.reshape(classes, width * width), reps, seed).reshape(reps, classes, width, width)
+    return confusion_metrics(cells.sum(axis=3)), confusion_metrics(cells.sum(axis=2))
 
 
 def resample_counts(present: NDArray[np.int64], reps: int, seed: int) -> NDArray[np.int64]:

@@ -26,10 +26,10 @@ from pytest_emogate.evaluate.bootstrap import (
     BOOTSTRAP_REPS,
     BOOTSTRAP_SEED,
     bootstrap_p_value,
+    paired_draws,
     percentile_interval,
-    resample_counts,
 )
-from pytest_emogate.evaluate.metrics import METRICS, GateResult, confusion_metrics
+from pytest_emogate.evaluate.metrics import METRICS, GateResult
 from pytest_emogate.files import usage_error
 from pytest_emogate.predictions import gc_paused
 
@@ -235,10 +235,7 @@ def compare(
         (row[pair.gold] + column[pair.baseline] * width + column[pair.candidate] for pair in pairs), np.intp, len(pairs)
     )
     present = np.bincount(codes, minlength=len(labels) * width * width).reshape(len(labels), width, width)
-    counts = resample_counts(present.reshape(len(labels), width * width), reps, seed)
-    cells = counts.reshape(reps, len(labels), width, width)
-    before, before_classes = confusion_metrics(cells.sum(axis=3))
-    after, after_classes = confusion_metrics(cells.sum(axis=2))
+    (before, before_classes), (after, after_classes) = paired_draws(present, reps, seed)
     before_recall, after_recall = before_classes["recall"], after_classes["recall"]
     metrics = {}
     tally = _tally_of_cells(present, labels)
