@@ -78,6 +78,10 @@ class AnswerSource(Protocol):
         """Note what a pytest-xdist worker did (its `work()`), so the controller's summary reports it."""
         ...
 
+    def release(self) -> None:
+        """Let go of answers held in bulk, once the session's outputs are written (Gate.release)."""
+        ...
+
 
 @dataclass
 class Gate:
@@ -99,6 +103,7 @@ class Gate:
     _error: str | None = None
     _probe_error: str | None = None
     _gate_s: float = 0.0
+    _released: bool = False
 
     def __post_init__(self) -> None:
         regressions = regression_ids(self.thresholds) if self.baseline is not None else []
@@ -120,6 +125,8 @@ class Gate:
     def result(self) -> GateResult:
         """Score every answer and compute the metrics, once."""
         if self._result is None:
+            if self._released:
+                raise RuntimeError("emogate: the gate's answers were released when the session ended (Gate.release)")
             predictions = self.source.predictions()
             start = time.perf_counter()
             t = self.thresholds
@@ -199,6 +206,19 @@ class Gate:
     def verdict(self) -> Verdict:
         """The verdict from what ran: passed, failed, or incomplete (some declared checks did not run)."""
         return judge([check.id for check in self.checks], self._ran, self._error)
+
+    def release(self) -> None:
+        """Drop the answers and everything computed from them, once every output is written (pytest_unconfigure).
+
+        pytest's unraisableexception plugin runs two full garbage collections after the last hook; each walks
+        every live object, and an 83,400-sample gate with a baseline holds about 330,000 records (both runs'
+        Predictions and ScoredSamples, the pairs). Something may still hold the gate (a failed gate test's
+        traceback, kept by pytest as sys.last_traceback), so the gate lets go of them itself."""
+        self._result = self._comparison = None
+        self._released = True
+        self.source.release()
+        if self.baseline is not None:
+            self.baseline.release()
 
     def header(self) -> str:
         """What determines the numbers, in one line."""

@@ -131,6 +131,13 @@ def emogate_result(emogate_gate: Gate) -> GateResult:
     return replace(result, baseline=emogate_gate.baseline.result(emogate_gate.thresholds))
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Every output is written: the gate lets go of its answers before pytest's last garbage collections."""
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is not None:
+        gate.release()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Judge the gate from what ran, then write every output from that one verdict (before JUnit writes its file)."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from pytest_emogate.gate import Gate
+from pytest_emogate.stash import GATE_KEY
 from tests.conftest import LENIENT, SEED, THRESHOLDS, literal
 
 
@@ -121,3 +125,31 @@ def test_a_broken_baseline_file_names_its_line(project: pytest.Pytester) -> None
     result.stderr.fnmatch_lines(
         ["ERROR: baseline file */broken.jsonl: 1 problem", "  - line 1: missing field 'output'"]
     )
+
+
+class GateSpy:
+    """A plugin that keeps the session's gate, as a failed test's traceback (sys.last_traceback) would."""
+
+    gate: Gate | None = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.gate = session.config.stash[GATE_KEY]
+
+
+def test_the_gate_lets_go_of_both_runs_answers_when_the_session_ends(project: pytest.Pytester) -> None:
+    """pytest's unraisableexception plugin runs two full garbage collections after pytest_unconfigure: the gate
+    drops its answers first, whoever still holds it, and every output was written from them before."""
+    spy = GateSpy()
+    recorded = project.inline_run("--emogate-predictions", "regressed.csv", "--emogate-baseline", "base.csv",
+                                  "--emogate-report", "report.json", "--emogate-no-history", plugins=[spy])  # fmt: skip
+    recorded.assertoutcome(passed=22, failed=1)
+    gate = spy.gate
+    assert gate is not None and gate.baseline is not None
+    assert gate.source.predictions() == [] and gate.baseline.predictions == [] and not gate.ready
+    with pytest.raises(RuntimeError, match="released when the session ended"):
+        gate.result()
+    with pytest.raises(RuntimeError, match="released when the session ended"):
+        gate.baseline.result(gate.thresholds)
+    report = json.loads((project.path / "report.json").read_text(encoding="utf-8"))
+    assert report["n"] == 834 and len(report["baseline"]["samples"]["broken"]) == 17

@@ -33,10 +33,17 @@ class Baseline:
     def result(self, thresholds: Thresholds) -> GateResult:
         """The baseline's answers scored with the current answer contract, once."""
         if self._result is None:
+            if not self.predictions:
+                raise RuntimeError("emogate: the baseline's answers were released when the session ended")
             t = thresholds
             samples = score_samples(self.predictions, t.labels, t.aliases, t.invalid)
             self._result = compute_result(samples, t.labels, t.invalid)
         return self._result
+
+    def release(self) -> None:
+        """Let go of the answers and their result (Gate.release): the session has ended."""
+        self.predictions.clear()
+        self._result = None
 
     def check_pairs(self, predictions: Sequence[Prediction], answers: str) -> None:
         """Raise a UsageError unless the answers cover the same samples with the same gold labels."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.answers import INVALID, answer_word
-from pytest_emogate.predictions import Prediction
+from pytest_emogate.predictions import Prediction, gc_paused
 
 if TYPE_CHECKING:
     import numpy as np
@@ -154,18 +154,19 @@ def score_samples(
     fallback = INVALID if invalid == "wrong" else invalid
     read: dict[str, tuple[str, bool, str]] = {}
     scored = []
-    for prediction in predictions:
-        output = prediction.output
-        if (contract := read.get(output)) is None:
-            word = answer_word(output, aliases)
-            valid = word in labels
-            contract = read[output] = (word, valid, word if valid else fallback)
-        word, valid, predicted = contract
-        scored.append(
-            ScoredSample(
-                prediction.name, prediction.label, output, word, valid, predicted, predicted == prediction.label
+    with gc_paused():  # acyclic records, as in the reader
+        for prediction in predictions:
+            output = prediction.output
+            if (contract := read.get(output)) is None:
+                word = answer_word(output, aliases)
+                valid = word in labels
+                contract = read[output] = (word, valid, word if valid else fallback)
+            word, valid, predicted = contract
+            scored.append(
+                ScoredSample(
+                    prediction.name, prediction.label, output, word, valid, predicted, predicted == prediction.label
+                )
             )
-        )
     return tuple(scored)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Mapping
@@ -10,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_emogate.files import display_path
-from pytest_emogate.predictions import Prediction, read_hashed_predictions
+from pytest_emogate.predictions import Prediction, gc_paused, read_hashed_predictions
 
 
 def gold_fingerprint(predictions: list[Prediction]) -> str:
     """sha256 over the sorted (name, gold label) pairs: the same evaluation set gives the same fingerprint."""
-    digest = hashlib.sha256()
-    for name, label in sorted((p.name, p.label) for p in predictions):
-        digest.update(f"{name}\t{label}\n".encode())
-    return digest.hexdigest()
+    with gc_paused():  # a pair per sample, acyclic
+        pairs = sorted(zip([p.name for p in predictions], [p.label for p in predictions], strict=True))
+    return hashlib.sha256("".join(f"{name}\t{label}\n" for name, label in pairs).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ class PredictionsFile:
         """`predictions preds.csv (834 rows)`."""
         return f"predictions {display_path(self.path)} ({len(self.rows)} rows)"
 
+    @functools.cached_property
+    def data_fingerprint(self) -> str:
+        """The gold set's fingerprint (gold_fingerprint), computed once: the header and the report both show it."""
+        return gold_fingerprint(self.rows)
+
     def predictions(self) -> list[Prediction]:
         """The rows of the file, in file order."""
         return self.rows
@@ -57,13 +62,13 @@ class PredictionsFile:
         return {
             "predictions_sha256": self.sha256,
             "checkpoint_sha256": None,
-            "data_fingerprint": gold_fingerprint(self.rows),
+            "data_fingerprint": self.data_fingerprint,
             "device": None,
         }
 
     def signature(self) -> dict[str, str]:
         """The predictions file's and the gold set's hashes."""
-        return {"predictions": self.sha256[:12], "data": gold_fingerprint(self.rows)[:12]}
+        return {"predictions": self.sha256[:12], "data": self.data_fingerprint[:12]}
 
     def timings(self) -> dict[str, float | None]:
         """Reading the file is the load; there was no inference."""
@@ -79,3 +84,7 @@ class PredictionsFile:
 
     def add_work(self, work: Mapping[str, Any]) -> None:
         """Nothing to note: no worker infers a predictions file."""
+
+    def release(self) -> None:
+        """Let go of the rows (Gate.release): the session has ended."""
+        self.rows.clear()

@@ -264,6 +264,10 @@ class CheckpointInference:
         if work:
             self._workers.append(dict(work))
 
+    def release(self) -> None:
+        """Keep the answers (Gate.release): one row per sample of the data set, 834 for Test3, read back from the
+        cache; dropping them would let a later `predictions()` infer again."""
+
     def _inferred(self) -> int:
         """How many answers this session inferred: here, and in the xdist workers (only one infers each: the lock)."""
         own = len(self._answers) - self._cached if self._answers is not None else 0
