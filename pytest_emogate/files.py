@@ -30,13 +30,16 @@ TEMPORARY_SUFFIX = ".emogate-tmp"
 has died (a kill during a write)."""
 
 
-def usage_error(what: str, problems: list[str]) -> pytest.UsageError:
-    """One UsageError listing every problem (the first 20 and a count), so a user fixes them in one go."""
+def usage_error(what: str, problems: list[str], advice: str = "") -> pytest.UsageError:
+    """One UsageError listing every problem (the first 20 and a count), so a user fixes them in one go; `advice`,
+    what was expected of them all, follows the list (it is not counted as a problem)."""
     shown = problems[:MAX_LISTED_PROBLEMS]
     lines = [f"{what}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"]
     lines += [f"  - {problem}" for problem in shown]
     if len(problems) > len(shown):
         lines.append(f"  ... and {len(problems) - len(shown)} more")
+    if advice:
+        lines.append(f"  {advice}")
     return pytest.UsageError("\n".join(lines))
 
 

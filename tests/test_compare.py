@@ -72,11 +72,11 @@ def test_mismatched_samples_name_every_difference() -> None:
     with pytest.raises(pytest.UsageError) as caught:
         check_same_samples(baseline, candidate, "baseline base.csv does not pair with the answers")
     assert str(caught.value) == (
-        "baseline base.csv does not pair with the answers: 4 problems\n"
+        "baseline base.csv does not pair with the answers: 3 problems\n"
         "  - 5 names only in the baseline: c, d, e, ... (2 more)\n"
         "  - 1 name only in the answers: x\n"
         "  - 1 gold label differ: b (baseline 'sad', answers 'happy')\n"
-        "  - expected the same samples with the same gold labels: regenerate the baseline on this data"
+        "  expected the same samples with the same gold labels: regenerate the baseline on this data"
     )
 
 

@@ -163,8 +163,8 @@ def check_same_samples(baseline: Mapping[str, str], candidate: Mapping[str, str]
         shown = [f"{name} (baseline {baseline[name]!r}, answers {candidate[name]!r})" for name in relabelled]
         problems.append(f"{_count(relabelled, 'gold label')} differ: {_examples(shown)}")
     if problems:
-        problems.append("expected the same samples with the same gold labels: regenerate the baseline on this data")
-        raise usage_error(what, problems)
+        advice = "expected the same samples with the same gold labels: regenerate the baseline on this data"
+        raise usage_error(what, problems, advice)
 
 
 def _count(items: Sequence[str], noun: str) -> str:
