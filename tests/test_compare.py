@@ -166,3 +166,16 @@ def test_metric_intervals_contain_the_run(seed: GateResult) -> None:
     for metric, (low, high) in intervals.items():
         assert low <= seed.metrics[metric] <= high, metric
     assert not math.isclose(*intervals["uar"])
+
+
+@pytest.mark.parametrize("path", [REGRESSED, SLIPPED, SEED])
+def test_outcome_counts_from_the_cells_are_the_pairs_outcomes(seed: GateResult, path: Path) -> None:
+    """compare() counts fixed/broken/both right/both wrong from the pairs' cell counts: they must be what each
+    pair's own outcome says, per class and overall."""
+    comparison = compare(seed, result_of(path), "b", reps=10)
+    for gold in (None, *LABELS):
+        expected = {outcome: 0 for outcome in ("fixed", "broken", "both_right", "both_wrong")}
+        for pair in comparison.pairs:
+            if gold in (None, pair.gold):
+                expected[pair.outcome] += 1
+        assert comparison.counts(gold) == expected

@@ -19,7 +19,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from pytest_emogate.evaluate.bootstrap import (
@@ -97,16 +97,14 @@ class Comparison:
 
     labels: tuple[str, ...] = ()
     """The taxonomy, in the thresholds' order: sample lists are sorted by gold class in this order, then name."""
+    tally: Mapping[str | None, Counter[str]] = field(default_factory=dict, repr=False)
+    """The pairs' outcome counts per gold class and (None) of all, as `compare` counted them from the pairs' cells;
+    reports ask for them class by class (`counts`)."""
 
     def counts(self, gold: str | None = None) -> dict[str, int]:
         """How many pairs were fixed, broken, both right, both wrong (of one gold class, or of all)."""
-        counted = self._tally.get(gold, Counter())
+        counted = self.tally.get(gold, Counter())
         return {outcome: counted[outcome] for outcome in OUTCOMES}
-
-    @functools.cached_property
-    def _tally(self) -> dict[str | None, Counter[str]]:
-        """Outcome counts per gold class and (None) of all, counted once: reports ask for them class by class."""
-        return tally_outcomes(self.pairs)
 
     def samples(self, outcome: str, gold: str | None = None) -> list[Pair]:
         """The pairs of one outcome (`broken`, `fixed`, ...), of one gold class or all, by class then name."""
@@ -135,16 +133,6 @@ class Comparison:
     def _sorted(self, pairs: Iterable[Pair]) -> list[Pair]:
         order = {label: index for index, label in enumerate(self.labels)}
         return sorted(pairs, key=lambda pair: (order.get(pair.gold, len(order)), pair.gold, pair.name))
-
-
-def tally_outcomes(pairs: Iterable[Pair]) -> dict[str | None, Counter[str]]:
-    """How many pairs of each gold class (and, under None, of all) were fixed, broken, both right, both wrong."""
-    by_class = Counter((pair.gold, pair.outcome) for pair in pairs)
-    tally: dict[str | None, Counter[str]] = {None: Counter()}
-    for (gold, outcome), count in by_class.items():
-        tally.setdefault(gold, Counter())[outcome] += count
-        tally[None][outcome] += count
-    return tally
 
 
 def check_same_samples(baseline: Mapping[str, str], candidate: Mapping[str, str], what: str) -> None:
@@ -258,13 +246,13 @@ def compare(
             mcnemar_one_sided(counted["broken"], counted["fixed"]),
             percentile_interval(after_recall[:, index] - before_recall[:, index]), counted["fixed"], counted["broken"],
         )  # fmt: skip
-    comparison = Comparison(pairs, metrics, per_class, reps, seed, labels)
-    vars(comparison)["_tally"] = tally  # the cached property's value, counted once already
-    return comparison
+    return Comparison(pairs, metrics, per_class, reps, seed, labels, tally)
 
 
 def _tally_of_cells(present: NDArray[np.int64], labels: tuple[str, ...]) -> dict[str | None, Counter[str]]:
-    """`tally_outcomes` from the [class, baseline column, candidate column] pair counts: column i is label i's."""
+    """How many pairs of each gold class (and, under None, of all) were fixed, broken, both right, both wrong,
+    from the [class, baseline column, candidate column] pair counts (column i is label i's); a class gets only
+    the outcomes that occur."""
     tally: dict[str | None, Counter[str]] = {None: Counter()}
     for index, label in enumerate(labels):
         cells = present[index]
@@ -272,6 +260,6 @@ def _tally_of_cells(present: NDArray[np.int64], labels: tuple[str, ...]) -> dict
         broken, fixed = int(cells[index].sum()) - both_right, int(cells[:, index].sum()) - both_right
         both_wrong = int(cells.sum()) - both_right - broken - fixed
         counted = Counter({"fixed": fixed, "broken": broken, "both_right": both_right, "both_wrong": both_wrong})
-        tally[label] = +counted  # only the outcomes that occur, as counting the pairs gives them
+        tally[label] = +counted  # only the outcomes that occur
         tally[None] += counted
     return tally
