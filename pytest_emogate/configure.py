@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from pytest_emogate.outputs import Outputs
 
 
-INFER_INSTALL = 'pip install torch first, then the infer extra: pip install ".[infer]" in a pytest-emogate clone'
-
-
 def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointInference | None:
     """The gate and its outputs; under torchrun on a worker rank only the source it answers with; None when off."""
     source_option = answer_source(config)
@@ -136,9 +133,9 @@ def _outputs(config: pytest.Config) -> Outputs:
 
 
 def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...], probe: int) -> CheckpointInference:
-    from pytest_emogate.extras import INFER, require
+    from pytest_emogate.extras import INFER, from_clone, require
 
-    require(INFER, "--emogate-ckpt", INFER_INSTALL)
+    require(INFER, "--emogate-ckpt", f"pip install torch first, then the infer extra: {from_clone('infer')}")
     from pytest_emogate.inference.settings import InferenceSettings
     from pytest_emogate.inference.sources import CheckpointInference
 

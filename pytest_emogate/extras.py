@@ -13,6 +13,11 @@ PACKAGES = {"cv2": "opencv-python-headless", "PIL": "pillow"}
 """The package that installs a module, where its name differs."""
 
 
+def from_clone(extra: str) -> str:
+    """How to install one of this package's extras while it is not published: from a clone of the repository."""
+    return f'pip install ".[{extra}]" in a pytest-emogate clone'
+
+
 def installed(module: str) -> bool:
     """Whether `module` can be imported (a parent package that is missing counts as missing)."""
     try:

@@ -66,7 +66,7 @@ class Outputs:
         directory, a folder that is not writable or cannot be made, a read-only file, a socket), an answers file
         whose suffix names no predictions format, a missing optional library, a history file that is not an
         emogate history (opened read-only: a refused file is never changed)."""
-        from pytest_emogate.extras import require
+        from pytest_emogate.extras import from_clone, require
         from pytest_emogate.files import output_problem
 
         files = {"--emogate-report": self.report, "--emogate-save-predictions": self.save_predictions,
@@ -85,8 +85,7 @@ class Outputs:
         if problems:
             raise usage_error("emogate outputs", problems)
         if self.plot is not None:
-            install = 'pip install matplotlib (the plot extra: pip install ".[plot]" in a pytest-emogate clone)'
-            require(("matplotlib",), "--emogate-plot", install)
+            require(("matplotlib",), "--emogate-plot", f"pip install matplotlib (the plot extra: {from_clone('plot')})")
         if self.ratchet:
             require(("ruamel.yaml",), "--emogate-ratchet", 'pip install "ruamel.yaml>=0.17.21"')
         if self.history is not None:

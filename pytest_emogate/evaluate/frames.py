@@ -22,12 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pytest_emogate.extras import from_clone
+
 if TYPE_CHECKING:
     import pandas as pd
 
 CHANGES = ("broken", "fixed", "changed", "same")
 """The values of the `change` column, as categories in this order."""
-INSTALL = 'pip install pandas (the frames extra: pip install ".[frames]" in a pytest-emogate clone)'
+INSTALL = f"pip install pandas (the frames extra: {from_clone('frames')})"
 
 
 class Sample(Protocol):
