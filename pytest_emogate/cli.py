@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from pytest_emogate.files import FileProblem, atomic_write_text, display_path, output_problem
-from pytest_emogate.history import OUTSIDE_PYTEST, Run, load_runs, table
+from pytest_emogate.formats import clip, spreadsheet_cell
+from pytest_emogate.history import OUTSIDE_PYTEST, Run, load_runs, skipped_note, table
 from pytest_emogate.report.samples import SHOW_DEFAULT
 
 DEFAULT_DB = Path(".emogate") / "history.sqlite"
@@ -30,6 +31,8 @@ TABLE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")
 TABLE_RUNS = 20
 STARTER = "thresholds.yaml"
 """The file `emogate init` writes, from the package's copy of the repository's thresholds.yaml."""
+LABEL_CHARS = 20
+"""The most characters of a class's column header in the per-class table (a label is one word)."""
 MAX_RUNS = 1_000_000_000
 """The most runs --last asks for (SQLite's LIMIT takes a 64-bit integer; a larger one is an error of the option)."""
 
@@ -42,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"the history database (default {DEFAULT_DB})")
     history.add_argument("--last", type=positive_int, metavar="N",
                          help=f"only the last N runs, N >= 1 (table default {TABLE_RUNS})")  # fmt: skip
-    history.add_argument("--csv", metavar="PATH", help="export every run (or the --last N) as CSV; '-' for stdout")
+    history.add_argument("--csv", type=csv_target, metavar="PATH",
+                         help="export every run (or the --last N) as CSV; '-' for stdout")  # fmt: skip
     diff = commands.add_parser("diff", help="compare two answer files (the gate's regression checks, no pytest)")
     diff.add_argument("baseline", type=Path, help="the accepted model's answers (CSV or JSONL)")
     diff.add_argument("candidate", type=Path, help="the new model's answers (CSV or JSONL)")
@@ -86,42 +90,54 @@ def positive_int(text: str) -> int:
     return value
 
 
+def csv_target(text: str) -> str:
+    """An argparse type: where --csv writes, a file path or '-' (an empty one would silently print the tables)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file path, or '-' for stdout; found an empty string")
+    return text
+
+
 def csv_text(runs: Sequence[Run]) -> str:
     """One row per run: the run's fields, every metric, then each class's n, correct, recall and interval (the
-    columns and values of `history.table`, as `history.frame` has them; empty where a run lacks a value)."""
+    columns and values of `history.table`, as `history.frame` has them; empty where a run lacks a value). A text
+    that a spreadsheet would run as a formula (a commit or label starting with '=', '+', '-', '@') is written
+    with a leading "'" (`formats.spreadsheet_cell`)."""
     header, rows = table(runs)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(["" if value is None else value for value in row] for row in rows)
+    writer.writerow([spreadsheet_cell(name) for name in header])
+    writer.writerows(["" if value is None else spreadsheet_cell(value) for value in row] for row in rows)
     return buffer.getvalue()
 
 
 def print_tables(runs: Sequence[Run], db: Path) -> None:
-    """The runs as two rich tables that fit 80 columns: verdict and headline metrics, then each class's recall."""
+    """The runs as two rich tables that fit 80 columns: verdict and headline metrics, then each class's recall.
+    Every value from the file (a commit, a time, a label) is a `Text` cell shortened to one line, never markup."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     def table(title: str, columns: Sequence[str], left: Sequence[str]) -> Table:
-        made = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+        made = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                      padding=(0, 0, 0, 1))  # fmt: skip
         for column in columns:
-            made.add_column(column, justify="left" if column in left else "right", no_wrap=True)
+            made.add_column(Text(clip(column, LABEL_CHARS)), justify="left" if column in left else "right",
+                            no_wrap=True)  # fmt: skip
         return made
 
-    title = f"emogate history {db}: {len(runs)} run{'s' if len(runs) != 1 else ''}, oldest first"
+    title = f"emogate history {clip(str(db))}: {len(runs)} run{'s' if len(runs) != 1 else ''}, oldest first"
     columns = ("run", "time (UTC)", "commit", "verdict", *TABLE_METRICS)
     runs_table = table(title, columns, left=("time (UTC)", "commit", "verdict"))
     labels = list(dict.fromkeys(label for run in runs for label in run.per_class))
     class_table = table("Per-class recall", ("run", "commit", *labels), left=("commit",))
     for run in runs:
-        commit = (run.git_commit or "-")[:7]
+        commit = Text(clip((run.git_commit or "-")[:7]))
         verdict = {"passed": "[green]pass[/]", "failed": f"[red]FAIL[/] {len(run.failed_checks)}"}.get(
             run.verdict, f"[yellow]incomplete[/] {len(run.not_run)}"
         )
         metrics = (f"{100 * run.metrics[m]:.2f}%" if m in run.metrics else "-" for m in TABLE_METRICS)
-        runs_table.add_row(str(run.id), run.time.replace("T", " ")[:16], commit, verdict, *metrics)
+        runs_table.add_row(str(run.id), Text(clip(run.time.replace("T", " ")[:16])), commit, verdict, *metrics)
         recalls = (f"{100 * run.per_class[name]['recall']:.1f}%" if name in run.per_class else "-" for name in labels)
         class_table.add_row(str(run.id), commit, *recalls)
     console = Console()
@@ -232,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except pytest.UsageError as error:
         print(f"emogate: {error}", file=sys.stderr)
         return 2
+    if runs.skipped:
+        print(f"emogate: {skipped_note(args.db, runs.skipped)}", file=sys.stderr)
     if args.csv == "-":
         sys.stdout.write(csv_text(runs))
     elif args.csv:

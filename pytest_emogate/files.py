@@ -24,6 +24,8 @@ from typing import BinaryIO
 import pytest
 
 MAX_LISTED_PROBLEMS = 20
+PROBLEM_CHARS = 1_000
+"""The most characters one listed problem takes: a name or a value it quotes may be megabytes long."""
 MiB = 1 << 20
 TEMPORARY_SUFFIX = ".emogate-tmp"
 """Temporaries are `.{name}.{pid}.emogate-tmp` beside their target: a later write removes those whose process
@@ -32,10 +34,13 @@ has died (a kill during a write)."""
 
 def usage_error(what: str, problems: list[str], advice: str = "") -> pytest.UsageError:
     """One UsageError listing every problem (the first 20 and a count), so a user fixes them in one go; `advice`,
-    what was expected of them all, follows the list (it is not counted as a problem)."""
+    what was expected of them all, follows the list (it is not counted as a problem). Each problem is one line of
+    at most PROBLEM_CHARS characters (`formats.clip`), whatever a value it quotes holds."""
+    from pytest_emogate.formats import clip
+
     shown = problems[:MAX_LISTED_PROBLEMS]
     lines = [f"{what}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"]
-    lines += [f"  - {problem}" for problem in shown]
+    lines += [f"  - {clip(problem, PROBLEM_CHARS)}" for problem in shown]
     if len(problems) > len(shown):
         lines.append(f"  ... and {len(problems) - len(shown)} more")
     if advice:

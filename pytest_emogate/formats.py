@@ -1,9 +1,17 @@
 """How numbers and answers are written for people, in one place: percentages, intervals, p-values, the invalid
-answers, sparklines, and untrusted text (answers, sample names, values from user files) shortened to one line.
-The check messages, the terminal, the Markdown, the plot and the error messages all use these."""
+answers, sparklines, and untrusted text (answers, sample names, values from user files and the run history)
+shortened to one line. The check messages, the terminal, the Markdown, the plot and the error messages all use
+these.
+
+Untrusted text has one rule per medium it leaves the program in, applied by the renderer of that medium:
+the terminal `one_line` (and `clip`, which also shortens it), rich markup `rich.text.Text` cells (never a
+markup string), Markdown `markdown_text`, CSV `spreadsheet_cell`, matplotlib `plot_text`; the HTML page escapes
+with `html.escape`.
+"""
 
 from __future__ import annotations
 
+import re
 import reprlib
 from collections.abc import Mapping, Sequence
 
@@ -46,13 +54,56 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def one_line(text: str) -> str:
+    """Untrusted text with nothing in it that a terminal acts on, the terminal's rule: line breaks, tabs, ESC and
+    every other C0 and C1 control character, bidi overrides and the other invisible format characters escaped as
+    `repr` writes them (`\\x1b`, `\\r`, `\\u202e`), so no answer can move the cursor, recolour or overwrite a
+    line, or reorder what follows it. Its length is kept (`clip` also shortens it)."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def clip(text: str, limit: int = CLIP_CHARS) -> str:
-    """Untrusted text as one printed line of at most `limit` characters: line breaks, tabs and other unprintable
-    characters escaped as `repr` writes them, and a longer text cut, ending in '…'."""
-    flat = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text[: limit + 1])
+    """Untrusted text as one printed line of at most `limit` characters: `one_line`, and a longer text cut,
+    ending in '…'."""
+    flat = one_line(text[: limit + 1])
     if len(text) <= limit and len(flat) <= limit:
         return flat
     return flat[: limit - 1] + "…"
+
+
+MARKDOWN_ESCAPED = re.compile(r"[\\`*\[\]!|~$#]|(?<![^\W_])_|_(?![^\W_])|://|www\.|@")
+"""What Markdown would read as markup inside a line: the backslash, code spans, emphasis and strikethrough,
+links and images, table cells, math, headings, and the starts of autolinks (URLs, `www.`, e-mail addresses).
+An `_` between two letters or digits is no emphasis (`samplenew_00000002` stays as it is)."""
+MARKDOWN_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def markdown_text(text: str) -> str:
+    """Untrusted text as Markdown that renders as exactly that text, on one line, the Markdown rule: `one_line`,
+    every character Markdown reads as markup backslash-escaped (a link or an image stays its text, a `|` never
+    ends a table cell, `$` never starts math, a URL is no live link) and HTML's `&`, `<` and `>` as entities (no
+    tag, comment or entity reaches the page). For text inside a line, a table cell or a list item."""
+    escaped = MARKDOWN_ESCAPED.sub(lambda found: "www\\." if found[0] == "www." else "\\" + found[0], one_line(text))
+    return "".join(MARKDOWN_ENTITIES.get(char, char) for char in escaped)
+
+
+SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+"""The first characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection)."""
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text and never evaluates, the CSV rule: a string that starts with
+    `=`, `+`, `-`, `@`, a tab or a line break gets a leading `'` (OWASP's advice against CSV injection); numbers
+    and other strings are written as they are."""
+    if isinstance(value, str) and value.startswith(SPREADSHEET_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def plot_text(text: str) -> str:
+    """Untrusted text for a matplotlib label or title, the plot's rule: `one_line`, with `$` escaped so that no
+    part of it is read as mathtext (an unbalanced or bad formula would stop the figure from being drawn)."""
+    return one_line(text).replace("$", "\\$")
 
 
 def quoted(value: object, limit: int = CLIP_CHARS) -> str:

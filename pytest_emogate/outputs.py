@@ -194,14 +194,17 @@ class Outputs:
         write_report(self.report, report)
 
     def _record(self, gate: Gate, verdict: Verdict) -> None:
-        from pytest_emogate.history import TREND_RUNS, git_commit, load_runs, record_run, run_of
+        from pytest_emogate.history import TREND_RUNS, git_commit, load_runs, record_run, run_of, skipped_note
 
         assert self.history is not None
         provenance = gate.provenance()
         run = run_of(gate.result(), verdict, provenance, git_commit(self.root))
         run_id = record_run(self.history, run)
-        self.runs = load_runs(self.history, last=TREND_RUNS, data_fingerprint=provenance.get("data_fingerprint"))
+        runs = load_runs(self.history, last=TREND_RUNS, data_fingerprint=provenance.get("data_fingerprint"))
+        self.runs = runs
         self.notes.append((f"emogate: recorded run #{run_id} in {display_path(self.history)}", 1))
+        if runs.skipped:
+            self.notes.append((f"emogate: {skipped_note(display_path(self.history), runs.skipped)}", 0))
 
     def _update_baseline(self, gate: Gate, verdict: Verdict) -> None:
         assert self.update_baseline is not None

@@ -169,7 +169,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     outputs = config.stash[OUTPUTS_KEY]
     terminalreporter.write_sep("=", "emogate summary")
     verbosity = config.get_verbosity()
-    width, color = config.get_terminal_writer().fullwidth, terminalreporter.hasmarkup
-    terminalreporter.write(outputs.summary(gate, gate.verdict(), width=width, color=color, verbosity=verbosity))
+    writer = config.get_terminal_writer()
+    width, color = writer.fullwidth, terminalreporter.hasmarkup
+    from pytest_emogate.report.terminal import encodable
+
+    # the writer's stream (no public accessor): what its encoding cannot print, pytest escapes onto one line
+    encoding = getattr(getattr(writer, "_file", None), "encoding", None) or "utf-8"
+    summary = outputs.summary(gate, gate.verdict(), width=width, color=color, verbosity=verbosity)
+    terminalreporter.write(encodable(summary, encoding))
     for note in outputs.terminal_notes(verbosity):
-        terminalreporter.write_line(note)
+        terminalreporter.write_line(encodable(note, encoding))

@@ -15,8 +15,9 @@ from pytest_emogate.evaluate.checks import evaluate_all
 from pytest_emogate.evaluate.metrics import compute_result, score_samples
 from pytest_emogate.evaluate.thresholds import load_thresholds
 from pytest_emogate.evaluate.verdict import judge
+from pytest_emogate.formats import markdown_text
 from pytest_emogate.predictions import read_predictions
-from pytest_emogate.report.markdown import MarkdownInput, escape, render_markdown
+from pytest_emogate.report.markdown import MarkdownInput, render_markdown
 from tests.conftest import LENIENT, SEED, SLIPPED, THRESHOLDS
 
 
@@ -64,7 +65,7 @@ def test_markdown_without_a_baseline_has_no_baseline_columns() -> None:
     assert "header &lt;x&gt;" in text and "baseline" not in text and "Δ" not in text
     assert "| class | n | correct | recall | 95% CI | floor | slack | floor check |\n| :-- | --: |" in text
     assert "<details><summary>Broken" not in text
-    assert escape("a|b <c>") == "a\\|b &lt;c&gt;"
+    assert markdown_text("a|b <c>") == "a\\|b &lt;c&gt;"
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from pytest_emogate.data.image import decode_frame
 from pytest_emogate.data.layout import FRAME_SUFFIXES
 from pytest_emogate.data.test3 import IO_THREADS, Sample, Test3Data
 from pytest_emogate.files import usage_error
+from pytest_emogate.formats import clip, quoted
 
 UNSAFE_NAME_PARTS = ("/", "\\", "..")
 
@@ -47,17 +48,17 @@ def preflight_problems(data: Test3Data, labels: tuple[str, ...], feature_dims: F
         problems.append(f"{annotation}: expected at least one sample, found none")
     first_line: dict[str, int] = {}
     for sample in data.samples:
-        where = f"sample {sample.name}: {annotation} line {sample.line}"
+        where = f"sample {clip(sample.name)}: {annotation} line {sample.line}"
         if any(part in sample.name for part in UNSAFE_NAME_PARTS):
-            problems.append(f"{where}: expected a bare file name (no '/', '\\' or '..'), found {sample.name!r}")
+            problems.append(f"{where}: expected a bare file name (no '/', '\\' or '..'), found {quoted(sample.name)}")
         if sample.name in first_line:
             problems.append(f"{where}: expected a unique name, found a repeat of line {first_line[sample.name]}")
         first_line.setdefault(sample.name, sample.line)
         if sample.label not in labels:
-            problems.append(f"{where}: expected a label in {', '.join(labels)}, found {sample.label!r}")
+            problems.append(f"{where}: expected a label in {', '.join(labels)}, found {quoted(sample.label)}")
         if sample.transcript is None:
             problems.append(
-                f"sample {sample.name}: {_shown(data, data.transcripts)}: expected a {data.transcript_column!r} "
+                f"sample {clip(sample.name)}: {_shown(data, data.transcripts)}: expected a {data.transcript_column!r} "
                 "text for this name, found no row or an empty cell (the original would prompt with 'nan')"
             )
     if feature_dims is None:
@@ -75,30 +76,30 @@ def _file_problems(data: Test3Data, sample: Sample, feature_dims: FeatureDims) -
     problems = []
     if sample.frame is None:
         expected = _shown(data, data.frames / f"{sample.name}.{{{','.join(s[1:] for s in FRAME_SUFFIXES)}}}")
-        problems.append(f"sample {sample.name}: {expected}: expected a video or image frame file, found no file")
+        problems.append(f"sample {clip(sample.name)}: {expected}: expected a video or image frame file, found no file")
     else:
         try:
             decode_frame(sample.frame)
         except DataFileError as error:
             problems.append(_file_problem(data, sample, error))
         except OSError as error:
-            problems.append(f"sample {sample.name}: {_shown(data, sample.frame)}: {_unreadable(error)}")
+            problems.append(f"sample {clip(sample.name)}: {_shown(data, sample.frame)}: {_unreadable(error)}")
     for slot, folder, path, dim in zip(SLOT_NAMES, data.feature_dirs, sample.features, feature_dims, strict=True):
         if path is None:
             shown = _shown(data, folder / f"{sample.name}.npy")
-            problems.append(f"sample {sample.name}: {shown}: expected a {slot} feature file, found no file")
+            problems.append(f"sample {clip(sample.name)}: {shown}: expected a {slot} feature file, found no file")
             continue
         try:
             load_vector(path, dim)
         except DataFileError as error:
             problems.append(_file_problem(data, sample, error))
         except OSError as error:
-            problems.append(f"sample {sample.name}: {_shown(data, path)}: {_unreadable(error)}")
+            problems.append(f"sample {clip(sample.name)}: {_shown(data, path)}: {_unreadable(error)}")
     return problems
 
 
 def _file_problem(data: Test3Data, sample: Sample, error: DataFileError) -> str:
-    return f"sample {sample.name}: {_shown(data, error.path)}: {error.detail}"
+    return f"sample {clip(sample.name)}: {_shown(data, error.path)}: {error.detail}"
 
 
 def _unreadable(error: OSError) -> str:

@@ -32,6 +32,7 @@ from pytest_emogate.data.layout import (
     locate,
 )
 from pytest_emogate.files import FileProblem, MiB, decode_utf8, open_checked, read_checked, text_lines, usage_error
+from pytest_emogate.formats import quoted
 
 TRANSCRIPT_COLUMNS = ("sentence", "sentence_en")
 # pandas.read_csv's default NA strings: the original reads the CSV with pandas, and these cells become NaN.
@@ -168,7 +169,7 @@ def _annotation_lines(data: bytes, annotation: Path) -> list[tuple[int, str, str
             continue
         fields = raw.strip().split(" ")
         if len(fields) < 3:
-            problems.append(f"line {number}: expected 'name nframes label valence', found {raw.strip()!r}")
+            problems.append(f"line {number}: expected 'name nframes label valence', found {quoted(raw.strip())}")
             continue
         rows.append((number, fields[0], gold_label(fields[2])))
     if problems:

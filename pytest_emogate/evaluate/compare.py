@@ -31,6 +31,7 @@ from pytest_emogate.evaluate.bootstrap import (
 )
 from pytest_emogate.evaluate.metrics import METRICS, GateResult
 from pytest_emogate.files import usage_error
+from pytest_emogate.formats import clip
 from pytest_emogate.predictions import gc_paused
 
 if TYPE_CHECKING:
@@ -139,8 +140,8 @@ def check_same_samples(baseline: Mapping[str, str], candidate: Mapping[str, str]
     """Raise one UsageError unless both map the same sample names to the same gold labels."""
     if baseline == candidate:
         return
-    only_baseline = sorted(set(baseline) - set(candidate))
-    only_candidate = sorted(set(candidate) - set(baseline))
+    only_baseline = [clip(name) for name in sorted(set(baseline) - set(candidate))]
+    only_candidate = [clip(name) for name in sorted(set(candidate) - set(baseline))]
     relabelled = sorted(name for name in set(baseline) & set(candidate) if baseline[name] != candidate[name])
     problems = []
     if only_baseline:
@@ -148,7 +149,7 @@ def check_same_samples(baseline: Mapping[str, str], candidate: Mapping[str, str]
     if only_candidate:
         problems.append(f"{_count(only_candidate, 'name')} only in the answers: {_examples(only_candidate)}")
     if relabelled:
-        shown = [f"{name} (baseline {baseline[name]!r}, answers {candidate[name]!r})" for name in relabelled]
+        shown = [f"{clip(name)} (baseline {baseline[name]!r}, answers {candidate[name]!r})" for name in relabelled]
         problems.append(f"{_count(relabelled, 'gold label')} differ: {_examples(shown)}")
     if problems:
         advice = "expected the same samples with the same gold labels: regenerate the baseline on this data"

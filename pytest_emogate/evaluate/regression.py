@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pytest_emogate.evaluate.checks import Outcome
 from pytest_emogate.evaluate.compare import Comparison, Delta, Pair
 from pytest_emogate.evaluate.thresholds import Thresholds
-from pytest_emogate.formats import p_text, pct2
+from pytest_emogate.formats import clip, p_text, pct2
 
 EXAMPLE_SAMPLES = 3
 """Broken samples a failing check's message names (the JSON report lists them all)."""
@@ -145,7 +145,7 @@ def regression_outcome(thresholds: Thresholds, comparison: Comparison, key: str)
 
 
 def _broken_examples(pairs: list[Pair]) -> str:
-    shown = ", ".join(f"{pair.name} (gold {pair.gold})" for pair in pairs[:EXAMPLE_SAMPLES])
+    shown = ", ".join(f"{clip(pair.name)} (gold {pair.gold})" for pair in pairs[:EXAMPLE_SAMPLES])
     more = f" and {len(pairs) - EXAMPLE_SAMPLES} more" if len(pairs) > EXAMPLE_SAMPLES else ""
     return f"; broken: {shown}{more}" if pairs else ""
 

@@ -1,6 +1,10 @@
 """Pure rendering of the Markdown summary (`--emogate-markdown`, `$GITHUB_STEP_SUMMARY`): verdict, failed checks,
 per-class table with intervals, floors and baseline deltas, overall metrics, the paired counts, the labelled
 confusion matrix and every check's message. No pytest in here.
+
+Every text that is not the summary's own (answers, sample names, messages that quote them, paths, the baseline's
+description) goes through `formats.markdown_text`: a name like `[x](https://...)` or `![x](...)` shows as that
+text in the step summary, never as a live link or an image.
 """
 
 from __future__ import annotations
@@ -14,7 +18,16 @@ from pytest_emogate.evaluate.metrics import METRICS, GateResult
 from pytest_emogate.evaluate.regression import delta_of, detection_limit, family_p_values, holm_note, regression_ids
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, PASSED, Verdict
-from pytest_emogate.formats import ci_range, clip, invalid_answers, invalid_policy, p_text, pct, sparkline
+from pytest_emogate.formats import (
+    ci_range,
+    clip,
+    invalid_answers,
+    invalid_policy,
+    markdown_text,
+    p_text,
+    pct,
+    sparkline,
+)
 from pytest_emogate.history import Run
 
 INCONCLUSIVE = "inconclusive"
@@ -43,11 +56,6 @@ class MarkdownInput:
     history: Sequence[Run] = ()
     probe: str = ""
     """The consistency probe's line (`probe: 24/24 answers equal at batch size 1`), when it ran."""
-
-
-def escape(text: str) -> str:
-    """Text safe inside a Markdown table cell: no HTML tags, no cell breaks."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def _row(cells: Sequence[str]) -> str:
@@ -109,11 +117,12 @@ def render_markdown(data: MarkdownInput) -> str:
     verdict = data.verdict
     by_id = {outcome.id: outcome for outcome in data.outcomes}
     mark = {PASSED: "✅", FAILED: "❌"}.get(verdict.status, "⚠️")
-    lines = [f"## emogate: {mark} {verdict.headline()}", "", escape(data.header), ""]
+    lines = [f"## emogate: {mark} {verdict.headline()}", "", markdown_text(data.header), ""]
     if data.probe:
-        lines += [escape(data.probe), ""]
+        lines += [markdown_text(data.probe), ""]
     if verdict.failed:
-        lines += ["**Failed checks**", ""] + [f"- `{c}`: {escape(by_id[c].message)}" for c in verdict.failed] + [""]
+        failed = [f"- `{check}`: {markdown_text(by_id[check].message)}" for check in verdict.failed]
+        lines += ["**Failed checks**", "", *failed, ""]
     if verdict.not_run:
         lines += [f"**Not run** ({len(verdict.not_run)}): " + ", ".join(f"`{c}`" for c in verdict.not_run), ""]
     lines += _class_section(data)
@@ -122,7 +131,7 @@ def render_markdown(data: MarkdownInput) -> str:
         lines += _paired_section(data)
     lines += _confusion_section(data.result)
     lines += ["<details><summary>Every check</summary>", ""]
-    rows = [[f"`{o.id}`", _status(verdict, o.id), escape(o.message)] for o in data.outcomes]
+    rows = [[f"`{o.id}`", _status(verdict, o.id), markdown_text(o.message)] for o in data.outcomes]
     lines += [*_table(["check", "verdict", "message"], rows), "</details>", ""]
     text = "\n".join(lines)
     if data.comparison is None:
@@ -169,8 +178,9 @@ def _sample_sections(comparison: Comparison, budget: int) -> list[str]:
 
 
 def _sample_row(pair: Pair) -> str:
-    answers = (escape(clip(output, ANSWER_CHARS)) for output in (pair.baseline_output, pair.candidate_output))
-    return _row([escape(clip(pair.name)), escape(pair.gold), *answers, escape(f"{pair.baseline} → {pair.candidate}")])
+    answers = [clip(output, ANSWER_CHARS) for output in (pair.baseline_output, pair.candidate_output)]
+    cells = [clip(pair.name), pair.gold, *answers, f"{pair.baseline} → {pair.candidate}"]
+    return _row([markdown_text(cell) for cell in cells])
 
 
 def _bytes(lines: Sequence[str]) -> int:
@@ -239,7 +249,7 @@ def _paired_section(data: MarkdownInput) -> list[str]:
     counts = comparison.counts()
     alpha = f" < alpha {data.alpha:g}" if data.alpha is not None else " < alpha"
     return [
-        f"### Against {escape(data.baseline)}",
+        f"### Against {markdown_text(data.baseline)}",
         "",
         f"{len(comparison.pairs)} samples paired by name: **{counts['broken']} broken**, **{counts['fixed']} fixed**, "
         f"{counts['both_right']} both right, {counts['both_wrong']} both wrong. "
@@ -248,12 +258,12 @@ def _paired_section(data: MarkdownInput) -> list[str]:
         f"or a paired bootstrap ({comparison.reps} resamples stratified by gold label, seed {comparison.seed}), "
         "which also gives every 95% CI of Δ.",
         "",
-        *([escape(holm_note(data.thresholds, "p is the raw one-sided p")), ""] if _holm(data) else []),
+        *([markdown_text(holm_note(data.thresholds, "p is the raw one-sided p")), ""] if _holm(data) else []),
     ]
 
 
 def _confusion_section(result: GateResult) -> list[str]:
-    header = ["gold \\ pred", *(escape(column) for column in result.columns), "n"]
+    header = ["gold \\ pred", *(markdown_text(column) for column in result.columns), "n"]
     rows = []
     for gold in result.labels:
         row = result.confusion[gold]
@@ -262,8 +272,6 @@ def _confusion_section(result: GateResult) -> list[str]:
     lines = ["### Confusion matrix (rows: gold label, columns: predicted label)", "", *_table(header, rows)]
     if result.invalid_count:
         policy = invalid_policy(result.invalid_policy)
-        lines += [
-            f"Invalid answers ({result.invalid_count}, {policy}): {escape(invalid_answers(result.invalid_answers))}",
-            "",
-        ]
+        answers = markdown_text(invalid_answers(result.invalid_answers))
+        lines += [f"Invalid answers ({result.invalid_count}, {policy}): {answers}", ""]
     return lines

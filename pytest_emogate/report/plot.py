@@ -17,7 +17,7 @@ from pytest_emogate.evaluate.metrics import GateResult
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.evaluate.verdict import Verdict
 from pytest_emogate.files import atomic_write_bytes
-from pytest_emogate.formats import clip
+from pytest_emogate.formats import clip, plot_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -63,7 +63,8 @@ def draw(result: GateResult, thresholds: Thresholds, verdict: Verdict, compariso
 
 def plot_title(result: GateResult, verdict: Verdict) -> str:
     """`emogate: FAILED: class_floor[surprise], label_validity; accuracy 90.65% on 834 samples`: the failed checks
-    by id (the first TITLE_IDS, then "and N more"), or the headline of a passed or incomplete verdict."""
+    by id (the first TITLE_IDS, then "and N more"), or the headline of a passed or incomplete verdict; a `$` in it
+    is escaped (`formats.plot_text`), never read as mathtext."""
     failed = verdict.failed
     if failed and verdict.error is None:
         more = f" and {len(failed) - TITLE_IDS} more" if len(failed) > TITLE_IDS else ""
@@ -71,7 +72,7 @@ def plot_title(result: GateResult, verdict: Verdict) -> str:
     else:
         said = verdict.headline()
     accuracy = f"accuracy {100 * result.metrics['accuracy']:.2f}% on {result.n} samples"
-    return f"emogate: {clip(said, TITLE_CHARS - len(accuracy) - 11)}; {accuracy}"
+    return plot_text(f"emogate: {clip(said, TITLE_CHARS - len(accuracy) - 11)}; {accuracy}")
 
 
 def _confusion(axes: Axes, result: GateResult) -> None:
@@ -84,8 +85,8 @@ def _confusion(axes: Axes, result: GateResult) -> None:
             colour = "white" if share > 0.6 else "black"
             text = f"{count}\n{100 * share:.0f}%" if count else "0"
             axes.text(col, row, text, ha="center", va="center", fontsize=8, color=colour)
-    axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
-    axes.set_yticks(range(len(labels)), [f"{gold} ({result.per_class[gold].n})" for gold in labels])
+    axes.set_xticks(range(len(columns)), [plot_text(column) for column in columns], rotation=30, ha="right")
+    axes.set_yticks(range(len(labels)), [plot_text(f"{gold} ({result.per_class[gold].n})") for gold in labels])
     axes.set_xlabel("predicted label")
     axes.set_ylabel("gold label (n)")
     axes.set_title("Confusion matrix: counts and share of the gold class")
@@ -126,7 +127,7 @@ def _recall(
             axes.plot([x + 0.18], [baseline], "D", color=COLORS["baseline"], markersize=5,
                       label=legend("baseline recall"))  # fmt: skip
         unsure = " ?" if rule is not None and inconclusive(stats, rule.floor) else ""
-        names.append(f"{label}{unsure}\nn={stats.n}")
+        names.append(f"{plot_text(label)}{unsure}\nn={stats.n}")
     axes.set_xticks(range(len(names)), names)
     axes.set_ylim(0.0, 1.02)
     axes.set_ylabel("recall")

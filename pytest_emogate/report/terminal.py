@@ -1,7 +1,9 @@
 """The terminal summary, rendered as text with rich: per-class table, overall metrics, labelled confusion matrix,
 invalid answers, the regression table, the history trend and the verdict. No pytest in here.
 
-rich is imported inside the functions: the plugin module must stay cheap when the gate is off.
+rich is imported inside the functions: the plugin module must stay cheap when the gate is off. Untrusted text
+(sample names, answers, the header's paths, an error in the verdict) is printed through `formats.clip` or
+`formats.one_line`, and never as rich markup.
 """
 
 from __future__ import annotations
@@ -18,7 +20,18 @@ from pytest_emogate.evaluate.regression import delta_of, detection_limit, family
 from pytest_emogate.evaluate.thresholds import ClassFloor, Thresholds
 from pytest_emogate.evaluate.verdict import FAILED, INCOMPLETE, PASSED, Verdict
 from pytest_emogate.files import display_path
-from pytest_emogate.formats import ci_range, clip, invalid_answers, invalid_policy, p_text, pct, pct2, sparkline
+from pytest_emogate.formats import (
+    SPARKS,
+    ci_range,
+    clip,
+    invalid_answers,
+    invalid_policy,
+    one_line,
+    p_text,
+    pct,
+    pct2,
+    sparkline,
+)
 from pytest_emogate.history import Run
 
 if TYPE_CHECKING:
@@ -43,8 +56,8 @@ def _console(buffer: io.StringIO, width: int, color: bool) -> Console:
 def render_verdict(verdict: Verdict, *, color: bool, width: int = 80) -> str:
     """The verdict line alone (when no result is at hand: nothing ran, and the answers would need inference)."""
     buffer = io.StringIO()
-    _console(buffer, width, color).print(verdict.line(), style=VERDICT_STYLES[verdict.status], markup=False,
-                                         soft_wrap=True)  # fmt: skip
+    _console(buffer, width, color).print(one_line(verdict.line()), style=VERDICT_STYLES[verdict.status],
+                                         markup=False, soft_wrap=True)  # fmt: skip
     return buffer.getvalue()
 
 
@@ -65,7 +78,7 @@ def render_summary(
     """
     buffer = io.StringIO()
     console = _console(buffer, width, color)
-    console.print(header, markup=False, soft_wrap=True)
+    console.print(one_line(header), markup=False, soft_wrap=True)
     blocks: list[RenderableType] = [_fitting(console, lambda narrow: _class_table(result, thresholds, verdict, narrow))]
     if not quiet:
         blocks += [
@@ -76,8 +89,44 @@ def render_summary(
         console.print(block)
     if result.invalid_count:
         console.print(_invalid_line(result), markup=False, soft_wrap=True)
-    console.print(verdict.line(), style=VERDICT_STYLES[verdict.status], markup=False, soft_wrap=True)
+    console.print(one_line(verdict.line()), style=VERDICT_STYLES[verdict.status], markup=False, soft_wrap=True)
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
+STAND_INS = {
+    "─": "-",
+    "│": "|",
+    "┼": "+",
+    "…": "...",
+    "→": "->",
+    "Δ": "d",
+    **dict(zip(SPARKS, "_.-~=+*#", strict=True)),
+}
+"""ASCII for the summary's own characters, on a terminal whose encoding lacks them."""
+
+
+def encodable(text: str, encoding: str) -> str:
+    """`text` as a terminal of `encoding` can print it (ASCII, Latin-1, ...), line by line: each character it
+    cannot encode becomes its ASCII stand-in (a table rule '-', '...', '->') or a backslash escape. Else pytest
+    would escape the whole summary onto one line, and the verdict would no longer start a line."""
+
+    def fits(char: str) -> bool:
+        try:
+            char.encode(encoding)
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    try:
+        text.encode(encoding)
+    except LookupError:  # an encoding Python does not know: the stream fails on its own terms
+        return text
+    except UnicodeEncodeError:
+        return "".join(
+            char if fits(char) else STAND_INS.get(char, char.encode("ascii", "backslashreplace").decode("ascii"))
+            for char in text
+        )
+    return text
 
 
 def _fitting(console: Console, build: Callable[[bool], Table]) -> Table:
