@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import multiprocessing
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,3 +275,142 @@ def test_an_empty_database_holds_no_runs(tmp_path: Path, capsys: pytest.CaptureF
     assert load_runs(db) == []
     assert main(["history", "--db", str(db)]) == 0
     assert capsys.readouterr().out == f"emogate history: {db} holds no runs yet\n"
+
+
+# --- what a history holds is data: tampered rows, locked files, a full disk -------------------------------------
+
+TAMPERED = [
+    ("UPDATE runs SET failed_checks = 'not json' WHERE id = 2",
+     "failed_checks: expected a JSON list of check ids, found text 'not json'"),
+    ("UPDATE runs SET failed_checks = '{\"a\": 1}' WHERE id = 2", "failed_checks: expected a JSON list of check ids"),
+    ("UPDATE runs SET not_run = '[1]' WHERE id = 2", "not_run: expected a JSON list of check ids, found text '[1]'"),
+    ("UPDATE runs SET n = NULL WHERE id = 2", "n: expected a whole number from 0 to 1,000,000,000,000,000, found NULL"),
+    ("UPDATE runs SET passed = 'yes' WHERE id = 2", "passed: expected 0 or 1, found text 'yes'"),
+    ("UPDATE runs SET time = NULL WHERE id = 2", "time: expected text of at most 100,000 characters, found NULL"),
+    ("UPDATE runs SET verdict = 'maybe' WHERE id = 2", "verdict: expected one of passed, failed, incomplete"),
+    ("UPDATE runs SET git_commit = x'00ff' WHERE id = 2", "git_commit: expected text of at most 100,000 characters, "
+                                                          "found a blob b'\\x00\\xff'"),
+    ("UPDATE runs SET git_commit = hex(zeroblob(100000)) WHERE id = 2", "found text over 100,000 characters"),
+    ("UPDATE run_metrics SET value = 'abc' WHERE run_id = 2 AND name = 'accuracy'",
+     "metric 'accuracy': expected a number from 0 to 1, found text 'abc'"),
+    ("UPDATE run_metrics SET value = 9e999 WHERE run_id = 2 AND name = 'uar'",
+     "metric 'uar': expected a number from 0 to 1, found real inf"),
+    ("UPDATE run_classes SET recall = NULL WHERE run_id = 2 AND label = 'sad'",
+     "class 'sad' recall: expected a number from 0 to 1, found NULL"),
+    ("UPDATE run_classes SET correct = 300 WHERE run_id = 2 AND label = 'sad'",
+     "class 'sad': expected correct <= n, found 300 > 257"),
+    ("UPDATE run_classes SET label = x'01' WHERE run_id = 2 AND label = 'sad'",
+     "run_classes.label: expected text of at most 100,000 characters, found a blob b'\\x01'"),
+]  # fmt: skip
+
+
+def tampered(db: Path, seed: GateResult, statement: str) -> Path:
+    """A history of three runs whose second was changed by `statement`, in tables without NOT NULL (a file
+    written by another tool or by hand has only the column names checked)."""
+    with sqlite3.connect(db) as connection:
+        connection.executescript(SCHEMA.replace(" NOT NULL", "") + "PRAGMA user_version = 2;")
+    for _ in range(3):
+        record_run(db, run_of(seed, NONE, PROVENANCE, "abc123"))
+    with sqlite3.connect(db) as connection:
+        connection.execute(statement)
+    return db
+
+
+@pytest.mark.parametrize(("statement", "problem"), TAMPERED)
+def test_a_tampered_run_is_skipped_and_named(
+    tmp_path: Path, seed: GateResult, capsys: pytest.CaptureFixture[str], statement: str, problem: str
+) -> None:
+    from pytest_emogate.history import frame
+
+    db = tampered(tmp_path / "history.sqlite", seed, statement)
+    runs = load_runs(db)
+    assert [run.id for run in runs] == [1, 3]
+    assert len(runs.skipped) == 1 and runs.skipped[0].startswith("run #2: ") and problem in runs.skipped[0]
+    with pytest.warns(UserWarning, match=r"skipped 1 stored run that could not be read: run #2: "):
+        assert frame(db).id.tolist() == [1, 3]
+    assert main(["history", "--db", str(db)]) == 0
+    printed = capsys.readouterr()
+    assert "2 runs, oldest first" in " ".join(printed.out.split())
+    assert printed.err.startswith(f"emogate: history {db}: skipped 1 stored run") and problem in printed.err
+    assert main(["history", "--db", str(db), "--csv", "-"]) == 0
+    assert [row["id"] for row in csv.DictReader(io.StringIO(capsys.readouterr().out))] == ["1", "3"]
+
+
+def test_a_tampered_run_never_stops_the_gate(project: pytest.Pytester) -> None:
+    """The trend reads the history after every test has passed: a bad row there is a note, not a traceback."""
+    assert project.runpytest("--emogate-predictions", "preds.csv").ret == pytest.ExitCode.OK
+    with sqlite3.connect(project.path / ".emogate" / "history.sqlite") as connection:
+        connection.execute("UPDATE runs SET failed_checks = 'oops' WHERE id = 1")
+    result = project.runpytest("--emogate-predictions", "preds.csv")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "emogate verdict: PASSED (15 checks)",
+            "emogate: history .emogate/history.sqlite: skipped 1 stored run that could not be read: run #1: "
+            "failed_checks: expected a JSON list of check ids, found text 'oops'",
+        ]
+    )
+    assert [run.id for run in load_runs(project.path / ".emogate" / "history.sqlite")] == [2]
+
+
+def test_a_locked_history_is_said_to_be_locked(
+    tmp_path: Path, seed: GateResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_emogate import history
+
+    db = tmp_path / "history.sqlite"
+    record_run(db, run_of(seed, NONE, PROVENANCE, None))
+    monkeypatch.setattr(history, "BUSY_TIMEOUT_S", 0.1)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        for attempt in (lambda: record_run(db, run_of(seed, NONE, PROVENANCE, None)), lambda: load_runs(db)):
+            with pytest.raises(pytest.UsageError, match=r"history .*history\.sqlite: locked by another process for "
+                               r"0\.1 s \(database is locked\); let it finish, or pass another"):  # fmt: skip
+                attempt()
+    finally:
+        blocker.close()
+    assert len(load_runs(db)) == 1
+
+
+def test_a_full_disk_is_called_a_full_disk(tmp_path: Path, seed: GateResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    connect = sqlite3.connect
+
+    def one_page(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.execute("PRAGMA max_page_count = 1")  # the schema does not fit: SQLITE_FULL
+        return connection
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite3, "connect", one_page)
+        with pytest.raises(pytest.UsageError, match=r"history .*full\.sqlite: the disk is full \(database or disk is "
+                           r"full\); the run was not recorded: free some space on it, or pass another"):  # fmt: skip
+            record_run(tmp_path / "full.sqlite", run_of(seed, NONE, PROVENANCE, None))
+
+    def no_space(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "mkdir", no_space)
+    with pytest.raises(pytest.UsageError, match=r"new\.sqlite: the disk is full \(No space left on device\)"):
+        record_run(tmp_path / "folder" / "new.sqlite", run_of(seed, NONE, PROVENANCE, None))
+
+
+@pytest.mark.parametrize("last", [0, -1, True, 2.5])
+def test_a_count_of_runs_below_one_is_refused(tmp_path: Path, seed: GateResult, last: Any) -> None:
+    from pytest_emogate.history import frame
+
+    db = tmp_path / "history.sqlite"
+    record_run(db, run_of(seed, NONE, PROVENANCE, None))
+    for read in (load_runs, frame):
+        with pytest.raises(ValueError, match=r"last: expected a whole number of runs, at least 1 \(or None for all\)"):
+            read(db, last=last)
+
+
+def test_an_empty_csv_path_is_refused(tmp_path: Path, seed: GateResult, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "history.sqlite"
+    record_run(db, run_of(seed, NONE, PROVENANCE, None))
+    with pytest.raises(SystemExit) as exited:
+        main(["history", "--db", str(db), "--csv", ""])
+    assert exited.value.code == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "--csv: expected a file path, or '-' for stdout; found an empty string" in printed.err
