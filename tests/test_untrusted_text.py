@@ -78,7 +78,7 @@ def hostile_run(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> py
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(project.path / "step_summary.md"))
     result = project.runpytest(
         "--emogate-predictions=hostile.csv", "--emogate-baseline=base.csv", "--emogate-markdown=summary.md",
-        "--junitxml=junit.xml", "--emogate-show=20", "--emogate-no-history",
+        "--junitxml=junit.xml", "--emogate-html=page.html", "--emogate-show=20", "--emogate-no-history",
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # regression[accuracy] fails, naming broken samples
     return result
@@ -108,6 +108,18 @@ def test_hostile_names_and_answers_in_the_markdown_and_the_step_summary(
     assert [element for element in ("<a ", "<img", "<b>") if element in page] == []
     assert "[evil](https://evil.example)" in page and "![x](https://evil.example/a.png)" in page  # as text
     assert not [control for control in RAW_CONTROLS if control in markdown]
+
+
+def test_hostile_names_and_answers_in_the_html_page(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_html import parse
+
+    hostile_run(project, monkeypatch)
+    text = (project.path / "page.html").read_text(encoding="utf-8")
+    page = parse(text)
+    assert page.tags("img") == [] and page.tags("b") == []
+    assert not [control for control in RAW_CONTROLS if control in text]
+    shown = "".join(page.text)
+    assert "\\x1b[2K\\r15 passed in 0.1s\\x1b[0m9" in shown and "<img src=x onerror=alert(1)>13" in shown
 
 
 def test_hostile_commits_and_labels_through_emogate_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

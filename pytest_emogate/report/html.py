@@ -257,7 +257,7 @@ def _regression_section(data: HtmlInput, comparison: Comparison) -> str:
     ]
     for title, pairs in (("Broken", comparison.samples("broken")), ("Fixed", comparison.samples("fixed"))):
         if pairs:
-            pair_rows = (_row([_e(p.name), _e(p.gold), _e(p.baseline), _e(p.candidate), _answer(p.baseline_output),
+            pair_rows = (_row([_name(p.name), _e(p.gold), _e(p.baseline), _e(p.candidate), _answer(p.baseline_output),
                                _answer(p.candidate_output)]) for p in pairs)  # fmt: skip
             table = _table(["sample", "gold", "baseline read as", "candidate read as", "baseline answer",
                             "candidate answer"], pair_rows, f' id="{title.lower()}"')  # fmt: skip
@@ -272,6 +272,11 @@ def _maybe(value: object) -> str:
 
 def _answer(text: str) -> str:
     return f'<span class="answer">{_e(clip(text, ANSWER_CHARS))}</span>'
+
+
+def _name(name: str) -> str:
+    """A sample name as the terminal and the Markdown show it: one line, its control characters visible, cut."""
+    return _e(clip(name))
 
 
 def changes(comparison: Comparison) -> dict[str, str]:
@@ -295,7 +300,13 @@ def _samples_section(data: HtmlInput) -> str:
     for sample in data.result.samples:
         status = "invalid" if not sample.valid else "right" if sample.correct else "wrong"
         attrs = f' data-gold="{_e(sample.gold)}" data-pred="{_e(sample.predicted)}" data-status="{status}"'
-        cells = [_e(sample.name), _e(sample.gold), _e(sample.predicted), status, _e(clip(sample.output, ANSWER_CHARS))]
+        cells = [
+            _name(sample.name),
+            _e(sample.gold),
+            _e(sample.predicted),
+            status,
+            _e(clip(sample.output, ANSWER_CHARS)),
+        ]
         pair = pairs.get(sample.name)
         if comparison is not None:
             kind = change.get(sample.name, "same")
@@ -339,7 +350,7 @@ def _select(key: str, title: str, values: Sequence[str]) -> str:
 def _probe_section(probe: Mapping[str, Any] | None) -> str:
     if not probe:
         return ""
-    rows = (_row([_e(s["name"]), _answer(s["answer"]), _answer(s["probe_answer"])]) for s in probe["samples"])
+    rows = (_row([_name(s["name"]), _answer(s["answer"]), _answer(s["probe_answer"])]) for s in probe["samples"])
     settings = ", ".join(f"{_e(key)} {_e(value)}" for key, value in probe.get("settings", {}).items())
     table = _table(["sample", "answer", "answer at batch size 1"], rows) if probe["samples"] else ""
     return (
