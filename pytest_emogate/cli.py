@@ -135,7 +135,12 @@ def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: i
 
     from pytest_emogate.evaluate.baseline import read_baseline
     from pytest_emogate.evaluate.metrics import compute_result, score_samples
-    from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
+    from pytest_emogate.evaluate.regression import (
+        REGRESSION_EXAMPLE,
+        regression_ids,
+        regression_outcome,
+        undeclared_regression,
+    )
     from pytest_emogate.evaluate.thresholds import load_thresholds
     from pytest_emogate.evaluate.verdict import judge
     from pytest_emogate.predictions import read_predictions
@@ -148,11 +153,10 @@ def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: i
             f"regression margins): pass --thresholds PATH, or write a starter {STARTER} here with emogate init"
         )
     thresholds = load_thresholds(thresholds_path)
-    if thresholds.regression is None:
+    if (undeclared := undeclared_regression(thresholds)) is not None:
         raise pytest.UsageError(
-            f"--thresholds {thresholds_path}: no 'regression:' section, so there are no margins to judge CANDIDATE "
-            f"{candidate} against BASELINE {baseline} by; expected e.g. regression: {{alpha: 0.05, max_drop: "
-            "{accuracy: 0.01}, per_class_max_drop: 0.10}"
+            f"--thresholds {thresholds_path}: {undeclared}, so there are no margins to judge CANDIDATE {candidate} "
+            f"against BASELINE {baseline} by; expected e.g. {REGRESSION_EXAMPLE}"
         )
     accepted = read_baseline(baseline, thresholds)
     answers = read_predictions(candidate, thresholds.labels, "candidate file")
