@@ -223,8 +223,17 @@ def _what_is_at(path: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emogate` console script; returns the exit code."""
     args = parser().parse_args(argv)
+    if args.command in ("init", "diff"):
+        try:
+            here = Path.cwd()
+        except OSError as error:  # no relative path resolves, and there is no "here" to write the starter into
+            gone = isinstance(error, FileNotFoundError)
+            what = "no longer exists (deleted or moved away)" if gone else f"cannot be read: {error.strerror or error}"
+            print(f"emogate {args.command}: the current working directory {what}; cd into an existing folder and "
+                  "run it again", file=sys.stderr)  # fmt: skip
+            return 2
     if args.command == "init":
-        return init_command(Path.cwd())
+        return init_command(here)
     if args.command == "diff":
         try:
             return diff_command(args.baseline, args.candidate, args.thresholds, args.show)
