@@ -201,6 +201,11 @@ TAIL = "(accuracy, weighted_precision, weighted_recall, weighted_f1, macro_preci
             "them, or invalid: wrong to count them as <invalid>",
         ),
         (
+            LABELS + "expect_samples: 14\nlabel_validity: {max_invalid: 14}\n",
+            "label_validity.max_invalid: 14 can never fail on the 14 samples of expect_samples (not even with every "
+            "answer invalid); expected fewer than 14",
+        ),
+        (
             LABELS + "regression: {max_drop: {accuracy: 1}}\n",
             "regression.max_drop.accuracy: a margin of 1 can never fail (nothing drops by more than 1, from 1 to "
             "0); expected the largest drop you accept, below 1, or leave the check out",
@@ -241,6 +246,7 @@ def test_a_check_that_could_never_fail_is_refused_saying_what_to_write(tmp_path:
         LABELS + "per_class: {sad: 0, happy: {floor: 0, on: lower_bound}}\n",  # fails when the class has no samples
         LABELS + "overall: {uar: 0.01}\nconfusion: {sad->happy: 0.99, sad-><invalid>: 0.5}\n",
         LABELS + "invalid: neutral\nconfusion: {surprise->neutral: 0.2}\n",
+        LABELS + "expect_samples: 14\nlabel_validity: {max_invalid: 13}\n",
         LABELS + "regression: {alpha: 0.001, max_drop: {uar: 0.99}, per_class_max_drop: 0.99}\n",  # 0.001 > 1/1001
         LABELS + "regression: {alpha: 0.002, correction: holm, max_drop: {uar: 0.03, macro_f1: 0.03}}\n",
         LABELS + "regression: {alpha: 0.00001, max_drop: {accuracy: 0.01}, per_class_max_drop: 0.1}\n",  # exact tests

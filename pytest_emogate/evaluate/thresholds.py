@@ -126,6 +126,11 @@ def load_thresholds(path: Path) -> Thresholds:
     regression = _regression(data.get("regression"), labels, problems)
     expect_samples = _expect_samples(data.get("expect_samples"), problems)
     max_disagree = _consistency(data, problems)
+    if max_invalid is not None and expect_samples is not None and max_invalid >= expect_samples:
+        problems.append(
+            f"label_validity.max_invalid: {max_invalid} can never fail on the {expect_samples} samples of "
+            f"expect_samples (not even with every answer invalid); expected fewer than {expect_samples}"
+        )
     if problems:
         raise usage_error(what, problems)
     return Thresholds(
