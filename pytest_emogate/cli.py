@@ -151,7 +151,12 @@ def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: i
 
     from pytest_emogate.evaluate.baseline import read_baseline
     from pytest_emogate.evaluate.metrics import compute_result, score_samples
-    from pytest_emogate.evaluate.regression import regression_ids, regression_outcome
+    from pytest_emogate.evaluate.regression import (
+        REGRESSION_EXAMPLE,
+        regression_ids,
+        regression_outcome,
+        undeclared_regression,
+    )
     from pytest_emogate.evaluate.thresholds import load_thresholds
     from pytest_emogate.evaluate.verdict import judge
     from pytest_emogate.predictions import read_predictions
@@ -164,11 +169,10 @@ def diff_command(baseline: Path, candidate: Path, thresholds_path: Path, show: i
             f"regression margins): pass --thresholds PATH, or write a starter {STARTER} here with emogate init"
         )
     thresholds = load_thresholds(thresholds_path)
-    if thresholds.regression is None:
+    if (undeclared := undeclared_regression(thresholds)) is not None:
         raise pytest.UsageError(
-            f"--thresholds {thresholds_path}: no 'regression:' section, so there are no margins to judge CANDIDATE "
-            f"{candidate} against BASELINE {baseline} by; expected e.g. regression: {{alpha: 0.05, max_drop: "
-            "{accuracy: 0.01}, per_class_max_drop: 0.10}"
+            f"--thresholds {thresholds_path}: {undeclared}, so there are no margins to judge CANDIDATE {candidate} "
+            f"against BASELINE {baseline} by; expected e.g. {REGRESSION_EXAMPLE}"
         )
     accepted = read_baseline(baseline, thresholds)
     answers = read_predictions(candidate, thresholds.labels, "candidate file")
@@ -235,8 +239,17 @@ def _what_is_at(path: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emogate` console script; returns the exit code."""
     args = parser().parse_args(argv)
+    if args.command in ("init", "diff"):
+        try:
+            here = Path.cwd()
+        except OSError as error:  # no relative path resolves, and there is no "here" to write the starter into
+            gone = isinstance(error, FileNotFoundError)
+            what = "no longer exists (deleted or moved away)" if gone else f"cannot be read: {error.strerror or error}"
+            print(f"emogate {args.command}: the current working directory {what}; cd into an existing folder and "
+                  "run it again", file=sys.stderr)  # fmt: skip
+            return 2
     if args.command == "init":
-        return init_command(Path.cwd())
+        return init_command(here)
     if args.command == "diff":
         try:
             return diff_command(args.baseline, args.candidate, args.thresholds, args.show)

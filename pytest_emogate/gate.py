@@ -22,6 +22,7 @@ from pytest_emogate.evaluate.checks import (
     consistency,
     declared_checks,
     evaluate_all,
+    no_checks,
     unanswered_probe,
 )
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
@@ -111,6 +112,8 @@ class Gate:
         self.checks = (
             *declared_checks(self.thresholds), *(Check("regression", key) for key in regressions), *probed
         )  # fmt: skip
+        if not self.checks:
+            raise no_checks(self.thresholds)
 
     @property
     def ready(self) -> bool:

@@ -122,6 +122,8 @@ def emogate_result(emogate_gate: Gate) -> GateResult:
     recall_ci95, precision, f1), confusion[gold][pred], invalid_count, invalid_answers, samples, and with
     --emogate-baseline the baseline's result as `baseline`. With pandas: frame() (name, gold, output, word,
     predicted, correct, valid; with a baseline baseline_output, baseline_predicted, change) and confusion_frame().
+    Every field is read-only (mappings are MappingProxyType, sequences tuples): the gate judges and reports these
+    same numbers after your tests, so copy one to change it (`dict(emogate_result.metrics)`).
     """
     result = emogate_gate.result()
     if emogate_gate.baseline is None:

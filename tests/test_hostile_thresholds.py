@@ -228,7 +228,7 @@ def test_expect_samples_must_be_a_positive_whole_number(tmp_path: Path, value: s
 # The ratchet rewrites whatever was accepted --------------------------------------------------------------------
 
 ACCEPTED = {
-    "flow": "{labels: [sad, happy], overall: {accuracy: 0.5, uar: 0}, per_class: {sad: 0.2, happy: {floor: 0}}}\n",
+    "flow": "{labels: [sad, happy], overall: {accuracy: 0.5, uar: 1}, per_class: {sad: 0.2, happy: {floor: 0}}}\n",
     "yaml 1.2 words": "labels: [yes, no, on, off]\nper_class: {yes: 0.5, on: {floor: 0.2, on: lower_bound}, no: 0}\n",
     "quoted keys": "labels: ['sad', \"happy\"]\nper_class: {'sad': 0.5, \"happy\": 0.25}\noverall: {'accuracy': 0.1}\n",
     "explicit keys": "labels: [sad, happy]\nper_class:\n  ? sad\n  : 0.5\n  ? happy\n  : {floor: 0.1}\n",

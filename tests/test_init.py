@@ -80,3 +80,34 @@ def test_emogate_diff_names_its_own_arguments(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert err.startswith(f"emogate: --thresholds {bare}: no 'regression:' section, so there are no margins to judge")
     assert f"CANDIDATE {SEED} against BASELINE {SEED}" in err and "--emogate" not in err
+
+
+def test_emogate_diff_refuses_a_regression_section_that_declares_no_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.yaml"
+    text = THRESHOLDS.read_text(encoding="utf-8")
+    empty.write_text(text[: text.index("regression:")] + "regression:\n  alpha: 0.05\n", encoding="utf-8")
+    assert main(["diff", str(SEED), str(SEED), "--thresholds", str(empty)]) == 2
+    assert capsys.readouterr().err == (
+        f"emogate: --thresholds {empty}: a 'regression:' section that declares no check (neither max_drop nor "
+        f"per_class_max_drop), so there are no margins to judge CANDIDATE {SEED} against BASELINE {SEED} by; "
+        "expected e.g. regression: {alpha: 0.05, max_drop: {accuracy: 0.01}, per_class_max_drop: 0.10}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["init"], ["diff", str(SEED), str(SEED), "--thresholds", str(THRESHOLDS)]], ids=["init", "diff"]
+)
+def test_a_deleted_working_directory_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"emogate {argv[0]}: the current working directory no longer exists (deleted or moved away); cd into an "
+        "existing folder and run it again\n"
+    )

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import SEED, THRESHOLDS, literal
+from tests.conftest import REGRESSED, SEED, THRESHOLDS, literal
 
 PASSING = THRESHOLDS.read_text(encoding="utf-8").replace("max_invalid: 0", "max_invalid: 1")
 
@@ -240,6 +240,52 @@ def test_user_tests_read_the_result_fixture(project: pytest.Pytester) -> None:
     )
     project.runpytest("--emogate-predictions", "preds.csv", "-k", "sad_precision").assert_outcomes(passed=1)
     project.runpytest("-k", "sad_precision").assert_outcomes(skipped=1)
+
+
+MUTATING_USER_TEST = """
+from dataclasses import replace
+
+def test_turns_the_numbers_into_shares(emogate_result):
+    tried = 0
+    for result in (emogate_result, emogate_result.baseline):
+        attempts = [
+            lambda: result.confusion["neutral"].update(happy=0),
+            lambda: result.confusion.update(neutral={}),
+            lambda: result.per_class.update(surprise=replace(result.per_class["surprise"], recall=1.0)),
+            lambda: result.metrics.update(accuracy=1.0),
+            lambda: result.invalid_answers.clear(),
+            lambda: result.samples.append(result.samples[0]),
+            lambda: setattr(result, "n", 1),
+        ]
+        for attempt in attempts:
+            try:
+                attempt()
+            except (TypeError, AttributeError):
+                tried += 1
+    assert tried == 14, f"only {tried} of 14 changes were refused"
+"""
+
+
+def test_a_user_test_cannot_change_the_gates_numbers(project: pytest.Pytester) -> None:
+    """Whatever order the tests run in (here the user's test first), the gate judges and records its own
+    numbers: every container `emogate_result` hands out (and its baseline's) is read-only."""
+    (project.path / "regressed.csv").write_bytes(REGRESSED.read_bytes())
+    strict = PASSING.replace("accuracy: 0.89", "accuracy: 0.95").replace("surprise: 0.35 ", "surprise: 0.90 ")
+    project.makefile(".yaml", thresholds=strict.replace("neutral->happy: 0.08", "neutral->happy: 0.01"))
+    args = ["--emogate-predictions", "regressed.csv", "--emogate-baseline", "preds.csv"]
+    clean = project.runpytest(*args, "--emogate-report", "clean.json", "--emogate-no-history")
+    project.makepyfile(test_user=MUTATING_USER_TEST)
+    project.makeconftest("def pytest_collection_modifyitems(items):\n    items.reverse()\n")
+    mutated = project.runpytest(*args, "--emogate-report", "mutated.json", "--emogate-no-history", "-p", "no:randomly")
+    clean.assert_outcomes(passed=19, failed=4)
+    mutated.assert_outcomes(passed=20, failed=4)
+    assert mutated.ret == pytest.ExitCode.TESTS_FAILED
+    first, second = (
+        json.loads((project.path / f"{name}.json").read_text(encoding="utf-8")) for name in ("clean", "mutated")
+    )
+    assert first["verdict"] == second["verdict"] == "failed"
+    for key in ("metrics", "per_class", "confusion", "invalid", "checks", "baseline"):
+        assert first[key] == second[key], key
 
 
 def test_save_predictions_gate_identically(project: pytest.Pytester) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from pytest_emogate.evaluate.baseline import read_baseline
+from pytest_emogate.evaluate.bootstrap import BOOTSTRAP_REPS
 from pytest_emogate.evaluate.checks import Outcome
 from pytest_emogate.evaluate.compare import compare
 from pytest_emogate.evaluate.metrics import GateResult, ScoredSample, compute_result, score_samples
-from pytest_emogate.evaluate.regression import junit_properties, regression_ids, regression_outcome
+from pytest_emogate.evaluate.regression import holm_adjusted, junit_properties, regression_ids, regression_outcome
 from pytest_emogate.evaluate.thresholds import Thresholds, load_thresholds
 from pytest_emogate.predictions import read_predictions
 from tests.conftest import REPO, SEED, THRESHOLDS
@@ -146,3 +147,21 @@ def test_a_baseline_needs_a_regression_section(tmp_path: Path) -> None:
     )
     with pytest.raises(pytest.UsageError, match=expected):
         read_baseline(Path("base.csv"), load_thresholds(path))
+
+
+def test_the_least_alpha_a_file_may_set_is_one_a_bootstrap_check_can_fail_at(tmp_path: Path, seed: GateResult) -> None:
+    """A drop every resample shows gets p = 1/1001: at alpha 0.001, just above it, the check fails; at 1/1001 it
+    never could, and the file is refused. Under Holm, b bootstrap-tested checks at that p are each adjusted to
+    b/1001 however small the exact tests' p, the least alpha the file may then set."""
+    path = tmp_path / "thresholds.yaml"
+    labels = ", ".join(LABELS)
+    path.write_text(f"labels: [{labels}]\nregression: {{alpha: 0.001, max_drop: {{uar: 0.03}}}}\n", encoding="utf-8")
+    comparison = compare(seed, edited(seed, "worried", breaks=30), "baseline")
+    assert comparison.metrics["uar"].p_value == 1 / (BOOTSTRAP_REPS + 1)
+    assert not regression_outcome(load_thresholds(path), comparison, "uar").passed
+    path.write_text(path.read_text(encoding="utf-8").replace("0.001", str(1 / (BOOTSTRAP_REPS + 1))), encoding="utf-8")
+    with pytest.raises(pytest.UsageError, match=r"can never be met by regression\.max_drop\.uar"):
+        load_thresholds(path)
+    least = 1 / (BOOTSTRAP_REPS + 1)
+    adjusted = holm_adjusted({"accuracy": 0.0, "uar": least, "macro_f1": least})
+    assert adjusted == {"accuracy": 0.0, "uar": 2 * least, "macro_f1": 2 * least}

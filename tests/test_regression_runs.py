@@ -118,6 +118,47 @@ def test_a_baseline_without_a_regression_section_is_a_usage_error(project: pytes
                                  "section, so nothing would be compared; expected e.g. regression: *"])  # fmt: skip
 
 
+def test_a_regression_section_that_declares_no_check_is_refused_and_the_baseline_left(
+    project: pytest.Pytester,
+) -> None:
+    text = THRESHOLDS.read_text(encoding="utf-8")
+    project.makefile(".yaml", thresholds=text[: text.index("regression:")] + "regression: {alpha: 0.05}\n")
+    before = (project.path / "base.csv").read_bytes()
+    result = project.runpytest("--emogate-predictions", "regressed.csv", "--emogate-baseline", "base.csv",
+                               "--emogate-update-baseline", "base.csv")  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --emogate-baseline */base.csv: */thresholds.yaml has a 'regression:' section "
+                                 "that declares no check (neither max_drop nor per_class_max_drop), so nothing "
+                                 "would be compared; expected e.g. regression: *"])  # fmt: skip
+    assert (project.path / "base.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "notes"),
+    [
+        ("labels: [neutral, angry, happy, sad, worried, surprise]\n", [], ""),
+        (
+            "labels: [neutral, angry, happy, sad, worried, surprise]\nregression: {max_drop: {accuracy: 0.01}}\n"
+            "consistency: {max_disagree: 1}\n",
+            ["--emogate-update-baseline", "new.jsonl"],
+            "; its regression: section declares checks only with --emogate-baseline; its consistency: section only "
+            "with --emogate-probe",
+        ),
+    ],
+)
+def test_a_run_that_would_judge_no_check_is_refused(
+    project: pytest.Pytester, text: str, args: list[str], notes: str
+) -> None:
+    project.makefile(".yaml", thresholds=text)
+    result = project.runpytest("--emogate-predictions", "base.csv", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([literal(
+        f"ERROR: thresholds file */thresholds.yaml: declares no check this run can judge, so the gate would pass on "
+        f"any answers{notes}; expected at least one of overall, per_class, label_validity, confusion"
+    )])  # fmt: skip
+    assert not (project.path / "new.jsonl").exists()
+
+
 def test_a_broken_baseline_file_names_its_line(project: pytest.Pytester) -> None:
     (project.path / "broken.jsonl").write_text('{"name": "a", "label": "sad"}\n', encoding="utf-8")
     result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-baseline", "broken.jsonl")

@@ -155,3 +155,103 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     ]
     problem = problems_of(write(tmp_path, "labels: [a\n"))[0]
     assert problem.startswith("not valid YAML: ")
+
+
+# Every declared check can fail, whatever the answers ----------------------------------------------------------
+
+TAIL = "(accuracy, weighted_precision, weighted_recall, weighted_f1, macro_precision, macro_recall, macro_f1, uar)"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "labels: [accuracy, sad]\nper_class: {sad: 0.5}\n",
+            "labels: 'accuracy' is also a metric's name, so the regression check of the class and of the metric "
+            f"would both be regression[accuracy]; expected a label that is no metric's name nor the word before its "
+            f"'_' {TAIL}",
+        ),
+        (
+            "labels: [weighted, sad]\nper_class: {sad: 0.5}\n",
+            "labels: 'weighted' would name the class's history columns weighted_precision, weighted_recall, "
+            "weighted_f1, which are the metrics' own columns (emogate history --csv, history.frame()); expected a "
+            f"label that is no metric's name nor the word before its '_' {TAIL}",
+        ),
+        (
+            LABELS + "overall: {uar: 0}\n",
+            "overall.uar: a floor of 0 can never fail (no metric is below 0); expected the least value you accept, "
+            "e.g. 0.01 (--emogate-ratchet raises a floor from there), or leave the metric out: the summary and the "
+            "JSON report show every metric",
+        ),
+        (
+            LABELS + "confusion: {sad->happy: 1.0}\n",
+            "confusion.sad->happy: a ceiling of 1 can never fail (no share is above 1); expected the largest share "
+            "you accept, below 1, or leave the pair out: the summary's confusion matrix shows every pair",
+        ),
+        (
+            LABELS + "invalid: neutral\nconfusion: {surprise-><invalid>: 0.1}\n",
+            "confusion.surprise-><invalid>: with invalid: neutral, an answer outside the labels counts as neutral "
+            "and none as <invalid>, so this ceiling can never fail; expected surprise->neutral (which counts them), "
+            "label_validity.max_invalid to limit them, or invalid: wrong to count them as <invalid>",
+        ),
+        (
+            LABELS + "invalid: neutral\nconfusion: {neutral-><invalid>: 0.1}\n",
+            "confusion.neutral-><invalid>: with invalid: neutral, an answer outside the labels counts as neutral "
+            "and none as <invalid>, so this ceiling can never fail; expected label_validity.max_invalid to limit "
+            "them, or invalid: wrong to count them as <invalid>",
+        ),
+        (
+            LABELS + "expect_samples: 14\nlabel_validity: {max_invalid: 14}\n",
+            "label_validity.max_invalid: 14 can never fail on the 14 samples of expect_samples (not even with every "
+            "answer invalid); expected fewer than 14",
+        ),
+        (
+            LABELS + "regression: {max_drop: {accuracy: 1}}\n",
+            "regression.max_drop.accuracy: a margin of 1 can never fail (nothing drops by more than 1, from 1 to "
+            "0); expected the largest drop you accept, below 1, or leave the check out",
+        ),
+        (
+            LABELS + "regression: {per_class_max_drop: 1.0}\n",
+            "regression.per_class_max_drop: a margin of 1 can never fail (nothing drops by more than 1, from 1 to "
+            "0); expected the largest drop you accept, below 1, or leave the check out",
+        ),
+        (
+            LABELS + "regression: {per_class_max_drop: {sad: 1}}\n",
+            "regression.per_class_max_drop.sad: a margin of 1 can never fail (nothing drops by more than 1, from 1 "
+            "to 0); expected the largest drop you accept, below 1, or leave the check out",
+        ),
+        (
+            LABELS + "regression: {alpha: 0.000999, max_drop: {accuracy: 0.01, uar: 0.03}}\n",
+            "regression.alpha: 0.000999 can never be met by regression.max_drop.uar, tested with the paired "
+            "bootstrap: the smallest p its 1,000 resamples can show is 1/1001 (0.000999), so a drop could never "
+            "fail; expected an alpha above 0.000999, or margins only on accuracy, weighted_recall and the classes "
+            "(the exact McNemar test)",
+        ),
+        (
+            LABELS + "regression: {alpha: 0.0015, correction: holm, max_drop: {uar: 0.03, macro_f1: 0.03}}\n",
+            "regression.alpha: 0.0015 can never be met by regression.max_drop.uar, regression.max_drop.macro_f1, "
+            "tested with the paired bootstrap: with correction: holm over its 2 bootstrap-tested checks, the "
+            "smallest adjusted p is 2/1001 (0.001998), so a drop could never fail; expected an alpha above "
+            "0.001998, or margins only on accuracy, weighted_recall and the classes (the exact McNemar test)",
+        ),
+    ],
+)
+def test_a_check_that_could_never_fail_is_refused_saying_what_to_write(tmp_path: Path, text: str, problem: str) -> None:
+    assert problems_of(write(tmp_path, text)) == [problem]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        LABELS + "per_class: {sad: 0, happy: {floor: 0, on: lower_bound}}\n",  # fails when the class has no samples
+        LABELS + "overall: {uar: 0.01}\nconfusion: {sad->happy: 0.99, sad-><invalid>: 0.5}\n",
+        LABELS + "invalid: neutral\nconfusion: {surprise->neutral: 0.2}\n",
+        LABELS + "expect_samples: 14\nlabel_validity: {max_invalid: 13}\n",
+        LABELS + "regression: {alpha: 0.001, max_drop: {uar: 0.99}, per_class_max_drop: 0.99}\n",  # 0.001 > 1/1001
+        LABELS + "regression: {alpha: 0.002, correction: holm, max_drop: {uar: 0.03, macro_f1: 0.03}}\n",
+        LABELS + "regression: {alpha: 0.00001, max_drop: {accuracy: 0.01}, per_class_max_drop: 0.1}\n",  # exact tests
+        "labels: [accuracy_drop, recall, sad]\nper_class: {sad: 0.5}\n",  # no metric's name, nor its first word
+    ],
+)
+def test_checks_that_can_fail_are_accepted(tmp_path: Path, text: str) -> None:
+    load_thresholds(write(tmp_path, text))

@@ -11,6 +11,7 @@ import pytest
 
 from pytest_emogate.evaluate.compare import Comparison, check_same_samples, compare
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
+from pytest_emogate.evaluate.regression import REGRESSION_EXAMPLE, undeclared_regression
 from pytest_emogate.evaluate.thresholds import Thresholds
 from pytest_emogate.files import display_path
 from pytest_emogate.predictions import Prediction, read_hashed_predictions
@@ -59,12 +60,12 @@ class Baseline:
 
 
 def read_baseline(path: Path, thresholds: Thresholds) -> Baseline:
-    """Read a baseline predictions file (CSV or JSONL); the thresholds must declare a `regression:` section, and
+    """Read a baseline predictions file (CSV or JSONL); the thresholds must declare a regression check, and
     their `expect_samples`, when set, is the number of rows it must have."""
-    if thresholds.regression is None:
+    if (undeclared := undeclared_regression(thresholds)) is not None:
         raise pytest.UsageError(
-            f"--emogate-baseline {path}: {thresholds.path} has no 'regression:' section, so nothing would be "
-            "compared; expected e.g. regression: {alpha: 0.05, max_drop: {accuracy: 0.01}, per_class_max_drop: 0.10}"
+            f"--emogate-baseline {path}: {thresholds.path} has {undeclared}, so nothing would be compared; "
+            f"expected e.g. {REGRESSION_EXAMPLE}"
         )
     predictions, sha256 = read_hashed_predictions(
         path, thresholds.labels, "baseline file", expect_samples=thresholds.expect_samples,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
+
 from pytest_emogate.evaluate.metrics import ClassStats, GateResult, wilson_interval
 from pytest_emogate.evaluate.thresholds import ClassFloor, Thresholds
 from pytest_emogate.formats import clip, interval, invalid_answers, pct
@@ -78,6 +80,22 @@ def declared_checks(thresholds: Thresholds) -> list[Check]:
         "confusion": list(thresholds.confusion),
     }
     return [Check(kind, param) for kind, names in params.items() for param in names]
+
+
+def no_checks(thresholds: Thresholds) -> pytest.UsageError:
+    """The refusal of a run that would judge no check: its verdict would pass on any answers (and
+    --emogate-update-baseline would write). A `regression:` or `consistency:` section declares checks only with its
+    option, so the message names the one that was left out."""
+    unused = []
+    if thresholds.regression is not None:
+        unused.append("its regression: section declares checks only with --emogate-baseline")
+    if thresholds.max_disagree is not None:
+        unused.append("its consistency: section only with --emogate-probe")
+    return pytest.UsageError(
+        f"thresholds file {thresholds.path}: declares no check this run can judge, so the gate would pass on any "
+        f"answers{''.join(f'; {note}' for note in unused)}; expected at least one of overall, per_class, "
+        "label_validity, confusion"
+    )
 
 
 def overall(thresholds: Thresholds, result: GateResult, metric: str) -> Outcome:

@@ -18,6 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.answers import INVALID, answer_word
@@ -90,6 +91,11 @@ class GateResult:
 
     `confusion[gold][pred]` counts samples of gold class `gold` answered `pred`; `pred` runs over the labels
     and, when invalid answers count as wrong, the `<invalid>` column.
+
+    Read-only all the way down (`compute_result` makes every mapping a MappingProxyType, the sequences are
+    tuples, the records frozen): the `emogate_result` fixture hands this very object to users' tests, and the
+    gate's checks and every report read it after them, so a test that changed a number in place would change
+    the verdict. `dict(result.metrics)` is a copy to change.
     """
 
     labels: tuple[str, ...]
@@ -179,17 +185,20 @@ def compute_result(samples: Sequence[ScoredSample], labels: tuple[str, ...], inv
     column = {label: index for index, label in enumerate(columns)}
     cells = np.fromiter((row[s.gold] + column[s.predicted] for s in samples), dtype=np.intp, count=len(samples))
     matrix = np.bincount(cells, minlength=len(labels) * len(columns)).reshape(len(labels), len(columns))
-    confusion = {gold: dict(zip(columns, map(int, matrix[index]), strict=True)) for index, gold in enumerate(labels)}
+    confusion = {
+        gold: MappingProxyType(dict(zip(columns, map(int, matrix[index]), strict=True)))
+        for index, gold in enumerate(labels)
+    }
     invalid_answers = Counter(sample.word for sample in samples if not sample.valid)
     result_metrics, per_class = _from_matrix(matrix, labels)
     return GateResult(
         labels=labels,
         n=len(samples),
-        metrics=result_metrics,
-        per_class=per_class,
-        confusion=confusion,
+        metrics=MappingProxyType(result_metrics),
+        per_class=MappingProxyType(per_class),
+        confusion=MappingProxyType(confusion),
         invalid_count=sum(invalid_answers.values()),
-        invalid_answers=dict(invalid_answers.most_common()),
+        invalid_answers=MappingProxyType(dict(invalid_answers.most_common())),
         samples=tuple(samples),
         invalid_policy=invalid,
     )

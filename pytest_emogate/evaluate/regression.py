@@ -35,6 +35,20 @@ def regression_ids(thresholds: Thresholds) -> list[str]:
     return [] if policy is None else [*policy.max_drop, *policy.per_class_max_drop]
 
 
+REGRESSION_EXAMPLE = "regression: {alpha: 0.05, max_drop: {accuracy: 0.01}, per_class_max_drop: 0.10}"
+"""What a `regression:` section that declares checks looks like, for the refusals of a file without one."""
+
+
+def undeclared_regression(thresholds: Thresholds) -> str | None:
+    """Why the thresholds declare no regression check, or None when they declare some: a baseline (or
+    `emogate diff`) would then judge nothing, and a run of no checks would pass and could update the baseline."""
+    if thresholds.regression is None:
+        return "no 'regression:' section"
+    if not regression_ids(thresholds):
+        return "a 'regression:' section that declares no check (neither max_drop nor per_class_max_drop)"
+    return None
+
+
 def smallest_failing_drop(n: int, max_drop: float, alpha: float) -> float | None:
     """The smallest drop an exact-test regression check on n samples could fail at: the least k (k broken, none
     fixed) with k/n > max_drop and 0.5^k < alpha, as k/n; None when no k <= n qualifies (it can never fail)."""

@@ -5,6 +5,11 @@ is read bounded (a regular file of at most 4 MiB) as YAML 1.2 through safe_yaml 
 deep nesting refused). Labels and alias keys must be words the answer contract can produce, or no answer could
 ever match them. Anchors, aliases and a YAML 1.1 directive are refused too: `--emogate-ratchet` rewrites floors in
 place with ruamel.yaml, and a floor shared through an alias would move everywhere it is used.
+
+Every check the file declares must be able to fail, whatever the answers: a metric floor of 0, a ceiling or a
+margin of 1, a `<invalid>` ceiling when invalid answers are mapped to a label, and an alpha no bootstrap p can
+reach are refused, each saying what to write instead. A label may not share a metric's name, so a class's check
+ids and history columns never coincide with a metric's.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import yaml
 
 from pytest_emogate.answers import INVALID, answer_word
+from pytest_emogate.evaluate.bootstrap import BOOTSTRAP_REPS
 from pytest_emogate.evaluate.metrics import METRICS
 from pytest_emogate.files import FileProblem, MiB, decode_utf8, read_checked, usage_error
 from pytest_emogate.formats import clip, quoted
@@ -113,10 +119,18 @@ def load_thresholds(path: Path) -> Thresholds:
     overall = _mapping(data, "overall", problems, lambda key, value: _metric_floor(key, value, problems))
     per_class = _mapping(data, "per_class", problems, lambda key, value: _class_floor(key, value, known, problems))
     max_invalid = _label_validity(data.get("label_validity"), problems)
-    confusion = _mapping(data, "confusion", problems, lambda key, value: _confusion(key, value, known, problems))
+    mapped_to = invalid if isinstance(invalid, str) and invalid in known else None
+    confusion = _mapping(
+        data, "confusion", problems, lambda key, value: _confusion(key, value, known, mapped_to, problems)
+    )
     regression = _regression(data.get("regression"), labels, problems)
     expect_samples = _expect_samples(data.get("expect_samples"), problems)
     max_disagree = _consistency(data, problems)
+    if max_invalid is not None and expect_samples is not None and max_invalid >= expect_samples:
+        problems.append(
+            f"label_validity.max_invalid: {max_invalid} can never fail on the {expect_samples} samples of "
+            f"expect_samples (not even with every answer invalid); expected fewer than {expect_samples}"
+        )
     if problems:
         raise usage_error(what, problems)
     return Thresholds(
@@ -178,7 +192,29 @@ def _labels(value: object, problems: list[str]) -> tuple[str, ...]:
         problem = _word_problem(label)
         if problem:
             problems.append(f"labels: {quoted(label)} is not a label an answer can have: {problem}")
+        elif clash := _metric_clash(label):
+            problems.append(
+                f"labels: {quoted(label)} {clash}; expected a label that is no metric's name nor the word before "
+                f"its '_' ({', '.join(METRICS)})"
+            )
     return tuple(value)
+
+
+def _metric_clash(label: str) -> str | None:
+    """How a label would share a name with a metric, or None: a class and a metric each have a regression check
+    (`regression[accuracy]`), and the history names a class's columns `{label}_recall`, `{label}_f1`..."""
+    if label in METRICS:
+        return (
+            f"is also a metric's name, so the regression check of the class and of the metric would both be "
+            f"regression[{label}]"
+        )
+    shared = [metric for metric in METRICS if metric.startswith(f"{label}_")]
+    if shared:
+        return (
+            f"would name the class's history columns {', '.join(shared)}, which are the metrics' own columns "
+            "(emogate history --csv, history.frame())"
+        )
+    return None
 
 
 def _alias(key: str, value: object, known: set[str], problems: list[str]) -> str | None:
@@ -239,7 +275,15 @@ def _metric_floor(key: str, value: object, problems: list[str]) -> float | None:
     if key not in METRICS:
         problems.append(f"overall.{clip(key)}: unknown metric; expected one of {', '.join(METRICS)}")
         return None
-    return _fraction(value, f"overall.{key}", problems)
+    floor = _fraction(value, f"overall.{key}", problems)
+    if floor == 0.0:
+        problems.append(
+            f"overall.{key}: a floor of 0 can never fail (no metric is below 0); expected the least value you "
+            "accept, e.g. 0.01 (--emogate-ratchet raises a floor from there), or leave the metric out: the summary "
+            "and the JSON report show every metric"
+        )
+        return None
+    return floor
 
 
 def _class_floor(key: str, value: object, known: set[str], problems: list[str]) -> ClassFloor | None:
@@ -295,7 +339,8 @@ def _consistency(data: Mapping[str, Any], problems: list[str]) -> int | None:
     return None if unknown else value
 
 
-def _confusion(key: str, value: object, known: set[str], problems: list[str]) -> float | None:
+def _confusion(key: str, value: object, known: set[str], mapped_to: str | None, problems: list[str]) -> float | None:
+    """A `gold->pred` ceiling; `mapped_to` is the label invalid answers count as (`invalid: <label>`), if any."""
     where = f"confusion.{clip(key)}"
     gold, sep, pred = key.partition("->")
     if not sep or gold not in known or pred not in known | {INVALID} or gold == pred:
@@ -303,7 +348,22 @@ def _confusion(key: str, value: object, known: set[str], problems: list[str]) ->
             f"{where}: expected 'gold->pred' with two different labels of {sorted(known)} (pred may be {INVALID})"
         )
         return None
-    return _fraction(value, where, problems)
+    if pred == INVALID and mapped_to is not None:
+        instead = f"{gold}->{mapped_to} (which counts them), " if gold != mapped_to else ""
+        problems.append(
+            f"{where}: with invalid: {mapped_to}, an answer outside the labels counts as {mapped_to} and none as "
+            f"{INVALID}, so this ceiling can never fail; expected {instead}label_validity.max_invalid to limit "
+            f"them, or invalid: wrong to count them as {INVALID}"
+        )
+        return None
+    ceiling = _fraction(value, where, problems)
+    if ceiling == 1.0:
+        problems.append(
+            f"{where}: a ceiling of 1 can never fail (no share is above 1); expected the largest share you accept, "
+            "below 1, or leave the pair out: the summary's confusion matrix shows every pair"
+        )
+        return None
+    return ceiling
 
 
 def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -> RegressionPolicy | None:
@@ -336,7 +396,7 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
         if metric not in METRICS:
             shown = clip(str(metric))
             problems.append(f"regression.max_drop.{shown}: unknown metric; expected one of {', '.join(METRICS)}")
-        elif (drop := _fraction(value, f"regression.max_drop.{metric}", problems)) is not None:
+        elif (drop := _margin(value, f"regression.max_drop.{metric}", problems)) is not None:
             max_drop[metric] = drop
     per_class: dict[str, float] = {}
     raw_class = section.get("per_class_max_drop")
@@ -345,11 +405,49 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
             where = f"regression.per_class_max_drop.{clip(str(label))}"
             if (
                 _label(label, known, where, problems) is not None
-                and (drop := _fraction(value, where, problems)) is not None
+                and (drop := _margin(value, where, problems)) is not None
             ):
                 per_class[label] = drop
-    elif (
-        raw_class is not None and (drop := _fraction(raw_class, "regression.per_class_max_drop", problems)) is not None
-    ):
+    elif raw_class is not None and (drop := _margin(raw_class, "regression.per_class_max_drop", problems)) is not None:
         per_class = dict.fromkeys(labels, drop)
+    _bootstrap_reach(float(alpha), max_drop, correction, problems)
     return RegressionPolicy(alpha=float(alpha), max_drop=max_drop, per_class_max_drop=per_class, correction=correction)
+
+
+def _margin(value: object, where: str, problems: list[str]) -> float | None:
+    """A regression margin: a fraction below 1, since no metric or recall drops by more than 1 (from 1 to 0)."""
+    drop = _fraction(value, where, problems)
+    if drop == 1.0:
+        problems.append(
+            f"{where}: a margin of 1 can never fail (nothing drops by more than 1, from 1 to 0); expected the "
+            "largest drop you accept, below 1, or leave the check out"
+        )
+        return None
+    return drop
+
+
+def _bootstrap_reach(alpha: float, max_drop: Mapping[str, float], correction: str, problems: list[str]) -> None:
+    """Refuse an alpha the bootstrap-tested metrics of `max_drop` could never meet: their p is at least
+    1/(reps + 1), and under Holm each one's adjusted p is at least b/(reps + 1) over its b bootstrap-tested checks
+    (the first of them in p order is multiplied by at least b). The exact-tested metrics and classes can reach any
+    p with enough samples."""
+    tested = [metric for metric in max_drop if not METRICS[metric].per_sample]
+    if not tested:
+        return
+    family = len(tested) if correction == "holm" else 1
+    smallest = family / (BOOTSTRAP_REPS + 1)
+    if alpha > smallest:
+        return
+    checks = ", ".join(f"regression.max_drop.{metric}" for metric in tested)
+    how = (
+        f"with correction: holm over its {family} bootstrap-tested checks, the smallest adjusted p is "
+        f"{family}/{BOOTSTRAP_REPS + 1}"
+        if correction == "holm"
+        else f"the smallest p its {BOOTSTRAP_REPS:,} resamples can show is 1/{BOOTSTRAP_REPS + 1}"
+    )
+    exact = ", ".join(name for name, metric in METRICS.items() if metric.per_sample)
+    problems.append(
+        f"regression.alpha: {alpha:g} can never be met by {checks}, tested with the paired bootstrap: {how} "
+        f"({smallest:.4g}), so a drop could never fail; expected an alpha above {smallest:.4g}, or margins only on "
+        f"{exact} and the classes (the exact McNemar test)"
+    )
