@@ -263,6 +263,22 @@ def test_turns_the_numbers_into_shares(emogate_result):
             except (TypeError, AttributeError):
                 tried += 1
     assert tried == 14, f"only {tried} of 14 changes were refused"
+
+
+def test_edits_the_thresholds_it_is_judged_by(emogate_gate):
+    t = emogate_gate.thresholds
+    attempts = [
+        lambda: t.overall.update(accuracy=0.0), lambda: t.per_class.clear(), lambda: t.confusion.clear(),
+        lambda: t.regression.max_drop.clear(), lambda: t.regression.per_class_max_drop.clear(),
+        lambda: emogate_gate.comparison().metrics.clear(), lambda: emogate_gate.comparison().per_class.clear(),
+    ]
+    refused = 0
+    for attempt in attempts:
+        try:
+            attempt()
+        except (TypeError, AttributeError):
+            refused += 1
+    assert refused == len(attempts)
 """
 
 
@@ -278,7 +294,7 @@ def test_a_user_test_cannot_change_the_gates_numbers(project: pytest.Pytester) -
     project.makeconftest("def pytest_collection_modifyitems(items):\n    items.reverse()\n")
     mutated = project.runpytest(*args, "--emogate-report", "mutated.json", "--emogate-no-history", "-p", "no:randomly")
     clean.assert_outcomes(passed=19, failed=4)
-    mutated.assert_outcomes(passed=20, failed=4)
+    mutated.assert_outcomes(passed=21, failed=4)
     assert mutated.ret == pytest.ExitCode.TESTS_FAILED
     first, second = (
         json.loads((project.path / f"{name}.json").read_text(encoding="utf-8")) for name in ("clean", "mutated")

@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
 from pytest_emogate.evaluate.bootstrap import (
@@ -247,7 +248,7 @@ def compare(
             mcnemar_one_sided(counted["broken"], counted["fixed"]),
             percentile_interval(after_recall[:, index] - before_recall[:, index]), counted["fixed"], counted["broken"],
         )  # fmt: skip
-    return Comparison(pairs, metrics, per_class, reps, seed, labels, tally)
+    return Comparison(pairs, MappingProxyType(metrics), MappingProxyType(per_class), reps, seed, labels, tally)
 
 
 def _tally_of_cells(present: NDArray[np.int64], labels: tuple[str, ...]) -> dict[str | None, Counter[str]]:

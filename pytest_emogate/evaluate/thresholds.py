@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -137,12 +138,12 @@ def load_thresholds(path: Path) -> Thresholds:
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
         labels=labels,
-        aliases=aliases,
+        aliases=MappingProxyType(aliases),
         invalid=str(invalid),
-        overall=overall,
-        per_class=per_class,
+        overall=MappingProxyType(overall),
+        per_class=MappingProxyType(per_class),
         max_invalid=max_invalid,
-        confusion=confusion,
+        confusion=MappingProxyType(confusion),
         regression=regression,
         expect_samples=expect_samples,
         max_disagree=max_disagree,
@@ -411,7 +412,12 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
     elif raw_class is not None and (drop := _margin(raw_class, "regression.per_class_max_drop", problems)) is not None:
         per_class = dict.fromkeys(labels, drop)
     _bootstrap_reach(float(alpha), max_drop, correction, problems)
-    return RegressionPolicy(alpha=float(alpha), max_drop=max_drop, per_class_max_drop=per_class, correction=correction)
+    return RegressionPolicy(
+        alpha=float(alpha),
+        max_drop=MappingProxyType(max_drop),
+        per_class_max_drop=MappingProxyType(per_class),
+        correction=correction,
+    )
 
 
 def _margin(value: object, where: str, problems: list[str]) -> float | None:
