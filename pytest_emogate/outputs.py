@@ -9,7 +9,7 @@ update steps act only on a passing verdict.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 ANSWER_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 """The suffixes an answers file may be written with: CSV, or JSON lines (what `--emogate-predictions` reads)."""
+REPLACES = {("--emogate-update-baseline", "--emogate-baseline"), ("--emogate-ratchet", "--emogate-thresholds")}
+"""(output, input) pairs where the output replaces the input on purpose: the explicit update steps."""
 HEADLINE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")
 """The metrics JUnit's suite properties carry beside the verdict."""
 
@@ -49,7 +51,8 @@ class Outputs:
     html: Path | None = None
     history: Path | None = None
     update_baseline: Path | None = None
-    ratchet: bool = False
+    ratchet: Path | None = None
+    """The thresholds file, which `--emogate-ratchet` rewrites; None without the ratchet."""
     show: int = LISTED_SAMPLES
     """Samples listed per list (broken, fixed, changed) under the regression table."""
     runs: list[Run] = field(default_factory=list)
@@ -61,27 +64,28 @@ class Outputs:
     _report_data: dict[str, Any] | None = None
     """The JSON report of the run, built once for the report and the HTML page."""
 
-    def check(self) -> None:
+    def check(self, inputs: Sequence[tuple[str, Path]] = ()) -> None:
         """Fail at the start of the session, not at its end: every output path that could not be written (a
-        directory, a folder that is not writable or cannot be made, a read-only file, a socket), an answers file
-        whose suffix names no predictions format, a missing optional library, a history file that is not an
-        emogate history (opened read-only: a refused file is never changed)."""
+        directory, a folder that is not writable or cannot be made, a read-only file, a socket, a thresholds file
+        the ratchet could not rewrite), an output that is one of the `inputs` (option, path) or another output
+        (an input overwritten, two outputs in one file), an answers file whose suffix names no predictions format,
+        a missing optional library, a history file that is not an emogate history (opened read-only: a refused
+        file is never changed)."""
         from pytest_emogate.extras import from_clone, require
         from pytest_emogate.files import output_problem
 
-        files = {"--emogate-report": self.report, "--emogate-save-predictions": self.save_predictions,
-                 "--emogate-markdown": self.markdown, f"${STEP_SUMMARY}": self.step_summary,
-                 "--emogate-plot": self.plot, "--emogate-html": self.html, "--emogate-history": self.history,
-                 "--emogate-update-baseline": self.update_baseline}  # fmt: skip
         answers = {"--emogate-save-predictions", "--emogate-update-baseline"}
-        problems = []
-        for name, path in files.items():
-            problem = None if path is None else output_problem(path)
-            if path is not None and problem is None and name in answers and not _names_a_format(path):
+        problems, usable = [], []
+        for name, path in self.paths():
+            problem = output_problem(path)
+            if problem is None and name in answers and not _names_a_format(path):
                 problem = ("expected a .csv or .jsonl file name (the format the suffix names), found "
                            f"{repr(path.suffix) if path.suffix else 'no suffix'}")  # fmt: skip
             if problem is not None:
                 problems.append(f"{name} {path}: {problem}")
+            else:
+                usable.append((name, path))
+        problems += collisions(usable, inputs)
         if problems:
             raise usage_error("emogate outputs", problems)
         if self.plot is not None:
@@ -92,6 +96,14 @@ class Outputs:
             from pytest_emogate.history import check_history
 
             check_history(self.history)
+
+    def paths(self) -> list[tuple[str, Path]]:
+        """Every output of the session that has a path, with its option (the step summary: its variable)."""
+        files = {"--emogate-report": self.report, "--emogate-save-predictions": self.save_predictions,
+                 "--emogate-markdown": self.markdown, f"${STEP_SUMMARY}": self.step_summary,
+                 "--emogate-plot": self.plot, "--emogate-html": self.html, "--emogate-history": self.history,
+                 "--emogate-update-baseline": self.update_baseline, "--emogate-ratchet": self.ratchet}  # fmt: skip
+        return [(name, path) for name, path in files.items() if path is not None]
 
     def write(self, gate: Gate, verdict: Verdict) -> None:
         """Write every output of the session from its verdict (the result only when it is at hand).
@@ -116,8 +128,7 @@ class Outputs:
                  lambda: _write_answers(self.save_predictions, gate.source.predictions())),
                 ("--emogate-history", self.history, lambda: self._record(gate, verdict)),
                 ("--emogate-update-baseline", self.update_baseline, lambda: self._update_baseline(gate, verdict)),
-                ("--emogate-ratchet", gate.thresholds.path if self.ratchet else None,
-                 lambda: self._ratchet(gate, verdict)),
+                ("--emogate-ratchet", self.ratchet, lambda: self._ratchet(gate, verdict)),
                 ("--emogate-markdown", self.markdown, lambda: self._markdown(markdown())),
                 (f"${STEP_SUMMARY}", self.step_summary, lambda: self._step_summary(markdown())),
                 ("--emogate-html", self.html, lambda: self._html(gate, verdict)),
@@ -310,6 +321,30 @@ def junit_suite_properties(config: pytest.Config, gate: Gate, verdict: Verdict) 
         xml.add_global_property("emogate_n", result.n)
         for metric in HEADLINE_METRICS:
             xml.add_global_property(f"emogate_{metric}", result.metrics[metric])
+
+
+def collisions(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[str, Path]]) -> list[str]:
+    """Each of the `outputs` (option, path) that names the same file as one of the `inputs` or an earlier output
+    (symlinks, relative spellings and hard links seen through), with what it would overwrite. The update steps
+    replace their input on purpose (`--emogate-update-baseline` the baseline, `--emogate-ratchet` the thresholds
+    file), and a character device or FIFO (`/dev/null`, a pipe) is written to, never replaced, so any number of
+    outputs may share one."""
+    from pytest_emogate.files import is_stream, same_file
+
+    taken = list(inputs)
+    problems = []
+    for name, path in outputs:
+        if is_stream(path):
+            continue
+        clash = next(((other, where) for other, where in taken
+                      if same_file(path, where) and (name, other) not in REPLACES), None)  # fmt: skip
+        if clash is None:
+            taken.append((name, path))
+            continue
+        what = "an input" if clash in inputs else "another output"
+        problems.append(f"{name} {path}: names the same file as {clash[0]} {clash[1]}; expected a file of its "
+                        f"own (an output never overwrites {what})")  # fmt: skip
+    return problems
 
 
 def _names_a_format(path: Path) -> bool:

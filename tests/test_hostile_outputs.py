@@ -22,7 +22,7 @@ from pytest_emogate.files import (
 )
 from pytest_emogate.history import check_history, load_runs
 from pytest_emogate.predictions import read_predictions
-from tests.conftest import SEED, THRESHOLDS
+from tests.conftest import SEED, THRESHOLDS, TINY, sliced_manifest
 
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 PASSING = THRESHOLDS.read_text(encoding="utf-8").replace("max_invalid: 0", "max_invalid: 1")
@@ -372,3 +372,69 @@ def test_a_step_summary_fifo_nobody_reads_is_named_not_waited_for(
     result.stdout.fnmatch_lines(
         ["emogate: $GITHUB_STEP_SUMMARY summary.fifo was NOT written: is a FIFO that nobody reads"]
     )
+
+
+# --- inputs are never outputs ---------------------------------------------------------------------------------
+
+
+def test_an_output_that_names_an_input_or_another_output_is_refused_before_anything_is_written(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "base.csv").write_bytes(SEED.read_bytes())
+    (project.path / "rules.yaml").symlink_to(project.path / "thresholds.yaml")
+    os.link(project.path / "base.csv", project.path / "accepted.csv")
+    (project.path / "sub").mkdir()
+    inputs = {name: (project.path / name).read_bytes() for name in ("preds.csv", "thresholds.yaml", "base.csv")}
+    result = project.runpytest(
+        "--emogate-predictions=preds.csv", "--emogate-baseline=base.csv", "--emogate-report=./preds.csv",
+        "--emogate-markdown=rules.yaml", "--emogate-save-predictions=accepted.csv", "--emogate-html=page.html",
+        "--emogate-plot=sub/../page.html", f"--emogate-history={project.path / 'page.html'}",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: emogate outputs: 5 problems",
+        "  - --emogate-report */preds.csv: names the same file as --emogate-predictions */preds.csv; expected a file "
+        "of its own (an output never overwrites an input)",
+        "  - --emogate-save-predictions */accepted.csv: names the same file as --emogate-baseline */base.csv; *",
+        "  - --emogate-markdown */rules.yaml: names the same file as --emogate-thresholds */thresholds.yaml; *",
+        "  - --emogate-html */page.html: names the same file as --emogate-plot */sub/../page.html; expected a file "
+        "of its own (an output never overwrites another output)",
+        "  - --emogate-history */page.html: names the same file as --emogate-plot */sub/../page.html; *",
+    ])  # fmt: skip
+    assert {name: (project.path / name).read_bytes() for name in inputs} == inputs
+    assert not (project.path / "page.html").exists() and not (project.path / ".emogate").exists()
+
+
+def test_the_update_steps_may_replace_their_own_input_and_devices_take_any_number_of_outputs(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "base.csv").write_bytes(SEED.read_bytes())
+    null = device(project.path, "null")
+    result = project.runpytest(
+        "--emogate-predictions=preds.csv", "--emogate-baseline=base.csv", "--emogate-update-baseline=./base.csv",
+        "--emogate-ratchet", f"--emogate-report={null}", f"--emogate-markdown={null}", "--emogate-no-history",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    assert read_predictions(project.path / "base.csv", LABELS) == read_predictions(SEED, LABELS)
+    assert stat.S_ISCHR(os.stat(null).st_mode)
+
+
+def test_a_data_file_is_never_an_output(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("torch")
+    manifest = sliced_manifest(pytester.path, 12)
+    (pytester.path / "thresholds.yaml").write_text("labels: [neutral, angry, happy, sad, worried, surprise]\n"
+                                                  "overall: {accuracy: 0.5}\n", encoding="utf-8")  # fmt: skip
+    annotation = (pytester.path / "annotation.txt").read_bytes()
+    result = pytester.runpytest(
+        "--co", f"--emogate-ckpt={TINY / 'checkpoint_best.pth'}", f"--emogate-llama={TINY / 'llama'}",
+        f"--emogate-vit={TINY / 'eva_vit_g.pth'}", f"--emogate-data={manifest}", "--emogate-no-cache",
+        "--emogate-report=annotation.txt", "--emogate-markdown=manifest.yaml", "--emogate-no-history",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: emogate outputs: 2 problems",
+        "  - --emogate-report */annotation.txt: names the same file as the annotation file of --emogate-data "
+        "*/annotation.txt; *",
+        "  - --emogate-markdown */manifest.yaml: names the same file as --emogate-data */manifest.yaml; *",
+    ])  # fmt: skip
+    assert (pytester.path / "annotation.txt").read_bytes() == annotation
