@@ -56,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under torchrun every rank infers here, at the same point, whatever tests it will run (rank 0: all)."""
     source = session.config.stash.get(RANK_KEY, None)
-    if source is not None and not session.config.option.collectonly:  # every rank sees the same flag
+    if source is not None and not runs_no_test(session.config):  # every rank sees the same flags
         from pytest_emogate.inference.sources import AnswersUnavailable
 
         try:
@@ -147,7 +147,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if RANK_KEY in config.stash and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK  # a worker rank has nothing to test; torchrun must see 0
         return
-    if hasattr(config, "workerinput") or config.option.collectonly:
+    if hasattr(config, "workerinput") or runs_no_test(config):
         return  # an xdist worker (its controller judges), or nothing ran: no verdict
     verdict = gate.verdict()
     if verdict.status == "failed" and session.exitstatus == pytest.ExitCode.OK:
@@ -164,7 +164,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """The per-class table, overall metrics, labelled confusion matrix, invalid answers, the verdict and notes."""
     gate = config.stash.get(GATE_KEY, None)
-    if gate is None or hasattr(config, "workerinput") or config.option.collectonly:
+    if gate is None or hasattr(config, "workerinput") or runs_no_test(config):
         return
     outputs = config.stash[OUTPUTS_KEY]
     terminalreporter.write_sep("=", "emogate summary")
@@ -173,3 +173,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.write(outputs.summary(gate, gate.verdict(), width=width, color=color, verbosity=verbosity))
     for note in outputs.terminal_notes(verbosity):
         terminalreporter.write_line(note)
+
+
+SHOW_ONLY = ("collectonly", "showfixtures", "show_fixtures_per_test", "setuponly", "setupplan")
+"""pytest's options that show the tests or their fixtures without running any test: --co, --fixtures,
+--fixtures-per-test, --setup-only, --setup-plan."""
+
+
+def runs_no_test(config: pytest.Config) -> bool:
+    """Whether pytest only shows the tests or their fixtures: no gate test is judged, so there is no verdict to
+    print, record or write."""
+    return any(getattr(config.option, name, False) for name in SHOW_ONLY)

@@ -59,8 +59,9 @@ def test_a_keyword_selection_is_an_incomplete_verdict(project: pytest.Pytester) 
         assert db.execute("SELECT passed, verdict FROM runs").fetchall() == [(0, "incomplete")]
 
 
-def test_collect_only_prints_no_verdict(project: pytest.Pytester) -> None:
-    result = project.runpytest("--emogate-predictions", "base.csv", "--co", "--emogate-report", "report.json")
+@pytest.mark.parametrize("shows", ["--co", "--fixtures", "--fixtures-per-test", "--setup-plan", "--setup-only"])
+def test_a_run_that_only_shows_prints_no_verdict_and_records_nothing(project: pytest.Pytester, shows: str) -> None:
+    result = project.runpytest("--emogate-predictions", "base.csv", shows, "--emogate-report", "report.json")
     assert result.ret == pytest.ExitCode.OK
     assert "emogate verdict" not in result.stdout.str() and "emogate summary" not in result.stdout.str()
     assert not (project.path / "report.json").exists() and not (project.path / ".emogate").exists()
