@@ -303,6 +303,54 @@ class Outputs:
         return [note for note, least in self.notes if verbosity >= least]
 
 
+REPORT_LIMIT = 1 << 30
+"""The largest file a stopped run reads to tell whether it is an earlier run's JSON report (83,400 samples with a
+baseline make tens of MiB)."""
+
+
+def report_usage_error(config: pytest.Config, error: str) -> None:
+    """A run a usage error stops at its start leaves no earlier run's verdict behind: the JSON report it asks for
+    is written with verdict "error" and the message, and a note on stderr says so. Only an emogate report (or an
+    empty file, a device, a new path) is replaced: a path that is the problem itself (a directory, an input such
+    as the predictions file) is never written, and the note says why. A pytest-xdist worker or torchrun rank
+    other than 0 leaves the report to the process that gates."""
+    import json
+    import sys
+
+    from pytest_emogate.files import is_stream, output_problem, read_checked
+    from pytest_emogate.inference.distributed import is_main_process
+    from pytest_emogate.options import path_option
+
+    if hasattr(config, "workerinput") or not is_main_process():
+        return
+    path = path_option(config, "report")
+    if path is None:
+        return
+    where = f"--emogate-report {display_path(path)}"
+    try:
+        problem = output_problem(path)
+        if problem is None and path.exists() and not is_stream(path):
+            raw = read_checked(path, REPORT_LIMIT)
+            try:
+                earlier = json.loads(raw) if raw.strip() else {"verdict": None}
+            except ValueError:  # not JSON, or not UTF-8
+                earlier = None
+            if not (isinstance(earlier, dict) and "verdict" in earlier):
+                problem = "it holds something other than an emogate JSON report, so it was left as it was"
+        if problem is None:
+            from pytest_emogate.report.json_report import error_report, write_report
+
+            write_report(path, error_report(error))
+    except (OSError, FileProblem, ImportError) as failure:  # a full disk, an unreadable file, a broken install
+        problem = " ".join(
+            str(getattr(failure, "found", None) or getattr(failure, "strerror", None) or failure).split()
+        )
+    if problem is None:
+        sys.stderr.write(f'emogate: {where} records this usage error (verdict "error", passed false)\n')
+    else:
+        sys.stderr.write(f"emogate: {where} was NOT written with this usage error: {problem[:300]}\n")
+
+
 def junit_suite_properties(config: pytest.Config, gate: Gate, verdict: Verdict) -> None:
     """The verdict and headline numbers as JUnit testsuite properties (valid in every family, xunit2 included)."""
     try:

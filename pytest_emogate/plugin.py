@@ -30,7 +30,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emogate: a check of the emogate quality gate (thresholds.yaml)")
     from pytest_emogate.configure import configure_gate
 
-    configured = configure_gate(config)
+    try:
+        configured = configure_gate(config)
+    except pytest.UsageError as error:
+        from pytest_emogate.outputs import report_usage_error
+
+        report_usage_error(config, str(error))
+        raise
     if configured is None:
         return
     from pytest_emogate.inference.distributed import torchrun_rank

@@ -3,6 +3,8 @@ checked before any test runs, killed writes leave nothing behind, and a foreign 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sqlite3
 import stat
@@ -438,3 +440,71 @@ def test_a_data_file_is_never_an_output(pytester: pytest.Pytester) -> None:
         "  - --emogate-markdown */manifest.yaml: names the same file as --emogate-data */manifest.yaml; *",
     ])  # fmt: skip
     assert (pytester.path / "annotation.txt").read_bytes() == annotation
+
+
+# --- no stale verdicts ----------------------------------------------------------------------------------------
+
+
+def _report(project: pytest.Pytester, name: str = "report.json") -> dict[str, object]:
+    return json.loads((project.path / name).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--emogate-predictions=preds.csv", "--emogate-thresholds=broken.yaml"), "thresholds file */broken.yaml: *"),
+        (("--emogate-predictions=preds.csv", "--emogate-markdown=preds.csv"), "emogate outputs: 1 problem"),
+        (("--emogate-dtype=float16",), "*--emogate-dtype* given without an answer source: *"),
+    ],
+)
+def test_a_usage_error_at_the_start_replaces_the_last_report_with_an_error_report(
+    project: pytest.Pytester, args: tuple[str, ...], said: str
+) -> None:
+    (project.path / "broken.yaml").write_text("labels: [neutral\n", encoding="utf-8")
+    passed = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=report.json")
+    assert passed.ret == pytest.ExitCode.OK and _report(project)["passed"] is True
+    result = project.runpytest(*args, "--emogate-report=report.json", "--emogate-no-history")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(['emogate: --emogate-report report.json records this usage error (verdict "error", '
+                                 'passed false)', f"ERROR: {said}"])  # fmt: skip
+    data = _report(project)
+    assert (data["verdict"], data["passed"], data["checks"]) == ("error", False, [])
+    assert str(data["error"]).splitlines()[0] == result.stderr.lines[1].removeprefix("ERROR: ")
+
+
+def test_a_report_path_that_is_the_problem_or_holds_something_else_is_never_written(project: pytest.Pytester) -> None:
+    before = (project.path / "preds.csv").read_bytes()
+    result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=preds.csv")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["emogate: --emogate-report preds.csv was NOT written with this usage error: it holds "
+                                 "something other than an emogate JSON report, so it was left as it was"])  # fmt: skip
+    assert (project.path / "preds.csv").read_bytes() == before
+    (project.path / "a_dir").mkdir()
+    result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=a_dir")
+    result.stderr.fnmatch_lines(["emogate: --emogate-report a_dir was NOT written with this usage error: is a "
+                                 "directory; expected the path of a file"])  # fmt: skip
+
+
+def test_a_usage_error_found_after_the_start_replaces_the_last_report_too(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_emogate.inference.file_source import PredictionsFile
+
+    assert project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=report.json").ret == 0
+
+    def broken(self: PredictionsFile) -> list[object]:
+        raise pytest.UsageError("checkpoint c.pth: a tensor is missing")  # as a weight file found broken at load
+
+    read = PredictionsFile.read.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        PredictionsFile, "read", classmethod(lambda *args: dataclasses.replace(read(*args), loaded=False))
+    )
+    monkeypatch.setattr(PredictionsFile, "predictions", broken)  # the answers are made in the first gate test
+    result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=report.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    data = _report(project)
+    assert (data["verdict"], data["passed"], data["error"]) == (
+        "failed",
+        False,
+        "checkpoint c.pth: a tensor is missing",
+    )
