@@ -199,7 +199,7 @@ class Gate:
         that passed (xpassed, a failure under xfail_strict) passes it; only `xfail(run=False)` leaves it not run.
         """
         xfail = str(getattr(report, "wasxfail", ""))
-        xfailed = report.when == "call" and report.skipped and xfail and not xfail.startswith("[NOTRUN]")
+        xfailed = bool(xfail) and report.when == "call" and report.skipped and not xfail.startswith("[NOTRUN]")
         strict_xpass = report.when == "call" and report.failed and str(report.longrepr).startswith("[XPASS(strict)]")
         if (report.failed and not strict_xpass) or xfailed:
             self._ran[check_id] = FAILED
