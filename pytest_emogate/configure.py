@@ -7,6 +7,7 @@ predictions or the data, the baseline, a missing extra, an unusable history file
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -24,6 +25,7 @@ from pytest_emogate.options import (
     refuse_options_without_source,
     value_option,
 )
+from pytest_emogate.stash import SCRATCH_INPUT, SCRATCH_KEY
 
 if TYPE_CHECKING:
     from pytest_emogate.evaluate.thresholds import Thresholds
@@ -131,6 +133,7 @@ def _outputs(config: pytest.Config, thresholds: Path, inputs: list[tuple[str, Pa
         plot=path_option(config, "plot"),
         html=path_option(config, "html"),
         history=history,
+        history_asked=path_option(config, "history") is not None,
         update_baseline=path_option(config, "update_baseline"),
         ratchet=thresholds if config.getoption("emogate_ratchet") else None,
         show=value_option(config, "show"),
@@ -155,13 +158,27 @@ def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...]
         ckpt=ckpt, llama=llama, vit=vit, labels=labels, merge_lora=bool(config.getoption("emogate_merge_lora")),
         **{name: value_option(config, name) for name in VALUE_OPTIONS},
     )  # fmt: skip
-    cache = None
+    cache = scratch = None
     if not config.getoption("emogate_no_cache"):
         cache = path_option(config, "cache") or config.rootpath / CACHE_DEFAULT
+    else:
+        scratch = _scratch(config)
     return CheckpointInference.prepare(
         settings, data, labels, cache, devices=value_option(config, "devices"),
-        quiet_terminal=lambda: uncaptured(config), progress=config.get_verbosity() >= 0, probe=probe,
+        quiet_terminal=lambda: uncaptured(config), progress=config.get_verbosity() >= 0, probe=probe, scratch=scratch,
     )  # fmt: skip
+
+
+def _scratch(config: pytest.Config) -> Path:
+    """With --emogate-no-cache, the temporary folder the answers pass through: on a pytest-xdist worker its
+    controller's (the workers then infer once between them, and the controller holds every answer for the
+    outputs, the baseline update and the ratchet), else a new one, removed when the session ends."""
+    shared = getattr(config, "workerinput", {}).get(SCRATCH_INPUT)
+    if shared:
+        return Path(shared)
+    folder = Path(tempfile.mkdtemp(prefix="emogate-"))
+    config.stash[SCRATCH_KEY] = folder
+    return folder
 
 
 @contextmanager

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 ANSWER_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 """The suffixes an answers file may be written with: CSV, or JSON lines (what `--emogate-predictions` reads)."""
+STEPS = ("--emogate-update-baseline", "--emogate-ratchet")
+"""The explicit update steps: they act only on a passing verdict."""
 REPLACES = {("--emogate-update-baseline", "--emogate-baseline"), ("--emogate-ratchet", "--emogate-thresholds")}
 """(output, input) pairs where the output replaces the input on purpose: the explicit update steps."""
 HEADLINE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")
@@ -50,6 +52,8 @@ class Outputs:
     plot: Path | None = None
     html: Path | None = None
     history: Path | None = None
+    history_asked: bool = False
+    """Whether the history's path was given (else it is the default, which a run with no answers skips quietly)."""
     update_baseline: Path | None = None
     ratchet: Path | None = None
     """The thresholds file, which `--emogate-ratchet` rewrites; None without the ratchet."""
@@ -110,11 +114,10 @@ class Outputs:
 
         An output that cannot be written after all (a full disk, a FIFO nobody reads, a history changed under
         the run) does not stop the others: it is named in the notes and kept in `unwritten`, and the session's
-        exit status is then not 0.
+        exit status is then not 0. Without the answers at hand (no gate test asked for them, or they could not be
+        made), only the JSON report (verdict, not-run checks, error) and the update steps' refusals are written:
+        every other output is named as not written, and one asked for counts in `unwritten` too.
         """
-        steps: list[tuple[str, Path | None, Callable[[], None]]] = [
-            ("--emogate-report", self.report, lambda: self._report(gate, verdict)),
-        ]
         rendered: list[str] = []
 
         def markdown() -> str:  # rendered once, for the file and the step summary
@@ -122,20 +125,23 @@ class Outputs:
                 rendered.append(self._markdown_text(gate, verdict))
             return rendered[0]
 
-        if gate.available:  # else no gate test ran and the answers would need inference: nothing else to write
-            steps += [
-                ("--emogate-save-predictions", self.save_predictions,
-                 lambda: _write_answers(self.save_predictions, gate.source.predictions())),
-                ("--emogate-history", self.history, lambda: self._record(gate, verdict)),
-                ("--emogate-update-baseline", self.update_baseline, lambda: self._update_baseline(gate, verdict)),
-                ("--emogate-ratchet", self.ratchet, lambda: self._ratchet(gate, verdict)),
-                ("--emogate-markdown", self.markdown, lambda: self._markdown(markdown())),
-                (f"${STEP_SUMMARY}", self.step_summary, lambda: self._step_summary(markdown())),
-                ("--emogate-html", self.html, lambda: self._html(gate, verdict)),
-                ("--emogate-plot", self.plot, lambda: self._plot(gate, verdict)),
-            ]  # fmt: skip
+        steps: list[tuple[str, Path | None, Callable[[], None]]] = [
+            ("--emogate-report", self.report, lambda: self._report(gate, verdict)),
+            ("--emogate-save-predictions", self.save_predictions,
+             lambda: _write_answers(self.save_predictions, gate.source.predictions())),
+            ("--emogate-history", self.history, lambda: self._record(gate, verdict)),
+            ("--emogate-update-baseline", self.update_baseline, lambda: self._update_baseline(gate, verdict)),
+            ("--emogate-ratchet", self.ratchet, lambda: self._ratchet(gate, verdict)),
+            ("--emogate-markdown", self.markdown, lambda: self._markdown(markdown())),
+            (f"${STEP_SUMMARY}", self.step_summary, lambda: self._step_summary(markdown())),
+            ("--emogate-html", self.html, lambda: self._html(gate, verdict)),
+            ("--emogate-plot", self.plot, lambda: self._plot(gate, verdict)),
+        ]  # fmt: skip
         for option, path, step in steps:
             if path is None:
+                continue
+            if not gate.available and option != "--emogate-report" and (verdict.passed or option not in STEPS):
+                self._no_answers(option, path)  # the update steps say why they did not act, needing no answers
                 continue
             try:
                 step()
@@ -144,6 +150,15 @@ class Outputs:
                 reason = " ".join(str(found).split())[:300]
                 self.unwritten.append(option)
                 self.notes.append((f"emogate: {option} {display_path(path)} was NOT written: {reason}", -1))
+
+    def _no_answers(self, option: str, path: Path) -> None:
+        """Name an output that needs the answers, which this process does not hold. The step summary and the
+        default history are not asked for by the run: they leave the exit status alone and are named under -v."""
+        asked = option != f"${STEP_SUMMARY}" and (option != "--emogate-history" or self.history_asked)
+        if asked:
+            self.unwritten.append(option)
+        reason = "this process holds no answers (no gate test asked for them, or they could not be made)"
+        self.notes.append((f"emogate: {option} {display_path(path)} was NOT written: {reason}", -1 if asked else 1))
 
     def _plot(self, gate: Gate, verdict: Verdict) -> None:
         from pytest_emogate.report.plot import write_plot
@@ -197,7 +212,7 @@ class Outputs:
         else:
             report = {
                 "verdict": verdict.status,
-                "passed": False,
+                "passed": verdict.passed,
                 "not_run": list(verdict.not_run),
                 "checks": [],
                 "error": verdict.error,

@@ -8,12 +8,12 @@ marker and two fixtures and imports nothing heavy; any other gate option given a
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_emogate.options import add_options
-from pytest_emogate.stash import GATE_KEY, OUTPUTS_KEY, RANK_KEY
+from pytest_emogate.stash import GATE_KEY, OUTPUTS_KEY, RANK_KEY, SCRATCH_INPUT, SCRATCH_KEY
 
 if TYPE_CHECKING:  # the gate's modules load only when the gate is on: pytest imports this module in every run
     from pytest_emogate.evaluate.metrics import GateResult
@@ -138,10 +138,24 @@ def emogate_result(emogate_gate: Gate) -> GateResult:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Every output is written: the gate lets go of its answers before pytest's last garbage collections."""
+    """Every output is written: the gate lets go of its answers before pytest's last garbage collections, and the
+    temporary answer folder of --emogate-no-cache is removed."""
     gate = config.stash.get(GATE_KEY, None)
     if gate is not None:
         gate.release()
+    scratch = config.stash.get(SCRATCH_KEY, None)
+    if scratch is not None:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On the pytest-xdist controller, with --emogate-no-cache: its workers answer into its temporary folder."""
+    scratch = node.config.stash.get(SCRATCH_KEY, None)
+    if scratch is not None:
+        node.workerinput[SCRATCH_INPUT] = str(scratch)
 
 
 @pytest.hookimpl(tryfirst=True)

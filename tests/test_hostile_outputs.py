@@ -508,3 +508,28 @@ def test_a_usage_error_found_after_the_start_replaces_the_last_report_too(
         False,
         "checkpoint c.pth: a tensor is missing",
     )
+
+
+def test_outputs_that_need_answers_no_process_made_are_named_and_never_exit_0(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_emogate.inference.file_source import PredictionsFile
+
+    read = PredictionsFile.read.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        PredictionsFile, "read", classmethod(lambda *args: dataclasses.replace(read(*args), loaded=False))
+    )
+    project.makepyfile(test_mine="def test_mine():\n    pass\n")  # an inference source whose answers are not made
+    result = project.runpytest("--emogate-predictions=preds.csv", "-m", "not emogate", "--emogate-report=report.json",
+                               "--emogate-markdown=summary.md", "--emogate-update-baseline=base.jsonl")  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines([
+        "emogate verdict: INCOMPLETE (0 of 15 checks ran; 15 not run: *",
+        "emogate: baseline base.jsonl NOT updated: the gate is incomplete (15 checks not run)",
+        "emogate: --emogate-markdown summary.md was NOT written: this process holds no answers (no gate test asked "
+        "for them, or they could not be made)",
+    ])  # fmt: skip
+    assert "--emogate-history" not in result.stdout.str()  # the default history, not asked for: named under -v
+    assert _report(project)["verdict"] == "incomplete" and not (project.path / "summary.md").exists()
+    quiet = project.runpytest("--emogate-predictions=preds.csv", "-m", "not emogate", "--emogate-report=report.json")
+    assert quiet.ret == pytest.ExitCode.OK
