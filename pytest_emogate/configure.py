@@ -7,6 +7,7 @@ predictions or the data, the baseline, a missing extra, an unusable history file
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -24,6 +25,7 @@ from pytest_emogate.options import (
     refuse_options_without_source,
     value_option,
 )
+from pytest_emogate.stash import SCRATCH_INPUT, SCRATCH_KEY
 
 if TYPE_CHECKING:
     from pytest_emogate.evaluate.thresholds import Thresholds
@@ -44,16 +46,17 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     kind, path = source_option
     thresholds = load_thresholds(path_option(config, "thresholds") or config.rootpath / "thresholds.yaml")
     source: AnswerSource
-    probe = value_option(config, "probe")
-    if probe and kind == "predictions":
-        raise pytest.UsageError(
-            f"--emogate-probe {probe}: the probe answers samples again with the model, so it needs --emogate-ckpt; "
-            "a predictions file cannot be asked again"
-        )
     inference = None
+    inputs = [("--emogate-thresholds", thresholds.path), (f"--emogate-{kind}", path)]
     if kind == "predictions":
         from pytest_emogate.inference.file_source import PredictionsFile
 
+        probe = config.getoption("emogate_probe")  # an ini emogate_probe stays inert, as every inference setting
+        if probe:
+            raise pytest.UsageError(
+                f"--emogate-probe {probe}: the probe answers samples again with the model, so it needs "
+                "--emogate-ckpt; a predictions file cannot be asked again"
+            )
         refuse_inference_options(config)
 
         source = PredictionsFile.read(
@@ -62,8 +65,12 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
     else:
         from pytest_emogate.inference.distributed import is_main_process, torchrun_rank
 
-        inference = _inference_source(config, path, thresholds.labels, probe or 0)
+        inference = _inference_source(config, path, thresholds.labels, value_option(config, "probe") or 0)
         _check_sample_count(len(inference.data.samples), thresholds, f"Test3 data {inference.data_path}")
+        data = inference.data
+        inputs += [("--emogate-vit", inference.settings.vit), ("--emogate-data", data.source),
+                   ("the annotation file of --emogate-data", data.annotation),
+                   ("the transcripts file of --emogate-data", data.transcripts)]  # fmt: skip
         if torchrun_rank() is not None:
             if inference.devices:
                 raise pytest.UsageError("--emogate-devices is refused under torchrun: each rank is one device already")
@@ -78,8 +85,9 @@ def configure_gate(config: pytest.Config) -> tuple[Gate, Outputs] | CheckpointIn
         baseline = read_baseline(baseline_path, thresholds)
         if source.loaded:
             baseline.check_pairs(source.predictions(), source.description)
+        inputs.append(("--emogate-baseline", baseline_path))
     gate = Gate(thresholds, source, baseline, inference.probe if inference is not None else None)
-    return gate, _outputs(config)
+    return gate, _outputs(config, thresholds.path, inputs)
 
 
 INFERENCE_ONLY = ("data", "llama", "vit", "cache", *VALUE_OPTIONS, "devices", "no_cache", "merge_lora")
@@ -108,7 +116,8 @@ def _check_sample_count(count: int, thresholds: Thresholds, what: str) -> None:
         raise pytest.UsageError(f"{what}: the data set has {count} samples; expected {expected} ({source})")
 
 
-def _outputs(config: pytest.Config) -> Outputs:
+def _outputs(config: pytest.Config, thresholds: Path, inputs: list[tuple[str, Path]]) -> Outputs:
+    """The session's outputs, checked against each other and the `inputs` (option, path) the session reads."""
     from pytest_emogate.outputs import Outputs
 
     history = None
@@ -124,11 +133,12 @@ def _outputs(config: pytest.Config) -> Outputs:
         plot=path_option(config, "plot"),
         html=path_option(config, "html"),
         history=history,
+        history_asked=path_option(config, "history") is not None,
         update_baseline=path_option(config, "update_baseline"),
-        ratchet=bool(config.getoption("emogate_ratchet")),
+        ratchet=thresholds if config.getoption("emogate_ratchet") else None,
         show=value_option(config, "show"),
     )
-    outputs.check()
+    outputs.check(inputs)
     return outputs
 
 
@@ -148,13 +158,27 @@ def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...]
         ckpt=ckpt, llama=llama, vit=vit, labels=labels, merge_lora=bool(config.getoption("emogate_merge_lora")),
         **{name: value_option(config, name) for name in VALUE_OPTIONS},
     )  # fmt: skip
-    cache = None
+    cache = scratch = None
     if not config.getoption("emogate_no_cache"):
         cache = path_option(config, "cache") or config.rootpath / CACHE_DEFAULT
+    else:
+        scratch = _scratch(config)
     return CheckpointInference.prepare(
         settings, data, labels, cache, devices=value_option(config, "devices"),
-        quiet_terminal=lambda: uncaptured(config), progress=config.get_verbosity() >= 0, probe=probe,
+        quiet_terminal=lambda: uncaptured(config), progress=config.get_verbosity() >= 0, probe=probe, scratch=scratch,
     )  # fmt: skip
+
+
+def _scratch(config: pytest.Config) -> Path:
+    """With --emogate-no-cache, the temporary folder the answers pass through: on a pytest-xdist worker its
+    controller's (the workers then infer once between them, and the controller holds every answer for the
+    outputs, the baseline update and the ratchet), else a new one, removed when the session ends."""
+    shared = getattr(config, "workerinput", {}).get(SCRATCH_INPUT)
+    if shared:
+        return Path(shared)
+    folder = Path(tempfile.mkdtemp(prefix="emogate-"))
+    config.stash[SCRATCH_KEY] = folder
+    return folder
 
 
 @contextmanager

@@ -231,6 +231,19 @@ def output_problem(path: Path) -> str | None:
     return None
 
 
+def same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file: the same real path (symlinks, `..` and `./` resolved, relative paths
+    taken from the working directory), or, where both exist, the same device and inode (a hard link, a name
+    spelled in another case on a case-insensitive file system)."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        one, other = os.stat(first), os.stat(second)
+    except OSError:
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
+
+
 def is_stream(path: Path) -> bool:
     """Whether `path` (through symlinks) is a character device or a FIFO: written directly, never replaced."""
     try:

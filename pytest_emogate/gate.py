@@ -196,10 +196,17 @@ class Gate:
         return probe_section(self.probe.result())
 
     def record(self, check_id: str, report: pytest.TestReport) -> None:
-        """Note how one phase of a gate test ended: any failed phase fails the check, a passed call passes it."""
-        if report.failed:
+        """Note how one phase of a gate test ended: any failed phase fails the check, a passed call passes it.
+
+        An xfail mark hides nothing: a call that ran and failed (reported as xfailed, a skip) fails the check, one
+        that passed (xpassed, a failure under xfail_strict) passes it; only `xfail(run=False)` leaves it not run.
+        """
+        xfail = str(getattr(report, "wasxfail", ""))
+        xfailed = bool(xfail) and report.when == "call" and report.skipped and not xfail.startswith("[NOTRUN]")
+        strict_xpass = report.when == "call" and report.failed and str(report.longrepr).startswith("[XPASS(strict)]")
+        if (report.failed and not strict_xpass) or xfailed:
             self._ran[check_id] = FAILED
-        elif report.when == "call" and report.passed and self._ran.get(check_id) != FAILED:
+        elif report.when == "call" and (report.passed or strict_xpass) and self._ran.get(check_id) != FAILED:
             self._ran[check_id] = PASSED
 
     def fail(self, error: str) -> None:

@@ -9,7 +9,7 @@ update steps act only on a passing verdict.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 ANSWER_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 """The suffixes an answers file may be written with: CSV, or JSON lines (what `--emogate-predictions` reads)."""
+STEPS = ("--emogate-update-baseline", "--emogate-ratchet")
+"""The explicit update steps: they act only on a passing verdict."""
+REPLACES = {("--emogate-update-baseline", "--emogate-baseline"), ("--emogate-ratchet", "--emogate-thresholds")}
+"""(output, input) pairs where the output replaces the input on purpose: the explicit update steps."""
 HEADLINE_METRICS = ("accuracy", "weighted_f1", "uar", "macro_f1")
 """The metrics JUnit's suite properties carry beside the verdict."""
 
@@ -48,8 +52,11 @@ class Outputs:
     plot: Path | None = None
     html: Path | None = None
     history: Path | None = None
+    history_asked: bool = False
+    """Whether the history's path was given (else it is the default, which a run with no answers skips quietly)."""
     update_baseline: Path | None = None
-    ratchet: bool = False
+    ratchet: Path | None = None
+    """The thresholds file, which `--emogate-ratchet` rewrites; None without the ratchet."""
     show: int = LISTED_SAMPLES
     """Samples listed per list (broken, fixed, changed) under the regression table."""
     runs: list[Run] = field(default_factory=list)
@@ -61,27 +68,28 @@ class Outputs:
     _report_data: dict[str, Any] | None = None
     """The JSON report of the run, built once for the report and the HTML page."""
 
-    def check(self) -> None:
+    def check(self, inputs: Sequence[tuple[str, Path]] = ()) -> None:
         """Fail at the start of the session, not at its end: every output path that could not be written (a
-        directory, a folder that is not writable or cannot be made, a read-only file, a socket), an answers file
-        whose suffix names no predictions format, a missing optional library, a history file that is not an
-        emogate history (opened read-only: a refused file is never changed)."""
+        directory, a folder that is not writable or cannot be made, a read-only file, a socket, a thresholds file
+        the ratchet could not rewrite), an output that is one of the `inputs` (option, path) or another output
+        (an input overwritten, two outputs in one file), an answers file whose suffix names no predictions format,
+        a missing optional library, a history file that is not an emogate history (opened read-only: a refused
+        file is never changed)."""
         from pytest_emogate.extras import from_clone, require
         from pytest_emogate.files import output_problem
 
-        files = {"--emogate-report": self.report, "--emogate-save-predictions": self.save_predictions,
-                 "--emogate-markdown": self.markdown, f"${STEP_SUMMARY}": self.step_summary,
-                 "--emogate-plot": self.plot, "--emogate-html": self.html, "--emogate-history": self.history,
-                 "--emogate-update-baseline": self.update_baseline}  # fmt: skip
         answers = {"--emogate-save-predictions", "--emogate-update-baseline"}
-        problems = []
-        for name, path in files.items():
-            problem = None if path is None else output_problem(path)
-            if path is not None and problem is None and name in answers and not _names_a_format(path):
+        problems, usable = [], []
+        for name, path in self.paths():
+            problem = output_problem(path)
+            if problem is None and name in answers and not _names_a_format(path):
                 problem = ("expected a .csv or .jsonl file name (the format the suffix names), found "
                            f"{repr(path.suffix) if path.suffix else 'no suffix'}")  # fmt: skip
             if problem is not None:
                 problems.append(f"{name} {path}: {problem}")
+            else:
+                usable.append((name, path))
+        problems += collisions(usable, inputs)
         if problems:
             raise usage_error("emogate outputs", problems)
         if self.plot is not None:
@@ -93,16 +101,23 @@ class Outputs:
 
             check_history(self.history)
 
+    def paths(self) -> list[tuple[str, Path]]:
+        """Every output of the session that has a path, with its option (the step summary: its variable)."""
+        files = {"--emogate-report": self.report, "--emogate-save-predictions": self.save_predictions,
+                 "--emogate-markdown": self.markdown, f"${STEP_SUMMARY}": self.step_summary,
+                 "--emogate-plot": self.plot, "--emogate-html": self.html, "--emogate-history": self.history,
+                 "--emogate-update-baseline": self.update_baseline, "--emogate-ratchet": self.ratchet}  # fmt: skip
+        return [(name, path) for name, path in files.items() if path is not None]
+
     def write(self, gate: Gate, verdict: Verdict) -> None:
         """Write every output of the session from its verdict (the result only when it is at hand).
 
         An output that cannot be written after all (a full disk, a FIFO nobody reads, a history changed under
         the run) does not stop the others: it is named in the notes and kept in `unwritten`, and the session's
-        exit status is then not 0.
+        exit status is then not 0. Without the answers at hand (no gate test asked for them, or they could not be
+        made), only the JSON report (verdict, not-run checks, error) and the update steps' refusals are written:
+        every other output is named as not written, and one asked for counts in `unwritten` too.
         """
-        steps: list[tuple[str, Path | None, Callable[[], None]]] = [
-            ("--emogate-report", self.report, lambda: self._report(gate, verdict)),
-        ]
         rendered: list[str] = []
 
         def markdown() -> str:  # rendered once, for the file and the step summary
@@ -110,21 +125,23 @@ class Outputs:
                 rendered.append(self._markdown_text(gate, verdict))
             return rendered[0]
 
-        if gate.available:  # else no gate test ran and the answers would need inference: nothing else to write
-            steps += [
-                ("--emogate-save-predictions", self.save_predictions,
-                 lambda: _write_answers(self.save_predictions, gate.source.predictions())),
-                ("--emogate-history", self.history, lambda: self._record(gate, verdict)),
-                ("--emogate-update-baseline", self.update_baseline, lambda: self._update_baseline(gate, verdict)),
-                ("--emogate-ratchet", gate.thresholds.path if self.ratchet else None,
-                 lambda: self._ratchet(gate, verdict)),
-                ("--emogate-markdown", self.markdown, lambda: self._markdown(markdown())),
-                (f"${STEP_SUMMARY}", self.step_summary, lambda: self._step_summary(markdown())),
-                ("--emogate-html", self.html, lambda: self._html(gate, verdict)),
-                ("--emogate-plot", self.plot, lambda: self._plot(gate, verdict)),
-            ]  # fmt: skip
+        steps: list[tuple[str, Path | None, Callable[[], None]]] = [
+            ("--emogate-report", self.report, lambda: self._report(gate, verdict)),
+            ("--emogate-save-predictions", self.save_predictions,
+             lambda: _write_answers(self.save_predictions, gate.source.predictions())),
+            ("--emogate-history", self.history, lambda: self._record(gate, verdict)),
+            ("--emogate-update-baseline", self.update_baseline, lambda: self._update_baseline(gate, verdict)),
+            ("--emogate-ratchet", self.ratchet, lambda: self._ratchet(gate, verdict)),
+            ("--emogate-markdown", self.markdown, lambda: self._markdown(markdown())),
+            (f"${STEP_SUMMARY}", self.step_summary, lambda: self._step_summary(markdown())),
+            ("--emogate-html", self.html, lambda: self._html(gate, verdict)),
+            ("--emogate-plot", self.plot, lambda: self._plot(gate, verdict)),
+        ]  # fmt: skip
         for option, path, step in steps:
             if path is None:
+                continue
+            if not gate.available and option != "--emogate-report" and (verdict.passed or option not in STEPS):
+                self._no_answers(option, path)  # the update steps say why they did not act, needing no answers
                 continue
             try:
                 step()
@@ -133,6 +150,15 @@ class Outputs:
                 reason = " ".join(str(found).split())[:300]
                 self.unwritten.append(option)
                 self.notes.append((f"emogate: {option} {display_path(path)} was NOT written: {reason}", -1))
+
+    def _no_answers(self, option: str, path: Path) -> None:
+        """Name an output that needs the answers, which this process does not hold. The step summary and the
+        default history are not asked for by the run: they leave the exit status alone and are named under -v."""
+        asked = option != f"${STEP_SUMMARY}" and (option != "--emogate-history" or self.history_asked)
+        if asked:
+            self.unwritten.append(option)
+        reason = "this process holds no answers (no gate test asked for them, or they could not be made)"
+        self.notes.append((f"emogate: {option} {display_path(path)} was NOT written: {reason}", -1 if asked else 1))
 
     def _plot(self, gate: Gate, verdict: Verdict) -> None:
         from pytest_emogate.report.plot import write_plot
@@ -186,7 +212,7 @@ class Outputs:
         else:
             report = {
                 "verdict": verdict.status,
-                "passed": False,
+                "passed": verdict.passed,
                 "not_run": list(verdict.not_run),
                 "checks": [],
                 "error": verdict.error,
@@ -295,6 +321,54 @@ class Outputs:
         return [note for note, least in self.notes if verbosity >= least]
 
 
+REPORT_LIMIT = 1 << 30
+"""The largest file a stopped run reads to tell whether it is an earlier run's JSON report (83,400 samples with a
+baseline make tens of MiB)."""
+
+
+def report_usage_error(config: pytest.Config, error: str) -> None:
+    """A run a usage error stops at its start leaves no earlier run's verdict behind: the JSON report it asks for
+    is written with verdict "error" and the message, and a note on stderr says so. Only an emogate report (or an
+    empty file, a device, a new path) is replaced: a path that is the problem itself (a directory, an input such
+    as the predictions file) is never written, and the note says why. A pytest-xdist worker or torchrun rank
+    other than 0 leaves the report to the process that gates."""
+    import json
+    import sys
+
+    from pytest_emogate.files import is_stream, output_problem, read_checked
+    from pytest_emogate.inference.distributed import is_main_process
+    from pytest_emogate.options import path_option
+
+    if hasattr(config, "workerinput") or not is_main_process():
+        return
+    path = path_option(config, "report")
+    if path is None:
+        return
+    where = f"--emogate-report {display_path(path)}"
+    try:
+        problem = output_problem(path)
+        if problem is None and path.exists() and not is_stream(path):
+            raw = read_checked(path, REPORT_LIMIT)
+            try:
+                earlier = json.loads(raw) if raw.strip() else {"verdict": None}
+            except ValueError:  # not JSON, or not UTF-8
+                earlier = None
+            if not (isinstance(earlier, dict) and "verdict" in earlier):
+                problem = "it holds something other than an emogate JSON report, so it was left as it was"
+        if problem is None:
+            from pytest_emogate.report.json_report import error_report, write_report
+
+            write_report(path, error_report(error))
+    except (OSError, FileProblem, ImportError) as failure:  # a full disk, an unreadable file, a broken install
+        problem = " ".join(
+            str(getattr(failure, "found", None) or getattr(failure, "strerror", None) or failure).split()
+        )
+    if problem is None:
+        sys.stderr.write(f'emogate: {where} records this usage error (verdict "error", passed false)\n')
+    else:
+        sys.stderr.write(f"emogate: {where} was NOT written with this usage error: {problem[:300]}\n")
+
+
 def junit_suite_properties(config: pytest.Config, gate: Gate, verdict: Verdict) -> None:
     """The verdict and headline numbers as JUnit testsuite properties (valid in every family, xunit2 included)."""
     try:
@@ -313,6 +387,30 @@ def junit_suite_properties(config: pytest.Config, gate: Gate, verdict: Verdict) 
         xml.add_global_property("emogate_n", result.n)
         for metric in HEADLINE_METRICS:
             xml.add_global_property(f"emogate_{metric}", result.metrics[metric])
+
+
+def collisions(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[str, Path]]) -> list[str]:
+    """Each of the `outputs` (option, path) that names the same file as one of the `inputs` or an earlier output
+    (symlinks, relative spellings and hard links seen through), with what it would overwrite. The update steps
+    replace their input on purpose (`--emogate-update-baseline` the baseline, `--emogate-ratchet` the thresholds
+    file), and a character device or FIFO (`/dev/null`, a pipe) is written to, never replaced, so any number of
+    outputs may share one."""
+    from pytest_emogate.files import is_stream, same_file
+
+    taken = list(inputs)
+    problems = []
+    for name, path in outputs:
+        if is_stream(path):
+            continue
+        clash = next(((other, where) for other, where in taken
+                      if same_file(path, where) and (name, other) not in REPLACES), None)  # fmt: skip
+        if clash is None:
+            taken.append((name, path))
+            continue
+        what = "an input" if clash in inputs else "another output"
+        problems.append(f"{name} {path}: names the same file as {clash[0]} {clash[1]}; expected a file of its "
+                        f"own (an output never overwrites {what})")  # fmt: skip
+    return problems
 
 
 def _names_a_format(path: Path) -> bool:

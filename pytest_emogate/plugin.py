@@ -8,12 +8,12 @@ marker and two fixtures and imports nothing heavy; any other gate option given a
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_emogate.options import add_options
-from pytest_emogate.stash import GATE_KEY, OUTPUTS_KEY, RANK_KEY
+from pytest_emogate.stash import GATE_KEY, OUTPUTS_KEY, RANK_KEY, SCRATCH_INPUT, SCRATCH_KEY
 
 if TYPE_CHECKING:  # the gate's modules load only when the gate is on: pytest imports this module in every run
     from pytest_emogate.evaluate.metrics import GateResult
@@ -30,7 +30,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emogate: a check of the emogate quality gate (thresholds.yaml)")
     from pytest_emogate.configure import configure_gate
 
-    configured = configure_gate(config)
+    try:
+        configured = configure_gate(config)
+    except pytest.UsageError as error:
+        from pytest_emogate.outputs import report_usage_error
+
+        report_usage_error(config, str(error))
+        raise
     if configured is None:
         return
     from pytest_emogate.inference.distributed import torchrun_rank
@@ -56,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under torchrun every rank infers here, at the same point, whatever tests it will run (rank 0: all)."""
     source = session.config.stash.get(RANK_KEY, None)
-    if source is not None and not session.config.option.collectonly:  # every rank sees the same flag
+    if source is not None and not runs_no_test(session.config):  # every rank sees the same flags
         from pytest_emogate.inference.sources import AnswersUnavailable
 
         try:
@@ -134,10 +140,24 @@ def emogate_result(emogate_gate: Gate) -> GateResult:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Every output is written: the gate lets go of its answers before pytest's last garbage collections."""
+    """Every output is written: the gate lets go of its answers before pytest's last garbage collections, and the
+    temporary answer folder of --emogate-no-cache is removed."""
     gate = config.stash.get(GATE_KEY, None)
     if gate is not None:
         gate.release()
+    scratch = config.stash.get(SCRATCH_KEY, None)
+    if scratch is not None:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On the pytest-xdist controller, with --emogate-no-cache: its workers answer into its temporary folder."""
+    scratch = node.config.stash.get(SCRATCH_KEY, None)
+    if scratch is not None:
+        node.workerinput[SCRATCH_INPUT] = str(scratch)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -149,7 +169,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if RANK_KEY in config.stash and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK  # a worker rank has nothing to test; torchrun must see 0
         return
-    if hasattr(config, "workerinput") or config.option.collectonly:
+    if hasattr(config, "workerinput") or runs_no_test(config):
         return  # an xdist worker (its controller judges), or nothing ran: no verdict
     verdict = gate.verdict()
     if verdict.status == "failed" and session.exitstatus == pytest.ExitCode.OK:
@@ -166,7 +186,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """The per-class table, overall metrics, labelled confusion matrix, invalid answers, the verdict and notes."""
     gate = config.stash.get(GATE_KEY, None)
-    if gate is None or hasattr(config, "workerinput") or config.option.collectonly:
+    if gate is None or hasattr(config, "workerinput") or runs_no_test(config):
         return
     outputs = config.stash[OUTPUTS_KEY]
     terminalreporter.write_sep("=", "emogate summary")
@@ -181,3 +201,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.write(encodable(summary, encoding))
     for note in outputs.terminal_notes(verbosity):
         terminalreporter.write_line(encodable(note, encoding))
+
+
+SHOW_ONLY = ("collectonly", "showfixtures", "show_fixtures_per_test", "setuponly", "setupplan")
+"""pytest's options that show the tests or their fixtures without running any test: --co, --fixtures,
+--fixtures-per-test, --setup-only, --setup-plan."""
+
+
+def runs_no_test(config: pytest.Config) -> bool:
+    """Whether pytest only shows the tests or their fixtures: no gate test is judged, so there is no verdict to
+    print, record or write."""
+    return any(getattr(config.option, name, False) for name in SHOW_ONLY)

@@ -3,6 +3,7 @@ pytest-xdist workers infer once between them. Runs the tiny model on a 240-sampl
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -82,3 +83,30 @@ def test_xdist_workers_infer_once(sliced: Path) -> None:
     assert run.stdout.count("emogate summary") == 1
     assert f"answers: 0 from the cache, {SLICE} inferred by the pytest-xdist workers" in run.stdout
     assert f"inference: {SLICE} samples on cpu in " in run.stdout  # the worker that inferred says how
+
+
+def test_xdist_workers_without_a_cache_infer_once_and_every_output_is_written(tmp_path: Path) -> None:
+    pytest.importorskip("xdist")
+    sliced_manifest(tmp_path, 24)
+    (tmp_path / "thresholds.yaml").write_text("labels: [neutral, angry, happy, sad, worried, surprise]\n"
+                                              "overall: {accuracy: 0.1}\n", encoding="utf-8")  # fmt: skip
+    (tmp_path / "tmp").mkdir()
+    outputs = ("--emogate-report=r.json", "--emogate-save-predictions=p.jsonl", "--emogate-markdown=m.md",
+               "--emogate-update-baseline=base.jsonl", "--emogate-ratchet")  # fmt: skip
+    args = [
+        arg for arg in command(tmp_path, "-n", "2", "--emogate-no-cache", *outputs) if "--emogate-cache=" not in arg
+    ]
+    run = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "answers: 0 from the cache, 24 inferred by the pytest-xdist workers" in run.stdout
+    assert run.stdout.count("inference: 24 samples on cpu in ") == 1  # one worker inferred, the other read
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert (report["verdict"], report["passed"], report["n"]) == ("passed", True, 24)
+    assert report["provenance"]["inference"]["cache"] is None
+    saved = (tmp_path / "p.jsonl").read_text(encoding="utf-8")
+    assert len(saved.splitlines()) == 24 and (tmp_path / "base.jsonl").read_text(encoding="utf-8") == saved
+    assert (tmp_path / "m.md").is_file() and "overall: {accuracy: 0.1}" not in (
+        tmp_path / "thresholds.yaml"
+    ).read_text()
+    assert not list((tmp_path / "tmp").glob("emogate-*"))  # the answers' temporary folder is removed

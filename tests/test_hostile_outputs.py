@@ -3,6 +3,8 @@ checked before any test runs, killed writes leave nothing behind, and a foreign 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sqlite3
 import stat
@@ -22,7 +24,7 @@ from pytest_emogate.files import (
 )
 from pytest_emogate.history import check_history, load_runs
 from pytest_emogate.predictions import read_predictions
-from tests.conftest import SEED, THRESHOLDS
+from tests.conftest import SEED, THRESHOLDS, TINY, sliced_manifest
 
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 PASSING = THRESHOLDS.read_text(encoding="utf-8").replace("max_invalid: 0", "max_invalid: 1")
@@ -372,3 +374,162 @@ def test_a_step_summary_fifo_nobody_reads_is_named_not_waited_for(
     result.stdout.fnmatch_lines(
         ["emogate: $GITHUB_STEP_SUMMARY summary.fifo was NOT written: is a FIFO that nobody reads"]
     )
+
+
+# --- inputs are never outputs ---------------------------------------------------------------------------------
+
+
+def test_an_output_that_names_an_input_or_another_output_is_refused_before_anything_is_written(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "base.csv").write_bytes(SEED.read_bytes())
+    (project.path / "rules.yaml").symlink_to(project.path / "thresholds.yaml")
+    os.link(project.path / "base.csv", project.path / "accepted.csv")
+    (project.path / "sub").mkdir()
+    inputs = {name: (project.path / name).read_bytes() for name in ("preds.csv", "thresholds.yaml", "base.csv")}
+    result = project.runpytest(
+        "--emogate-predictions=preds.csv", "--emogate-baseline=base.csv", "--emogate-report=./preds.csv",
+        "--emogate-markdown=rules.yaml", "--emogate-save-predictions=accepted.csv", "--emogate-html=page.html",
+        "--emogate-plot=sub/../page.html", f"--emogate-history={project.path / 'page.html'}",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: emogate outputs: 5 problems",
+        "  - --emogate-report */preds.csv: names the same file as --emogate-predictions */preds.csv; expected a file "
+        "of its own (an output never overwrites an input)",
+        "  - --emogate-save-predictions */accepted.csv: names the same file as --emogate-baseline */base.csv; *",
+        "  - --emogate-markdown */rules.yaml: names the same file as --emogate-thresholds */thresholds.yaml; *",
+        "  - --emogate-html */page.html: names the same file as --emogate-plot */sub/../page.html; expected a file "
+        "of its own (an output never overwrites another output)",
+        "  - --emogate-history */page.html: names the same file as --emogate-plot */sub/../page.html; *",
+    ])  # fmt: skip
+    assert {name: (project.path / name).read_bytes() for name in inputs} == inputs
+    assert not (project.path / "page.html").exists() and not (project.path / ".emogate").exists()
+
+
+def test_the_update_steps_may_replace_their_own_input_and_devices_take_any_number_of_outputs(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "base.csv").write_bytes(SEED.read_bytes())
+    null = device(project.path, "null")
+    result = project.runpytest(
+        "--emogate-predictions=preds.csv", "--emogate-baseline=base.csv", "--emogate-update-baseline=./base.csv",
+        "--emogate-ratchet", f"--emogate-report={null}", f"--emogate-markdown={null}", "--emogate-no-history",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    assert read_predictions(project.path / "base.csv", LABELS) == read_predictions(SEED, LABELS)
+    assert stat.S_ISCHR(os.stat(null).st_mode)
+
+
+def test_a_data_file_is_never_an_output(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("torch")
+    manifest = sliced_manifest(pytester.path, 12)
+    (pytester.path / "thresholds.yaml").write_text("labels: [neutral, angry, happy, sad, worried, surprise]\n"
+                                                  "overall: {accuracy: 0.5}\n", encoding="utf-8")  # fmt: skip
+    annotation = (pytester.path / "annotation.txt").read_bytes()
+    result = pytester.runpytest(
+        "--co", f"--emogate-ckpt={TINY / 'checkpoint_best.pth'}", f"--emogate-llama={TINY / 'llama'}",
+        f"--emogate-vit={TINY / 'eva_vit_g.pth'}", f"--emogate-data={manifest}", "--emogate-no-cache",
+        "--emogate-report=annotation.txt", "--emogate-markdown=manifest.yaml", "--emogate-no-history",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: emogate outputs: 2 problems",
+        "  - --emogate-report */annotation.txt: names the same file as the annotation file of --emogate-data "
+        "*/annotation.txt; *",
+        "  - --emogate-markdown */manifest.yaml: names the same file as --emogate-data */manifest.yaml; *",
+    ])  # fmt: skip
+    assert (pytester.path / "annotation.txt").read_bytes() == annotation
+
+
+# --- no stale verdicts ----------------------------------------------------------------------------------------
+
+
+def _report(project: pytest.Pytester, name: str = "report.json") -> dict[str, object]:
+    return json.loads((project.path / name).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--emogate-predictions=preds.csv", "--emogate-thresholds=broken.yaml"), "thresholds file */broken.yaml: *"),
+        (("--emogate-predictions=preds.csv", "--emogate-markdown=preds.csv"), "emogate outputs: 1 problem"),
+        (("--emogate-dtype=float16",), "*--emogate-dtype* given without an answer source: *"),
+    ],
+)
+def test_a_usage_error_at_the_start_replaces_the_last_report_with_an_error_report(
+    project: pytest.Pytester, args: tuple[str, ...], said: str
+) -> None:
+    (project.path / "broken.yaml").write_text("labels: [neutral\n", encoding="utf-8")
+    passed = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=report.json")
+    assert passed.ret == pytest.ExitCode.OK and _report(project)["passed"] is True
+    result = project.runpytest(*args, "--emogate-report=report.json", "--emogate-no-history")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(['emogate: --emogate-report report.json records this usage error (verdict "error", '
+                                 'passed false)', f"ERROR: {said}"])  # fmt: skip
+    data = _report(project)
+    assert (data["verdict"], data["passed"], data["checks"]) == ("error", False, [])
+    assert str(data["error"]).splitlines()[0] == result.stderr.lines[1].removeprefix("ERROR: ")
+
+
+def test_a_report_path_that_is_the_problem_or_holds_something_else_is_never_written(project: pytest.Pytester) -> None:
+    before = (project.path / "preds.csv").read_bytes()
+    result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=preds.csv")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["emogate: --emogate-report preds.csv was NOT written with this usage error: it holds "
+                                 "something other than an emogate JSON report, so it was left as it was"])  # fmt: skip
+    assert (project.path / "preds.csv").read_bytes() == before
+    (project.path / "a_dir").mkdir()
+    result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=a_dir")
+    result.stderr.fnmatch_lines(["emogate: --emogate-report a_dir was NOT written with this usage error: is a "
+                                 "directory; expected the path of a file"])  # fmt: skip
+
+
+def test_a_usage_error_found_after_the_start_replaces_the_last_report_too(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_emogate.inference.file_source import PredictionsFile
+
+    assert project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=report.json").ret == 0
+
+    def broken(self: PredictionsFile) -> list[object]:
+        raise pytest.UsageError("checkpoint c.pth: a tensor is missing")  # as a weight file found broken at load
+
+    read = PredictionsFile.read.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        PredictionsFile, "read", classmethod(lambda *args: dataclasses.replace(read(*args), loaded=False))
+    )
+    monkeypatch.setattr(PredictionsFile, "predictions", broken)  # the answers are made in the first gate test
+    result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=report.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    data = _report(project)
+    assert (data["verdict"], data["passed"], data["error"]) == (
+        "failed",
+        False,
+        "checkpoint c.pth: a tensor is missing",
+    )
+
+
+def test_outputs_that_need_answers_no_process_made_are_named_and_never_exit_0(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_emogate.inference.file_source import PredictionsFile
+
+    read = PredictionsFile.read.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        PredictionsFile, "read", classmethod(lambda *args: dataclasses.replace(read(*args), loaded=False))
+    )
+    project.makepyfile(test_mine="def test_mine():\n    pass\n")  # an inference source whose answers are not made
+    result = project.runpytest("--emogate-predictions=preds.csv", "-m", "not emogate", "--emogate-report=report.json",
+                               "--emogate-markdown=summary.md", "--emogate-update-baseline=base.jsonl")  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines([
+        "emogate verdict: INCOMPLETE (0 of 15 checks ran; 15 not run: *",
+        "emogate: baseline base.jsonl NOT updated: the gate is incomplete (15 checks not run)",
+        "emogate: --emogate-markdown summary.md was NOT written: this process holds no answers (no gate test asked "
+        "for them, or they could not be made)",
+    ])  # fmt: skip
+    assert "--emogate-history" not in result.stdout.str()  # the default history, not asked for: named under -v
+    assert _report(project)["verdict"] == "incomplete" and not (project.path / "summary.md").exists()
+    quiet = project.runpytest("--emogate-predictions=preds.csv", "-m", "not emogate", "--emogate-report=report.json")
+    assert quiet.ret == pytest.ExitCode.OK

@@ -158,6 +158,16 @@ def test_ini_outputs_without_a_source_stay_inert(pytester: pytest.Pytester) -> N
     assert answer_source(config) is None
 
 
+@pytest.mark.parametrize("value", ["4", "many"])
+def test_an_ini_probe_beside_a_predictions_file_stays_inert(gated: pytest.Pytester, value: str) -> None:
+    gated.makeini(f"[pytest]\nemogate_probe = {value}\nemogate_mode = score\n")
+    result = gated.runpytest(*GATED)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the shipped thresholds fail the seed's one "doubt"
+    assert "test_consistency" not in result.stdout.str() and not result.stderr.str()
+    with pytest.raises(pytest.UsageError, match=r"^--emogate-probe 4: the probe answers samples again"):
+        gated.parseconfigure(*GATED, "--emogate-probe=4")
+
+
 def test_the_thresholds_option_points_configure_at_another_file(gated: pytest.Pytester) -> None:
     (gated.path / "thresholds.yaml").rename(gated.path / "gate.yaml")
     with pytest.raises(pytest.UsageError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -82,6 +83,17 @@ def test_the_file_keeps_its_comments_and_layout(tmp_path: Path, seed: GateResult
     assert load_thresholds(path).per_class["surprise"].on == "lower_bound"
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_crlf_file_stays_crlf_with_its_byte_order_mark(tmp_path: Path, seed: GateResult, bom: bytes) -> None:
+    lf, crlf = tmp_path / "lf.yaml", tmp_path / "crlf.yaml"
+    lf.write_text(LOW_FLOORS, encoding="utf-8")
+    crlf.write_bytes(bom + LOW_FLOORS.replace("\n", "\r\n").encode("utf-8"))
+    intervals = metric_intervals(seed, reps=100)
+    raises = proposed_raises(load_thresholds(lf), seed, intervals)
+    assert apply_raises(crlf, raises) == apply_raises(lf, raises)  # the texts compared, and the diff shown
+    assert crlf.read_bytes() == bom + lf.read_bytes().replace(b"\n", b"\r\n")
+
+
 def test_floors_never_fall(tmp_path: Path, seed: GateResult) -> None:
     path = tmp_path / "thresholds.yaml"
     path.write_text(LOW_FLOORS.replace("0.80 ", "0.90 "), encoding="utf-8")
@@ -132,6 +144,24 @@ def test_a_ratchet_run_raises_prints_the_diff_and_a_rerun_changes_nothing(projec
     again = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-ratchet", "-q")
     again.stdout.fnmatch_lines(["emogate ratchet: no floor in thresholds.yaml is cleared by a 95% lower bound*"])
     assert (project.path / "thresholds.yaml").read_text(encoding="utf-8") == after
+
+
+def test_a_thresholds_file_the_ratchet_cannot_rewrite_is_refused_before_any_test_runs(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_access = os.access  # a read-only folder, even for root
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(project.path) and real_access(path, mode))
+    before = (project.path / "thresholds.yaml").read_bytes()
+    result = project.runpytest("--emogate-predictions", "preds.csv", "--emogate-ratchet", "--emogate-no-history")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: emogate outputs: 1 problem",
+            f"  - --emogate-ratchet */thresholds.yaml: its folder {project.path} is not writable",
+        ]
+    )
+    assert "passed" not in result.stdout.str()
+    assert (project.path / "thresholds.yaml").read_bytes() == before
 
 
 def test_a_failing_gate_never_ratchets(project: pytest.Pytester) -> None:

@@ -39,6 +39,40 @@ def test_the_project_s_naming_rules_cannot_hide_the_gate(project: pytest.Pyteste
     result.stdout.fnmatch_lines(["emogate verdict: FAILED (1 of 15 checks): label_validity"])
 
 
+XFAIL_CONFTEST = """
+import pytest
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid.startswith("emogate::"):
+            item.add_marker(pytest.mark.xfail({}reason="marked by the project"))
+"""
+
+
+@pytest.mark.parametrize("strict", ["true", "false"])
+def test_an_xfail_mark_hides_no_check(project: pytest.Pytester, strict: str) -> None:
+    project.makeini(f"[pytest]\nxfail_strict = {strict}\n")
+    project.makeconftest(XFAIL_CONFTEST.format(""))
+    result = project.runpytest("--emogate-predictions", "base.csv", "--emogate-report", "report.json", "-rxX")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    if strict == "true":
+        result.assert_outcomes(failed=14, xfailed=1)  # pytest fails the 14 that pass, as strict xpasses
+    else:
+        result.assert_outcomes(xpassed=14, xfailed=1)
+    result.stdout.fnmatch_lines(["emogate verdict: FAILED (1 of 15 checks): label_validity"])
+    data = report(project)
+    assert (data["verdict"], data["passed"], data["not_run"]) == ("failed", False, [])
+    statuses = {check["id"]: check["status"] for check in data["checks"]}  # type: ignore[attr-defined]
+    assert statuses.pop("label_validity") == "failed" and set(statuses.values()) == {"passed"}
+
+
+def test_an_xfail_mark_that_stops_the_check_from_running_leaves_it_not_run(project: pytest.Pytester) -> None:
+    project.makeconftest(XFAIL_CONFTEST.format("run=False, "))
+    result = project.runpytest("--emogate-predictions", "base.csv")
+    result.assert_outcomes(xfailed=15)
+    result.stdout.fnmatch_lines(["emogate verdict: INCOMPLETE (0 of 15 checks ran; 15 not run: *"])
+
+
 def test_a_keyword_selection_is_an_incomplete_verdict(project: pytest.Pytester) -> None:
     result = project.runpytest("--emogate-predictions", "base.csv", "-k", "overall", "--emogate-report", "report.json",
                                "--emogate-markdown", "summary.md", "--emogate-history", "h.sqlite")  # fmt: skip
@@ -59,8 +93,9 @@ def test_a_keyword_selection_is_an_incomplete_verdict(project: pytest.Pytester) 
         assert db.execute("SELECT passed, verdict FROM runs").fetchall() == [(0, "incomplete")]
 
 
-def test_collect_only_prints_no_verdict(project: pytest.Pytester) -> None:
-    result = project.runpytest("--emogate-predictions", "base.csv", "--co", "--emogate-report", "report.json")
+@pytest.mark.parametrize("shows", ["--co", "--fixtures", "--fixtures-per-test", "--setup-plan", "--setup-only"])
+def test_a_run_that_only_shows_prints_no_verdict_and_records_nothing(project: pytest.Pytester, shows: str) -> None:
+    result = project.runpytest("--emogate-predictions", "base.csv", shows, "--emogate-report", "report.json")
     assert result.ret == pytest.ExitCode.OK
     assert "emogate verdict" not in result.stdout.str() and "emogate summary" not in result.stdout.str()
     assert not (project.path / "report.json").exists() and not (project.path / ".emogate").exists()

@@ -16,13 +16,14 @@ import difflib
 import hashlib
 import io
 import math
+from codecs import BOM_UTF8
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_emogate.evaluate.metrics import METRICS, GateResult, wilson_interval
 from pytest_emogate.evaluate.thresholds import MAX_BYTES, Thresholds
-from pytest_emogate.files import FileProblem, atomic_write_text, decode_utf8, read_bounded
+from pytest_emogate.files import FileProblem, atomic_write_bytes, decode_utf8, read_bounded
 
 STEP = 0.01
 """Floors move in whole percentage points: readable in the file, and a hair of slack below the bound."""
@@ -63,10 +64,12 @@ def proposed_raises(
 
 
 def apply_raises(path: Path, raises: Sequence[Raise], read_sha256: str | None = None) -> tuple[str, str]:
-    """Rewrite the file with the new floors (atomically) and return its text before and after.
+    """Rewrite the file with the new floors (atomically) and return its text before and after ('\n' newlines).
 
     The file is read again as load_thresholds read it (a bounded regular file); with `read_sha256`, the hash of
-    the bytes the session gated with, a file changed since then is left alone (FileProblem).
+    the bytes the session gated with, a file changed since then is left alone (FileProblem). It is written back
+    with the line endings of its first line (a Windows editor's CRLF file stays CRLF) and its UTF-8 byte-order
+    mark, if it had one: ruamel.yaml writes '\n' and would otherwise leave CRLF only on the commented lines.
     """
     from ruamel.yaml import YAML
     from ruamel.yaml.scalarfloat import ScalarFloat
@@ -77,7 +80,9 @@ def apply_raises(path: Path, raises: Sequence[Raise], read_sha256: str | None = 
     raw = read_bounded(path, "thresholds file", MAX_BYTES)
     if read_sha256 is not None and hashlib.sha256(raw).hexdigest() != read_sha256:
         raise FileProblem(path, "changed since the session read it; ratchet the new file in a run of its own")
-    before = decode_utf8(raw, "thresholds file", path)
+    text = decode_utf8(raw, "thresholds file", path)
+    newline = "\r\n" if text.partition("\n")[0].endswith("\r") else "\n"
+    before = text.replace("\r\n", "\n")
     data = yaml.load(before)
     for item in raises:
         section, key = item.key.split(".", 1)
@@ -92,7 +97,9 @@ def apply_raises(path: Path, raises: Sequence[Raise], read_sha256: str | None = 
     yaml.dump(data, buffer)
     after = buffer.getvalue()
     if after != before:
-        atomic_write_text(path, after)
+        atomic_write_bytes(
+            path, (BOM_UTF8 if raw.startswith(BOM_UTF8) else b"") + after.replace("\n", newline).encode()
+        )
     return before, after
 
 

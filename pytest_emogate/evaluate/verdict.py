@@ -11,6 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 PASSED, FAILED, INCOMPLETE = "passed", "failed", "incomplete"
+ERROR = "error"
+"""The JSON report's verdict for a run that a usage error stopped at its start: the gate never judged a check
+(bad thresholds, inputs or options). A usage error found after the start (a weight file broken at load) ends a
+gate that did start: its verdict is FAILED, no answers to gate."""
 NOT_RUN = "not_run"
 LISTED_IDS = 5
 """How many not-run ids the one-line verdict names before it counts the rest (the JSON report lists all)."""

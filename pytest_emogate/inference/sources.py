@@ -77,13 +77,15 @@ class CheckpointInference:
         quiet_terminal: Callable[[], AbstractContextManager[Any]] = nullcontext,
         progress: bool = True,
         probe: int = 0,
+        scratch: Path | None = None,
     ) -> CheckpointInference:
         """Check the model paths, read and fingerprint the data, open and read the cache and, unless it already
         holds every answer, check the model files and every sample (a complete cache has its labels checked, and
         no file read). Every problem of the model, the data and the cache is in one UsageError, before a model
         loads: a user fixing a long GPU job sees them all at once. With `probe`, the consistency probe of that
         many samples is made, its cache opened beside the main one; the cache is complete only with its answers
-        too."""
+        too. Without a cache root the answers pass through `scratch` (a pytest-xdist controller's folder, which its
+        workers share), else through a new temporary folder."""
         from pytest_emogate.data import load_test3
         from pytest_emogate.data.preflight import preflight_problems
 
@@ -95,7 +97,7 @@ class CheckpointInference:
         source, complete, paths_found = None, False, not problems
         if paths_found:
             ran_on = replace(settings, device=devices[0].split(":")[0]) if devices else settings
-            root = cache_root if cache_root is not None else Path(tempfile.mkdtemp(prefix="emogate-"))
+            root = cache_root or scratch or Path(tempfile.mkdtemp(prefix="emogate-"))
             try:
                 key = answer_key(ran_on, data.fingerprint())
                 cache = AnswerCache.open(root, key)

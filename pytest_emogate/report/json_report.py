@@ -14,7 +14,7 @@ from pytest_emogate.evaluate.compare import Comparison, Delta, Pair
 from pytest_emogate.evaluate.metrics import GateResult
 from pytest_emogate.evaluate.regression import detection_limit, family_p_values, regression_ids
 from pytest_emogate.evaluate.thresholds import Thresholds
-from pytest_emogate.evaluate.verdict import Verdict
+from pytest_emogate.evaluate.verdict import ERROR, Verdict
 from pytest_emogate.files import atomic_write_text
 from pytest_emogate.inference.probe import ProbeResult
 
@@ -81,6 +81,12 @@ def probe_section(probe: ProbeResult) -> dict[str, Any]:
             for answer in probe.differ
         ],
     }
+
+
+def error_report(error: str) -> dict[str, Any]:
+    """The JSON report of a run a usage error stopped at its start: verdict "error", never passed, no check judged
+    (the thresholds may be what is wrong), and the error's message."""
+    return {"verdict": ERROR, "passed": False, "not_run": [], "checks": [], "error": error}
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
