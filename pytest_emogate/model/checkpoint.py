@@ -143,6 +143,12 @@ def read_stage_two(path: Path) -> StageTwo:
     return StageTwo(path, projections, lora, rank, targets, ln_vision, alpha)
 
 
+def lora_alpha_used(path: Path, override: float | None) -> float:
+    """The LoRA alpha a model load of the checkpoint `path` uses (StageTwo.lora_alpha): the override, else the
+    checkpoint's saved config value, else 16; the checkpoint is read (in full, checked) only without an override."""
+    return override if override is not None else read_stage_two(path).lora_alpha(None)
+
+
 def feature_dims(path: Path) -> tuple[int, int, int]:
     """The Face, Video and Audio feature widths the checkpoint's projections take, the checkpoint read in full
     (every key and shape, the saved LoRA alpha) without loading any model."""
