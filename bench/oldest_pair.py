@@ -41,8 +41,9 @@ def run(venv: Path, torch: str) -> int:
     pins = [f"{name}=={floor}" for name, floor in floors().items()]
     subprocess.run([str(python), "-m", "pip", "install", "-q", torch, "-e", f"{REPO}[infer]", *pins, "pytest>=8"],
                    check=True)  # fmt: skip
-    versions = "; ".join(f"{name} {{version({name!r})}}" for name in ("torch", "transformers", "peft"))
-    subprocess.run([str(python), "-c", f"from importlib.metadata import version; print(f'{versions}')"], check=True)
+    names = ("torch", "transformers", "peft")
+    show = f"from importlib.metadata import version; print(*(name + ' ' + version(name) for name in {names!r}))"
+    subprocess.run([str(python), "-c", show], check=True)
     return subprocess.run([str(python), "-m", "pytest", TEST, "-q", "-p", "no:cacheprovider"], cwd=REPO).returncode
 
 
