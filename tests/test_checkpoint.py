@@ -199,3 +199,15 @@ def test_an_eva_file_without_a_spare_block_is_refused(tmp_path: Path) -> None:
     state = {key: value for key, value in torch.load(VIT, weights_only=True).items() if not key.startswith("blocks.")}
     with pytest.raises(pytest.UsageError, match="no blocks"):
         read_vit(save(tmp_path / "eva.pth", state))
+
+
+@pytest.mark.parametrize(
+    ("key", "dtype"),
+    [(LORA.format(0, "q_proj", "A"), "int64"), (LORA.format(1, "v_proj", "B"), "int32"), ("llama_proj.bias", "bool")],
+)
+def test_a_tensor_of_no_floating_dtype_is_refused_with_its_key_named(tmp_path: Path, key: str, dtype: str) -> None:
+    checkpoint = original()
+    checkpoint["model"][key] = checkpoint["model"][key].round().to(getattr(torch, dtype))
+    with pytest.raises(pytest.UsageError) as refused:
+        read_stage_two(save(tmp_path / "c.pth", checkpoint))
+    assert f"{key}: expected a floating dtype, found {dtype}" in str(refused.value)

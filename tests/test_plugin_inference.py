@@ -51,6 +51,7 @@ def test_inference_gate_and_its_saved_answers_gate_identically(pytester: pytest.
     provenance = a["provenance"]
     assert len(provenance["checkpoint_sha256"]) == 64 and len(provenance["data_fingerprint"]) == 64
     assert provenance["device"] == "cpu" and provenance["inference"]["max_new_tokens"] == 32
+    assert provenance["inference"]["lora_alpha"] == 32.0  # the alpha used: the checkpoint's saved config value
     assert a["timings_s"]["load"] > 0 and a["timings_s"]["inference"] > 0
     row = json.loads((pytester.path / "preds.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert set(row) == {"name", "label", "output", "n_new_tokens", "hit_cap"}

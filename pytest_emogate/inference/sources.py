@@ -216,6 +216,8 @@ class CheckpointInference:
 
     def provenance(self) -> dict[str, Any]:
         """Checkpoint hash, data fingerprint, device and the settings that shape the answers."""
+        from pytest_emogate.model.checkpoint import lora_alpha_used
+
         answers = self.predictions()
         s = self.settings
         return {
@@ -224,8 +226,8 @@ class CheckpointInference:
             "device": self._device(),
             "inference": {
                 "batch_size": s.batch_size, "max_new_tokens": s.max_new_tokens, "image_size": s.image_size,
-                "lora_alpha": s.lora_alpha, "head_dim": s.head_dim, "mode": s.mode, "merge_lora": s.merge_lora,
-                "dtype": s.dtype,
+                "lora_alpha": lora_alpha_used(s.ckpt, s.lora_alpha), "mode": s.mode, "merge_lora": s.merge_lora,
+                "head_dim": s.head_dim, "dtype": s.dtype,
                 "capped": _capped(answers), "cached": len(answers) - self._inferred(),
                 "cache": str(self.cache.folder) if self.cache_root is not None else None,
             },

@@ -4,8 +4,9 @@ The original loads both of its weight files with `strict=False` and discards the
 silently runs the base model and a missing projection stays randomly initialised (spec §2.2). Here every key of
 the stage-2 checkpoint and of the EVA file is either consumed or one of the known-unused ones (`attention.*`,
 the EVA file's last block); anything else, anything missing and any tensor of the wrong rank or shape is one
-UsageError naming the keys. The LoRA alpha saved in the training config must be a finite positive number when
-it is there, and a config that is there but malformed is named, never passed over. Files are opened through
+UsageError naming the keys, as is a checkpoint tensor of no floating dtype (an integer LoRA would be cast to
+float without a word). The LoRA alpha saved in the training config must be a finite positive number when it is
+there, and a config that is there but malformed is named, never passed over. Files are opened through
 weight_files.py: regular files only, read with `weights_only=True` or safetensors.
 """
 
@@ -122,6 +123,9 @@ def read_stage_two(path: Path) -> StageTwo:
     problems = [f"{key}: expected a tensor, found {type(value).__name__}" for key, value in state.items()
                 if not isinstance(value, torch.Tensor)]  # fmt: skip
     state = {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
+    problems += [f"{key}: expected a floating dtype, found {str(value.dtype).removeprefix('torch.')}"
+                 for key, value in state.items()
+                 if not value.is_floating_point() and not key.startswith(UNUSED_PREFIXES)]  # fmt: skip
     projections = _projections(state, problems)
     lora, rank = _lora(state, problems)
     ln_vision = {key.split(".")[-1]: state[key] for key in LN_VISION_KEYS if key in state}
@@ -137,6 +141,12 @@ def read_stage_two(path: Path) -> StageTwo:
         raise usage_error(f"checkpoint {path}", problems)
     targets = tuple(sorted({target for _, _, target in lora}))
     return StageTwo(path, projections, lora, rank, targets, ln_vision, alpha)
+
+
+def lora_alpha_used(path: Path, override: float | None) -> float:
+    """The LoRA alpha a model load of the checkpoint `path` uses (StageTwo.lora_alpha): the override, else the
+    checkpoint's saved config value, else 16; the checkpoint is read (in full, checked) only without an override."""
+    return override if override is not None else read_stage_two(path).lora_alpha(None)
 
 
 def feature_dims(path: Path) -> tuple[int, int, int]:

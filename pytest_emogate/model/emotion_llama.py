@@ -10,6 +10,7 @@ encoder and the language model run under fp16 autocast with the original's per-p
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+from pytest_emogate.extras import library_warnings
 from pytest_emogate.files import usage_error
 from pytest_emogate.model.checkpoint import (
     FEATURE_PROJECTIONS,
@@ -65,6 +67,7 @@ class EmotionLlama(nn.Module):
         self.cls_tk_llama_proj = projections["cls_tk_llama_proj"]
         self.llm = llm
         self.decoder, self.lm_head = lm_parts(llm)
+        self.cache_argument = cache_argument(self.decoder)
         self.group = self.llama_proj.in_features // vit.width
 
     @property
@@ -82,7 +85,8 @@ class EmotionLlama(nn.Module):
 
     def multimodal_block(self, images: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """images [B, 3, S, S] and three feature batches [B, D_k] -> [B, patches/group + 4, hidden]."""
-        return self.project(self.ln_vision(self.vit(images)), features)
+        with library_warnings():
+            return self.project(self.ln_vision(self.vit(images)), features)
 
     def project(self, encoded: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """The projections part of `multimodal_block`, from ln_vision's output [B, 1 + patches, width]."""
@@ -105,20 +109,28 @@ class EmotionLlama(nn.Module):
         """fp32 logits [B, last, vocab] of the last `last` positions only (the full vocabulary at every position
         would cost gigabytes per batch at 7B). `mask` is the 2-D padding mask or a ready 4-D additive one;
         `cache` (a transformers Cache) is extended, or None for a single pass."""
-        out = self.decoder(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=cache is not None,
-        )
-        return self.lm_head(out.last_hidden_state[:, -last:]).float()
+        with library_warnings():
+            out = self.decoder(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=cache is not None,
+                **{self.cache_argument: cache},
+            )
+            return self.lm_head(out.last_hidden_state[:, -last:]).float()
 
     def merge_lora(self) -> None:
         """Fold the LoRA into the base weights (W + scale * B @ A) and drop the adapter modules: faster steps,
         answers that may differ by rounding (the caller checks and reports the agreement)."""
-        self.llm = self.llm.merge_and_unload()
+        with library_warnings():
+            self.llm = self.llm.merge_and_unload()
         self.decoder, self.lm_head = self.llm.model, self.llm.lm_head
+
+
+def cache_argument(decoder: nn.Module) -> str:
+    """The name the decoder's forward takes its KV cache by: `cache` in newer transformers 5 releases (which
+    warn on the old name), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
 def check_model_files(files: ModelFiles) -> tuple[StageTwo, VitWeights, LlamaSizes]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pytest_emogate.extras import INFER_INSTALL, check_import, library_warnings
 from pytest_emogate.files import usage_error
 from pytest_emogate.model.checkpoint import StageTwo
 from pytest_emogate.model.llama_files import check_llama_folder
@@ -31,12 +32,16 @@ LORA_DROPOUT = 0.05  # the original's; inactive at eval
 
 @contextlib.contextmanager
 def offline() -> Iterator[None]:
-    """Set the Hugging Face offline switches for the duration of a load, then restore them."""
+    """Set the Hugging Face offline switches for the duration of a load, then restore them; transformers is
+    imported here (a broken install is a usage error, check_import) and its warnings are shown, never raised
+    (library_warnings), as are peft's."""
     names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update(dict.fromkeys(names, "1"))
     try:
-        yield
+        check_import("transformers", "--emogate-ckpt", INFER_INSTALL)
+        with library_warnings():
+            yield
     finally:
         for name, value in saved.items():
             if value is None:
@@ -71,11 +76,12 @@ def load_llama(path: Path, device: torch.device, dtype: str = "auto") -> LlamaFo
     tensor the weights leave out is refused, never initialised at random."""
     check_llama_folder(path)
     weights = half_dtype(dtype, device) or torch.float32
-    with offline():
+    with offline(), quiet_progress():
         from transformers import LlamaForCausalLM
 
         try:
-            model, info = LlamaForCausalLM.from_pretrained(
+            # (model, loading info); transformers 5's annotation says the model alone, whatever the flag
+            loaded: Any = LlamaForCausalLM.from_pretrained(
                 str(path),
                 dtype=weights,
                 attn_implementation="eager",
@@ -85,6 +91,7 @@ def load_llama(path: Path, device: torch.device, dtype: str = "auto") -> LlamaFo
             )
         except (OSError, ValueError, RuntimeError) as error:
             raise usage_error(f"Llama directory {path}", [_one_line(error)]) from None
+    model, info = loaded
     missing = sorted(info.get("missing_keys", ())) + [str(key) for key, *_ in info.get("mismatched_keys", ())]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -98,17 +105,19 @@ def attach_lora(llama: LlamaForCausalLM, stage: StageTwo, alpha: float) -> PeftM
     Both sides are accounted for: each checkpoint pair must land in a LoRA module peft created, and each LoRA
     module peft created must receive a pair; shapes must match. Anything else is a UsageError naming the keys.
     """
-    from peft import LoraConfig, get_peft_model
+    check_import("peft", "--emogate-ckpt", INFER_INSTALL)
+    with library_warnings():
+        from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(
-        r=stage.rank,
-        lora_alpha=alpha,  # type: ignore[arg-type]  # typed int by peft, used as alpha / r: a float is fine
-        lora_dropout=LORA_DROPOUT,
-        target_modules=list(stage.targets),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(llama, config)
+        config = LoraConfig(
+            r=stage.rank,
+            lora_alpha=alpha,  # type: ignore[arg-type]  # typed int by peft, used as alpha / r: a float is fine
+            lora_dropout=LORA_DROPOUT,
+            target_modules=list(stage.targets),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(llama, config)
     own = {name: param for name, param in model.named_parameters() if ".lora_" in name}
     given = {}
     for (layer, parent, target), pair in stage.lora.items():
@@ -130,6 +139,21 @@ def attach_lora(llama: LlamaForCausalLM, stage: StageTwo, alpha: float) -> PeftM
         for name, tensor in given.items():
             own[name].copy_(tensor)
     return model.eval().requires_grad_(False)
+
+
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """No progress bar for the load (transformers 5 draws one per weight file, on every run), then as before."""
+    from transformers.utils import logging
+
+    bars: Any = logging  # its switches are untyped in some releases
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            bars.enable_progress_bar()
 
 
 def _checkpoint_name(peft_name: str) -> str:
