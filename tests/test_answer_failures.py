@@ -290,3 +290,40 @@ def test_batch_size_auto_out_of_memory_at_batch_size_1_fails_as_any_out_of_memor
     del failed
     gc.collect()
     assert len(models) == 1 and models[0]() is None  # the model is let go: no frame of the failure holds it
+
+
+@pytest.mark.slow
+@NO_INFER
+@pytest.mark.parametrize("mode", ["generate", "score"])
+def test_auto_answers_as_a_fixed_batch_size_in_either_mode(tmp_path: Path, mode: str) -> None:
+    import dataclasses
+
+    import torch
+
+    from pytest_emogate.data import load_test3
+    from pytest_emogate.inference.run import run_inference
+    from pytest_emogate.model.emotion_llama import EmotionLlama
+
+    logits = EmotionLlama.logits
+
+    def too_big(self: Any, embeds: Any, *args: Any, **kwargs: Any) -> Any:
+        if embeds.shape[0] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return logits(self, embeds, *args, **kwargs)
+
+    data = load_test3(sliced_manifest(tmp_path, 30))
+    settings = dataclasses.replace(TINY_SETTINGS, device="cpu", mode=mode)
+    batches: list[list[str]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EmotionLlama, "logits", too_big)
+        auto = run_inference(dataclasses.replace(settings, batch_size="auto"), data, progress=False,
+                             on_batch=lambda done: batches.append([answer.name for answer in done]))  # fmt: skip
+        fixed = run_inference(dataclasses.replace(settings, batch_size=2), data, progress=False)
+    assert auto.predictions == fixed.predictions
+    assert (auto.batch_size, fixed.batch_size) == (2, 2)
+    assert auto.notes[0] == (
+        "batch size auto: answered at 2 (out of memory at 16, 8, 4: memory freed, batch halved and answered again)"
+    )
+    assert sorted(name for batch in batches for name in batch) == sorted(sample.name for sample in data.samples)
+    if mode == "score":
+        assert auto.notes[1:] == fixed.notes  # the fallbacks are counted once
