@@ -215,7 +215,8 @@ class Gate:
             self._ran[check_id] = PASSED
 
     def fail(self, error: str) -> None:
-        """Note that no answers could be made (the session ends): the verdict fails with this reason."""
+        """Note that no answers could be made: the verdict fails with this reason, and `result` raises it again
+        instead of asking the source."""
         self._error = error
 
     def verdict(self) -> Verdict:
