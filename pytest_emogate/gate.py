@@ -125,12 +125,24 @@ class Gate:
         """Whether the result is at hand or can be computed without inference."""
         return self.ready or self.source.loaded
 
+    @property
+    def error(self) -> str | None:
+        """Why no answers could be made, once that happened (the verdict then fails with it); else None."""
+        return self._error
+
     def result(self) -> GateResult:
-        """Score every answer and compute the metrics, once."""
+        """Score every answer and compute the metrics, once. When the answers could not be made, AnswersUnavailable
+        with the same cause each time: answering is one event per session, never repeated per gate test."""
+        if self._error is not None:
+            raise AnswersUnavailable(self._error)
         if self._result is None:
             if self._released:
                 raise RuntimeError("emogate: the gate's answers were released when the session ended (Gate.release)")
-            predictions = self.source.predictions()
+            try:
+                predictions = self.source.predictions()
+            except AnswersUnavailable as error:
+                self._error = str(error)
+                raise
             start = time.perf_counter()
             t = self.thresholds
             samples = score_samples(predictions, t.labels, t.aliases, t.invalid)
@@ -167,8 +179,11 @@ class Gate:
 
     def probe_result(self) -> ProbeResult:
         """Run the consistency probe (after the main answers), once: its samples answered again at batch size 1.
-        AnswersUnavailable when it could make no answers (the consistency check then fails saying why)."""
+        AnswersUnavailable when it could make no answers (the consistency check then fails saying why), the same
+        each time: the probe is not run again."""
         assert self.probe is not None, "the consistency check is declared only with a probe"
+        if self._probe_error is not None:
+            raise AnswersUnavailable(self._probe_error)
         try:
             return self.probe.result()
         except AnswersUnavailable as error:
@@ -210,7 +225,8 @@ class Gate:
             self._ran[check_id] = PASSED
 
     def fail(self, error: str) -> None:
-        """Note that no answers could be made (the session ends): the verdict fails with this reason."""
+        """Note that no answers could be made: the verdict fails with this reason, and `result` raises it again
+        instead of asking the source."""
         self._error = error
 
     def verdict(self) -> Verdict:

@@ -24,6 +24,8 @@ from pytest_emogate.stash import GATE_KEY
 
 NODE = "emogate"
 """The collector's node id: the gate tests' ids start with `emogate::`."""
+NO_ANSWERS = "no answers could be made"
+"""How a gate test that has no answers to judge starts its message."""
 WORK_KEY = "emogate_work"
 """Under xdist, the key of a worker's `workeroutput` that says what it did to get the answers."""
 
@@ -64,16 +66,22 @@ class VerdictRecorder:
 
 
 def gate_result(gate: Gate) -> Gate:
-    """The gate with its result computed; a source that cannot give answers ends the session."""
+    """The gate with its result computed. A weight file found broken only when the model loads ends the session
+    (exit 4). Answers that could not be made fail every gate test (and every test using the result) with one
+    message naming the cause, the first one to meet it with the whole of it (a rank's traceback), the others with
+    its first line: the answering ran once, and no check can pass without answers (exit 1)."""
+    __tracebackhide__ = True
+    first = gate.error is None
     try:
         gate.result()
-    except pytest.UsageError as error:  # a weight file found broken only when the model loads: still exit 4
+        return gate
+    except pytest.UsageError as error:
         gate.fail(str(error))
         pytest.exit(f"ERROR: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
-    except AnswersUnavailable as error:  # e.g. non-finite logits: no answer can be gated, so no check can pass
+    except AnswersUnavailable as error:
         gate.fail(str(error))
-        pytest.exit(f"emogate: {error}", returncode=pytest.ExitCode.TESTS_FAILED)
-    return gate
+        said = str(error) if first else str(error).splitlines()[0]
+    pytest.fail(f"{NO_ANSWERS}: {said}", pytrace=False)  # outside the handler: one message, nothing chained
 
 
 def probed(gate: Gate) -> None:

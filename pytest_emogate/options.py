@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_emogate.formats import LISTED_SAMPLES
-from pytest_emogate.inference.settings import DTYPES, MODES, default_of
+from pytest_emogate.inference.settings import AUTO, DTYPES, MODES, default_of
 
 SOURCES = ("predictions", "ckpt")
 """The two answer sources: a predictions file made elsewhere, or inference from a checkpoint."""
@@ -98,6 +98,19 @@ def _at_least_zero(text: str) -> int:
     return value
 
 
+def _batch_size(text: str) -> int | str:
+    """A batch size: a positive whole number, or `auto` (the default, halved on out of memory)."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(_positive(int)(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive int or {AUTO}, found {text!r}") from None
+
+
+_batch_size.__name__ = "batch size"
+
+
 def _devices(text: str) -> tuple[str, ...]:
     from pytest_emogate.inference.distributed import parse_devices  # imports torch: only when the option is given
 
@@ -111,7 +124,8 @@ VALUE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     name: (kind, default_of(name), help_text)
     for name, kind, help_text in (
         ("device", str, "inference device: auto (CUDA when available), cpu, cuda or cuda:N"),
-        ("batch_size", _positive(int), "samples per batch in inference (the original used 1)"),
+        ("batch_size", _batch_size, f"samples per batch in inference (the original used 1), or {AUTO}: start at "
+                                    f"{default_of('batch_size')} and halve it on out of memory, down to 1"),
         ("max_new_tokens", _positive(int), "cap on generated tokens per answer (the original's 500 reproduces it)"),
         ("image_size", _positive(int), "the ViT input size (the original's 448; the weights cannot tell it)"),
         ("lora_alpha", _finite_positive, "LoRA alpha (default: the checkpoint's saved config, else 16)"),
@@ -149,8 +163,8 @@ STEP_OPTIONS = {
 """Paths of explicit update steps: no ini twin."""
 
 
-METAVARS = {"device": "DEVICE", "image_size": "PIXELS", "lora_alpha": "ALPHA", "mode": "|".join(MODES),
-            "dtype": "|".join(DTYPES), "devices": "LIST"}  # fmt: skip
+METAVARS = {"device": "DEVICE", "batch_size": f"N|{AUTO}", "image_size": "PIXELS", "lora_alpha": "ALPHA",
+            "mode": "|".join(MODES), "dtype": "|".join(DTYPES), "devices": "LIST"}  # fmt: skip
 """What `--help` shows for a value option's argument; a count is N."""
 DEFAULT_TEXT = {"devices": "one process on --emogate-device"}
 """How `--help` words a default that is not a value to type."""

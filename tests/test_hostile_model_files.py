@@ -28,7 +28,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from pytest_emogate.model.checkpoint import feature_dims, read_stage_two, read_vit  # noqa: E402
-from pytest_emogate.model.emotion_llama import ModelFiles, load_emotion_llama  # noqa: E402
+from pytest_emogate.model.emotion_llama import ModelFiles, check_model_files, load_emotion_llama  # noqa: E402
 from pytest_emogate.model.llm import load_llama, load_tokenizer  # noqa: E402
 from pytest_emogate.options import VALUE_OPTIONS  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
@@ -178,6 +178,38 @@ def test_a_tokenizer_with_more_pieces_than_the_vocabulary_is_refused(tmp_path: P
     assert "tokenizer.model has 600 pieces, but config.json vocab_size is 500" in refusal(
         lambda: load_tokenizer(folder)
     )
+
+
+def with_vocab(folder: Path, size: int) -> Path:
+    """The Llama folder with config.json's vocab_size and the embedding and head rows at `size` (the tiny
+    tokenizer has 600 pieces): weights and config agree, the tokenizer does not."""
+    from safetensors.torch import load_file, save_file
+
+    edit_config(folder, vocab_size=size)
+    tensors = load_file(str(folder / "model.safetensors"))
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        rows = tensors[key]
+        tensors[key] = torch.cat((rows, rows[: size - len(rows)])) if size > len(rows) else rows[:size].clone()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+def test_a_tokenizer_with_fewer_pieces_than_the_vocabulary_is_refused_before_any_load(tmp_path: Path) -> None:
+    folder = with_vocab(llama_copy(tmp_path), 700)  # the model can emit ids 600-699, which no piece decodes
+    text = refusal(lambda: check_model_files(ModelFiles(CKPT, folder, VIT)))
+    assert f"Llama tokenizer {folder / 'tokenizer.model'}" in text
+    assert (
+        "tokenizer.model has 600 pieces, but config.json vocab_size is 700: the model can emit 100 ids (600 to "
+        "699) that the tokenizer cannot decode" in text
+    )
+
+
+def test_added_tokens_count_as_the_tokenizer_s_own(tmp_path: Path) -> None:
+    folder = with_vocab(llama_copy(tmp_path), 602)
+    (folder / "added_tokens.json").write_text('{"<pad>": 600}', encoding="utf-8")
+    assert "the model can emit id 601 that" in refusal(lambda: check_model_files(ModelFiles(CKPT, folder, VIT)))
+    (folder / "added_tokens.json").write_text('{"<pad>": 600, "<mask>": 601}', encoding="utf-8")
+    check_model_files(ModelFiles(CKPT, folder, VIT))
 
 
 @pytest.mark.parametrize("name", ["config.json", "tokenizer.model", "tokenizer_config.json", "model.safetensors"])
@@ -506,13 +538,18 @@ pytest_emogate.model.load_emotion_llama = load_emotion_llama
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["config", "tokenizer", "lfs-checkpoint", "saved-alpha", "vit-rank", "lora-vs-llama"])
+@pytest.mark.parametrize(
+    "case", ["config", "tokenizer", "short-tokenizer", "lfs-checkpoint", "saved-alpha", "vit-rank", "lora-vs-llama"]
+)
 def test_model_file_problems_stop_the_run_at_the_preflight(pytester: pytest.Pytester, case: str) -> None:
     tmp_path = pytester.path
     paths: dict[str, Path] = {}
-    if case in ("config", "tokenizer", "lora-vs-llama"):
+    if case in ("config", "tokenizer", "short-tokenizer", "lora-vs-llama"):
         paths["llama"] = llama_copy(tmp_path)
-    if case == "config":
+    if case == "short-tokenizer":
+        with_vocab(paths["llama"], 640)
+        said = "tokenizer.model has 600 pieces, but config.json vocab_size is 640: the model can emit 40 ids"
+    elif case == "config":
         edit_config(paths["llama"], hidden_size=128)
         said = "hidden_size is 128, but the weights have 64"
     elif case == "tokenizer":

@@ -38,6 +38,13 @@ def test_batch_size_in_the_ini_is_parsed_like_the_command_line(gated: pytest.Pyt
     assert value_option(config, "batch_size") == 8
 
 
+def test_batch_size_auto_is_taken_on_the_command_line_and_in_the_ini(gated: pytest.Pytester) -> None:
+    config = gated.parseconfig(*GATED, "--emogate-batch-size=auto")
+    assert value_option(config, "batch_size") == "auto"
+    gated.makeini("[pytest]\nemogate_batch_size = auto\n")
+    assert value_option(gated.parseconfigure(*GATED), "batch_size") == "auto"
+
+
 def test_the_command_line_wins_over_the_ini(gated: pytest.Pytester) -> None:
     gated.makeini("[pytest]\nemogate_batch_size = 8\n")
     config = gated.parseconfig(*GATED, "--emogate-batch-size=2")
@@ -55,11 +62,11 @@ def test_a_bad_ini_value_is_a_usage_error_naming_the_setting(pytester: pytest.Py
     config = pytester.parseconfig()
     with pytest.raises(pytest.UsageError) as error:
         value_option(config, "batch_size")
-    assert str(error.value) == "ini setting emogate_batch_size: expected a positive int, found '0'"
+    assert str(error.value) == "ini setting emogate_batch_size: expected a positive int or auto, found '0'"
 
 
 def test_a_bad_command_line_value_is_refused_by_the_parser(pytester: pytest.Pytester) -> None:
-    with pytest.raises(pytest.UsageError, match="expected a positive int, found '-1'"):
+    with pytest.raises(pytest.UsageError, match="expected a positive int or auto, found '-1'"):
         pytester.parseconfig("--emogate-batch-size=-1")
 
 
@@ -190,8 +197,9 @@ def test_the_help_shows_readable_arguments_and_defaults(pytester: pytest.Pyteste
     group = "\n".join(lines[start : lines.index("", start)])
     words = " ".join(group.split())
     metavars = dict(re.findall(r"--emogate-([a-z-]+)=(\S+)", group))
-    assert set(metavars.values()) <= {"PATH", "N", "DEVICE", "PIXELS", "ALPHA", "LIST", "generate|score",
+    assert set(metavars.values()) <= {"PATH", "N", "N|auto", "DEVICE", "PIXELS", "ALPHA", "LIST", "generate|score",
                                       "auto|float32|float16|bfloat16"}, metavars  # fmt: skip
-    assert metavars["batch-size"] == metavars["workers"] == metavars["show"] == "N"
+    assert metavars["workers"] == metavars["show"] == "N" and metavars["batch-size"] == "N|auto"
     assert "default None" not in words and "default none" not in words and "EMOGATE_" not in group
-    assert "(the original used 1); default 16" in words and "default one process on --emogate-device" in words
+    assert "(the original used 1), or auto: start at 16 and halve it on out of memory, down to 1; default 16" in words
+    assert "default one process on --emogate-device" in words

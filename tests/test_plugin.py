@@ -338,7 +338,7 @@ def test_emogate_only_skips_the_project_tests(project: pytest.Pytester) -> None:
         ),
         (
             ["--emogate-ckpt", "c.pth", "--emogate-batch-size", "0"],
-            "*--emogate-batch-size: expected a positive int, found '0'",
+            "*--emogate-batch-size: expected a positive int or auto, found '0'",
         ),
     ],
 )

@@ -392,6 +392,28 @@ def test_a_probe_that_makes_no_answers_fails_test_consistency_saying_why(
 
 
 @pytest.mark.slow
+def test_any_error_in_the_probe_fails_test_consistency_once_with_its_cause(
+    main_answered: list[str], pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_emogate.inference import run
+
+    calls: list[int] = []
+
+    def undecodable(settings: InferenceSettings, data: Any, *, indices: list[int], **_: Any) -> Any:
+        calls.append(len(indices))
+        raise ValueError("piece id is out of range.")
+
+    monkeypatch.setattr(run, "run_inference", undecodable)
+    failed = pytester.runpytest(*main_answered)
+    failed.assert_outcomes(passed=1, failed=1)
+    failed.stdout.fnmatch_lines([
+        "the consistency probe made no answers to compare: inference failed: ValueError: piece id is out of range.",
+        "emogate verdict: FAILED (1 of 2 checks): consistency",
+    ])  # fmt: skip
+    assert calls == [PROBE] and "Traceback" not in failed.stdout.str()
+
+
+@pytest.mark.slow
 def test_the_test_consistency_id_and_no_probe_when_it_is_deselected(
     probed: tuple[Path, ProbeResult, list[Any]], sliced: Path, pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,

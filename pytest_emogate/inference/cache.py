@@ -4,11 +4,12 @@ One folder per key under the cache root (default `.emogate/cache`). The key is e
 answers: the checkpoint's sha256, the data fingerprint, the prompt and decoding settings and the package version;
 its hash names the folder and `key.json` keeps it readable. Answers are appended to `answers.jsonl` one batch
 at a time (write, flush, fsync), so a SIGKILL loses at most the batch in flight; a torn last line is detected on
-the next load, cut off, and its sample is answered again. A lock file serialises the processes that share a
-folder (pytest-xdist workers), so only one computes while the others wait and then read. Distributed ranks
-write side by side instead, each to its own `answers-rank{R}.jsonl` (no interleaved appends); a load reads every
-`answers*.jsonl`, and a torn line in another writer's file is skipped, never cut: that writer may still be
-appending, and it cuts its own torn tail before its next append.
+the next load, cut off, and its sample is answered again. A write that fails (a full disk) is cut back off at
+once and raised as CacheWriteError naming the folder; a short write is continued until every byte is written.
+A lock file serialises the processes that share a folder (pytest-xdist workers), so only one computes while the
+others wait and then read. Distributed ranks write side by side instead, each to its own `answers-rank{R}.jsonl`
+(no interleaved appends); a load reads every `answers*.jsonl`, and a torn line in another writer's file is
+skipped, never cut: that writer may still be appending, and it cuts its own torn tail before its next append.
 
 The cache is checked when it is opened, before any inference: a folder that is a file or cannot be written, an
 answers file that is not a regular file, a line that is not an answer, a sample answered twice. It never supplies
@@ -18,13 +19,14 @@ a line whose label differs and returns the data's.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,11 @@ ANSWERS_LIMIT = 512 * MiB
 LOCK = "lock"
 FIX = "fix or delete the folder, or run with --emogate-no-cache"
 SHOWN = 80
+
+
+class CacheWriteError(RuntimeError):
+    """Finished answers could not be written to the cache (a full disk, a failed write or sync): the message names
+    the folder and the remedy. The answers file is cut back to what it held before the write."""
 
 
 def key_digest(key: Mapping[str, Any]) -> str:
@@ -145,7 +152,8 @@ class AnswerCache:
         return problems
 
     def append(self, predictions: Iterable[Prediction]) -> None:
-        """Append finished answers and force them to disk before returning."""
+        """Append finished answers and force them to disk before returning. CacheWriteError when they cannot be
+        (the file then holds what it held before: no half-written answer is ever read back)."""
         lines = [
             json.dumps({"name": p.name, "label": p.label, "output": p.output, **dict(p.extra)}, ensure_ascii=False)
             for p in predictions
@@ -153,7 +161,10 @@ class AnswerCache:
         if not lines:
             return
         payload = "".join(line + "\n" for line in lines).encode("utf-8")
-        fd = os.open(self.answers_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fd = os.open(self.answers_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as error:
+            raise self._write_error(len(lines), error) from None
         try:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
@@ -161,12 +172,27 @@ class AnswerCache:
                     "answer cache"
                 )
             _cut_torn_tail(fd)
-            os.write(fd, payload)
-            os.fsync(fd)
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, payload)
+                os.fsync(fd)
+            except OSError as error:
+                _cut_back(fd, start)
+                raise self._write_error(len(lines), error) from None
         finally:
             os.close(fd)
 
-    @contextmanager
+    def _write_error(self, count: int, error: OSError) -> CacheWriteError:
+        """The error of a failed append: what failed, in the folder, and what to do."""
+        full = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(error.errno or 0)
+        what = full or error.strerror or str(error)
+        remedy = "free space there, move the cache with --emogate-cache DIR, or run with --emogate-no-cache"
+        return CacheWriteError(
+            f"answer cache {self.folder}: the answers of {count} sample{'s' if count != 1 else ''} could not be "
+            f"written to {self.answers_file} ({what}); {remedy if full else FIX}"
+        )
+
+    @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the folder's exclusive lock: one process computes, the others wait here and then read."""
         with (self.folder / LOCK).open("a") as handle:
@@ -243,6 +269,23 @@ def _cache_error(folder: Path, problems: list[str]) -> pytest.UsageError:
     return pytest.UsageError(f"{usage_error(f'answer cache {folder}', problems)}\n  {FIX}")
 
 
+def _write_all(fd: int, payload: bytes) -> None:
+    """Write every byte of `payload` at `fd`: a short write is continued, one that writes nothing is an error."""
+    view = memoryview(payload)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, f"a write wrote nothing, {len(view)} bytes left")
+        view = view[written:]
+
+
+def _cut_back(fd: int, size: int) -> None:
+    """Cut a failed append back off the file (to `size`); were that to fail too, the torn tail has no newline
+    and the next load or append cuts it."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
+
+
 def _cut_torn_tail(fd: int) -> None:
     """Cut a killed writer's torn last line off the file at `fd`, so the next append starts on a fresh line."""
     size = os.fstat(fd).st_size
@@ -267,7 +310,9 @@ def answer_key(
     EVA files (gigabytes, fixed per project) are named by size and modification time; the prompt by the source
     of the module that builds it; the decoding settings, the dtype and the package version as they are. The
     batch size is in only where it can change an answer (half precision, `may_round_by_batch`): in fp32 it does
-    not.
+    not, so a run with `--emogate-batch-size auto` and one at any fixed size share their answers. In half
+    precision `auto` is in the key as itself: its answers, made at whichever size fit the device, are never
+    taken for a fixed size's, nor a fixed size's for its.
     """
     from pytest_emogate import __version__
 

@@ -52,6 +52,7 @@ class RankRun:
     notes: tuple[str, ...] = ()
     error: str | None = None  # `Type: message`, as torch's error file records it
     error_traceback: str = ""
+    batch_size: int = 0  # what it answered at (with `auto`, the size that fit); 0 when it answered nothing
 
 
 class RankFailedError(RuntimeError):
@@ -227,7 +228,8 @@ def answer_shard(
         torch.cuda.set_device(device)
     run = run_inference(replace(settings, device=device), data, progress=progress, indices=indices, on_batch=on_batch)
     host = socket.gethostname()
-    return RankRun(rank, device, host, len(run.predictions), run.capped, dict(run.timings_s), tuple(run.notes))
+    return RankRun(rank, device, host, len(run.predictions), run.capped, dict(run.timings_s), tuple(run.notes),
+                   batch_size=run.batch_size)  # fmt: skip
 
 
 def init_group(cuda: bool) -> None:

@@ -4,12 +4,17 @@ The original generated one sample at a time with up to 500 new tokens (spec §6)
 length-sorted batches (decoding.py: greedy generation; scoring.py: label scoring, answers equal to
 generation's), their frames and features prepared ahead by DataLoader workers (loader.py). Optionally the LoRA
 is merged into the base weights, and the first batch is answered both ways to report the agreement. Non-finite
-logits are an error naming the samples, never an answer.
+logits are an error naming the samples, never an answer. Out of memory in a batch is an error naming the batch
+size; with `--emogate-batch-size auto` the memory is freed, the batch size halved and the same samples answered
+again (the answers do not depend on the batch size), down to 1.
 """
 
 from __future__ import annotations
 
+import gc
+import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_emogate.files import usage_error
 from pytest_emogate.formats import clip
 from pytest_emogate.inference.progress import progress_bar
-from pytest_emogate.inference.settings import DTYPES, MODES, InferenceSettings
+from pytest_emogate.inference.settings import AUTO, DTYPES, MODES, InferenceSettings
 from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
@@ -41,6 +46,8 @@ class InferenceRun:
     device: str
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one line each: merge agreement, score-mode fallbacks
+    batch_size: int = 0
+    """The batch size the answers were made at (with `auto`, the one that fit); 0 when nothing was answered."""
 
 
 class NonFiniteLogitsError(RuntimeError):
@@ -55,6 +62,47 @@ class NonFiniteLogitsError(RuntimeError):
             "no answer was made for them (check the weights, the device and the dtype)"
         )
         self.names = tuple(names)
+
+
+class BatchOutOfMemoryError(RuntimeError):
+    """A batch did not fit the device's memory: at a fixed batch size, or with `auto` even at batch size 1. The
+    message names the batch size, the device and the remedy."""
+
+    def __init__(self, batch_size: int, device: str, said: str, *, auto: bool) -> None:
+        if auto:
+            remedy = (
+                f"--emogate-batch-size {AUTO} halved it from the largest size down to 1; the model does not fit: use "
+                "a device with more free memory, or --emogate-devices to spread the samples"
+            )
+        else:
+            smaller = f" (e.g. {batch_size // 2})" if batch_size > 1 else ""
+            remedy = (
+                f"lower --emogate-batch-size{smaller}, or pass --emogate-batch-size {AUTO} to halve it until it fits"
+                if batch_size > 1
+                else "the model does not fit at batch size 1: use a device with more free memory"
+            )
+        super().__init__(f"out of memory at batch size {batch_size} on {device} ({said}): {remedy}")
+        self.batch_size = batch_size
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says the device ran out of memory: torch's OutOfMemoryError (CUDA), or the CPU
+    allocator's RuntimeError."""
+    import torch
+
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(error, out_of_memory) or (
+        isinstance(error, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(error)
+    )
+
+
+def free_memory() -> None:
+    """Give back what a failed batch or run held: collect its garbage, and when CUDA is in use empty torch's cache
+    so the memory is free for what comes next (a smaller batch, or another process)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def checkpoint_feature_dims(ckpt: Path) -> tuple[int, int, int]:
@@ -76,8 +124,9 @@ def run_inference(
 
     `on_batch(predictions)` is called after each batch with its finished answers, so a caller can persist them
     as they come; samples with non-finite logits are left out of it. An empty `indices` returns at once without
-    loading anything. Raise NonFiniteLogitsError if any sample's logits are not finite, pytest.UsageError for a
-    bad setting or weight file.
+    loading anything. Raise NonFiniteLogitsError if any sample's logits are not finite, BatchOutOfMemoryError
+    when a batch does not fit (with `auto`: not even at batch size 1), pytest.UsageError for a bad setting or
+    weight file.
     """
     from pytest_emogate.data import prompt_sentence
     from pytest_emogate.inference.batches import SampleInputs
@@ -126,7 +175,7 @@ def run_inference(
     if settings.merge_lora:
         timings["merge"] = merge_s  # the merge and the first batch answered twice to check it
     capped = sum(generation.hit_cap for generation in generations)
-    return InferenceRun(predictions, capped, str(device), timings, notes)
+    return InferenceRun(predictions, capped, str(device), timings, notes, answers.batch_size)
 
 
 class _Answers:
@@ -142,6 +191,10 @@ class _Answers:
     ) -> None:
         self.model, self.tokenizer, self.prompts, self.load, self.settings = model, tokenizer, prompts, load, settings
         self.fallbacks = 0
+        self.batch_size = settings.largest_batch_size
+        """The batch size now: the one given, or with `auto` the largest that has fit so far."""
+        self.ran_out: list[int] = []
+        """The batch sizes that ran out of memory (with `auto`), largest first."""
 
     def all(self, on_batch: BatchDone) -> list[Generation]:
         """Every prompt's generation, in input order, `on_batch` called after each batch."""
@@ -153,7 +206,7 @@ class _Answers:
         from pytest_emogate.inference.batches import length_sorted_batches
         from pytest_emogate.model import answer_text
 
-        first = length_sorted_batches(self.prompts, self.settings.batch_size)[0]
+        first = length_sorted_batches(self.prompts, self.batch_size)[0]
         prompts = [self.prompts[i] for i in first]
         load = self.load.subset(first)
         before, _ = self._run(prompts, load, None, 0)
@@ -168,23 +221,68 @@ class _Answers:
 
     def notes(self) -> list[str]:
         """What the run reports besides its answers."""
-        if self.settings.mode != "score":
-            return []
-        total = len(self.prompts)
-        line = f"score mode: {total - self.fallbacks}/{total} answers from one forward pass, {self.fallbacks} fell "
-        return [line + "back to greedy generation"]
+        lines = []
+        if self.settings.batch_auto:
+            ran_out = ", ".join(str(size) for size in self.ran_out)
+            lines.append(
+                f"batch size {AUTO}: answered at {self.batch_size}"
+                + (f" (out of memory at {ran_out}: memory freed, batch halved and answered again)" if ran_out else "")
+            )
+        if self.settings.mode == "score":
+            total = len(self.prompts)
+            lines.append(f"score mode: {total - self.fallbacks}/{total} answers from one forward pass, "
+                         f"{self.fallbacks} fell back to greedy generation")  # fmt: skip
+        return lines
 
     def _run(
         self, prompts: list[PromptIds], load: SampleInputs, on_batch: BatchDone | None, workers: int
     ) -> tuple[list[Generation], int]:
+        """Every prompt's generation at the current batch size, and how many fell back to generation. On out of
+        memory: an error naming the batch size, or with `auto` the memory freed, the batch size halved and the
+        prompts not yet answered answered again (longest first, so the batch that failed comes first)."""
+        done: dict[int, Generation] = {}
+        fallbacks: list[int] = []
+        todo = list(range(len(prompts)))
+        while todo:
+
+            def finished(rows: Sequence[int], generations: Sequence[Generation], todo: list[int] = todo) -> None:
+                rows = [todo[row] for row in rows]
+                done.update(zip(rows, generations, strict=True))
+                if on_batch is not None:
+                    on_batch(rows, generations)
+
+            size, failed = self.batch_size, None
+            try:
+                self._once([prompts[i] for i in todo], load.subset(todo), finished, fallbacks.append, workers)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                failed = _first_line(error)
+                traceback.clear_frames(error.__traceback__)  # its frames hold the batch's tensors
+            if failed is None:
+                break
+            free_memory()
+            if not self.settings.batch_auto or size == 1:
+                raise BatchOutOfMemoryError(size, str(self.model.device), failed, auto=self.settings.batch_auto)
+            self.ran_out.append(size)
+            self.batch_size = size // 2
+            todo = [i for i in todo if i not in done]
+        return [done[i] for i in range(len(prompts))], sum(fallbacks)
+
+    def _once(
+        self, prompts: list[PromptIds], load: SampleInputs, on_batch: BatchDone, fell_back: Callable[[int], None],
+        workers: int,
+    ) -> None:  # fmt: skip
+        """Answer `prompts` at the current batch size, each batch handed to `on_batch` as it finishes."""
         from pytest_emogate.inference.generate import generate
         from pytest_emogate.inference.score import label_chains, score
 
-        s = self.settings
+        s, size = self.settings, self.batch_size
         if s.mode == "generate":
-            return generate(self.model, prompts, load, s.batch_size, s.max_new_tokens, on_batch, workers=workers), 0
+            generate(self.model, prompts, load, size, s.max_new_tokens, on_batch, workers=workers)
+            return
         chains = label_chains(self.tokenizer, s.labels)
-        return score(self.model, prompts, load, s.batch_size, s.max_new_tokens, chains, on_batch, workers=workers)
+        score(self.model, prompts, load, size, s.max_new_tokens, chains, on_batch, workers=workers, fell_back=fell_back)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -231,10 +329,17 @@ def _check_context(
         )  # fmt: skip
 
 
+def _first_line(error: BaseException) -> str:
+    """An error's first line, for a one-line message (torch's out-of-memory text runs to several)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def _check_settings(settings: InferenceSettings) -> None:
     problems = []
-    if settings.batch_size < 1:
-        problems.append(f"batch size: expected at least 1, found {settings.batch_size}")
+    size = settings.batch_size
+    if size != AUTO and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        problems.append(f"batch size: expected at least 1, found {size}")
     if settings.max_new_tokens < 1:
         problems.append(f"max new tokens: expected at least 1, found {settings.max_new_tokens}")
     if settings.image_size < 1 or settings.head_dim < 1:

@@ -14,7 +14,7 @@ Under fp16 the extra positions change kernel shapes, so as with batching, agreem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_emogate.inference.batches import InputLoader
@@ -50,11 +50,13 @@ def score(
     on_batch: BatchDone | None = None,
     *,
     workers: int = 0,
+    fell_back: Callable[[int], None] | None = None,
 ) -> tuple[list[Generation], int]:
     """Every prompt's generation, in input order, and how many fell back to greedy generation.
 
     Batches as `generate`; `on_batch(indices, generations)` gets each batch's scored samples, and the fallback
-    samples once a batch of them has been generated (so a killed run loses at most two batches of work).
+    samples once a batch of them has been generated (so a killed run loses at most two batches of work);
+    `fell_back(count)` then gets their count (a run stopped part-way still knows how many fell back).
     """
     from pytest_emogate.model.prompt import EOS_ID
 
@@ -74,6 +76,8 @@ def score(
             results.update(zip((i for i, _ in group), generated, strict=True))
             if on_batch is not None:
                 on_batch([i for i, _ in group], generated)
+            if fell_back is not None:
+                fell_back(len(group))
 
     with computing(model, workers):
         for indices, embeds in embedded_batches(model, prompts, load_inputs, batch_size, workers):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 MODES = ("generate", "score")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -13,6 +13,9 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 mixed-precision choices in that half dtype on any device; float32: none of them."""
 HALF_DTYPES = ("float16", "bfloat16")
 MER2023_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+AUTO = "auto"
+"""`--emogate-batch-size auto`: start at the default batch size and halve it on out of memory, down to 1."""
+DEFAULT_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class InferenceSettings:
     llama: Path
     vit: Path
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-    batch_size: int = 16
+    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE  # or AUTO: the default, halved on out of memory
     max_new_tokens: int = 32  # the original allowed 500; a label takes 2 tokens, and capped rows are counted
     image_size: int = 448
     lora_alpha: float | None = None  # a finite positive number; None: the checkpoint's saved config value, else 16
@@ -33,6 +36,17 @@ class InferenceSettings:
     workers: int = 0  # DataLoader processes decoding frames and reading features; 0: in the main process
     labels: tuple[str, ...] = MER2023_LABELS  # what score mode scores (the thresholds' labels)
     dtype: str = "auto"  # one of DTYPES
+
+    @property
+    def batch_auto(self) -> bool:
+        """Whether the batch size is found at run time (`auto`): halved on out of memory, down to 1."""
+        return self.batch_size == AUTO
+
+    @property
+    def largest_batch_size(self) -> int:
+        """The batch size inference starts at: the one given, or with `auto` the default (the largest the gate
+        would use)."""
+        return DEFAULT_BATCH_SIZE if self.batch_size == AUTO else int(self.batch_size)
 
     @property
     def may_round_by_batch(self) -> bool:

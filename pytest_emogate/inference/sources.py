@@ -5,11 +5,19 @@ Inference imports torch, transformers and the data reader inside its methods: on
 The preflight (model paths and files, data files, feature shapes against the checkpoint, the cache) runs when the
 source is made, before any model is loaded, so a broken data set stops the run with exit 4 instead of dying at
 sample 700, and every problem is listed in one error.
+
+Answering is one event per session: whatever ends it (non-finite logits, out of memory, a full disk under the
+cache, a tokenizer that cannot decode an id, a warning turned into an error, any other exception) is recorded
+once as AnswersUnavailable with its cause and remedy in its first line, the model is let go (the failed frames
+cleared, CUDA's cache emptied), and every later ask gets the same error without inferring again. A usage error
+(a weight file found broken at load) stays a pytest.UsageError; Ctrl-C and SystemExit pass through.
 """
 
 from __future__ import annotations
 
+import errno
 import tempfile
+import traceback
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -20,6 +28,7 @@ import pytest
 
 from pytest_emogate.files import FileProblem, check_regular, display_path, usage_error
 from pytest_emogate.inference.cache import AnswerCache, answer_key
+from pytest_emogate.inference.settings import AUTO
 from pytest_emogate.predictions import Prediction
 
 if TYPE_CHECKING:
@@ -32,7 +41,8 @@ if TYPE_CHECKING:
 
 
 class AnswersUnavailable(RuntimeError):
-    """The source could not produce answers worth gating (e.g. non-finite logits); the message says why."""
+    """The source could not produce answers worth gating (e.g. non-finite logits, out of memory); the message's
+    first line says why and what to do, and later lines (a rank's traceback) may follow."""
 
 
 @dataclass
@@ -62,6 +72,8 @@ class CheckpointInference:
     _run: InferenceRun | None = None
     _ranks: list[RankRun] | None = None
     _cached: int = 0
+    _failure: str | None = None
+    """Why the answers could not be made, once that happened: every later ask raises it again, inferring nothing."""
     _workers: list[dict[str, Any]] = field(default_factory=list)
     """What each pytest-xdist worker did to get the answers (on the controller, which infers nothing itself)."""
 
@@ -139,18 +151,34 @@ class CheckpointInference:
         return self._answers is not None or self._complete(self._read_cache(cut=False)) is not None
 
     def predictions(self) -> list[Prediction]:
-        """The answers in sample order: cached ones read back, missing ones inferred (once) and cached."""
+        """The answers in sample order: cached ones read back, missing ones inferred (once) and cached.
+        AnswersUnavailable, the same each time, when they could not be made."""
+        if self._failure is not None:
+            raise AnswersUnavailable(self._failure)
         if self._answers is None:
-            with self.cache.locked():
-                done = self._read_cache(cut=True)
-                self._cached = sum(sample.name in done for sample in self.data.samples)
-                missing = [i for i, sample in enumerate(self.data.samples) if sample.name not in done]
-                if missing:
-                    self._infer(missing)
-                    done = self._read_cache(cut=True)
-            self._answers = self._complete(done)
-            assert self._answers is not None, "the inference left samples without an answer"
+            try:
+                self._answers = self._answered()
+            except AnswersUnavailable as error:
+                self._failure = str(error)
+                raise
         return self._answers
+
+    def _answered(self) -> list[Prediction]:
+        with self.cache.locked():
+            done = self._read_cache(cut=True)
+            self._cached = sum(sample.name in done for sample in self.data.samples)
+            missing = [i for i, sample in enumerate(self.data.samples) if sample.name not in done]
+            if missing:
+                self._infer(missing)
+                done = self._read_cache(cut=True)
+        answers = self._complete(done)
+        if answers is None:
+            lost = sum(sample.name not in done for sample in self.data.samples)
+            raise AnswersUnavailable(
+                f"answer cache {self.cache.folder}: {lost} answers made in this run are not in it after they were "
+                "written (did another process change the folder meanwhile?); run again, or with --emogate-no-cache"
+            )
+        return answers
 
     def answer_as_rank(self) -> None:
         """Under torchrun, every rank calls this once at session start (no lock: the ranks may share the folder).
@@ -158,12 +186,12 @@ class CheckpointInference:
         Rank 0's missing samples are sharded over the ranks and every answer is gathered into rank 0's cache;
         the other ranks only answer their shard.
         """
-        from pytest_emogate.inference.distributed import RankFailedError, run_torchrun
-        from pytest_emogate.inference.run import NonFiniteLogitsError
+        from pytest_emogate.inference.distributed import run_torchrun
 
         done = self._read_cache(cut=False)
         self._cached = sum(sample.name in done for sample in self.data.samples)
         missing = [i for i, sample in enumerate(self.data.samples) if sample.name not in done]
+        failure = None
         with self.quiet_terminal():
             try:
                 # llama/vit are named by file times, which differ between machines holding the same files
@@ -171,8 +199,13 @@ class CheckpointInference:
                 self._ranks = run_torchrun(
                     self.settings, self.data, self.cache.folder, missing, identity=identity, progress=self.progress
                 )
-            except (NonFiniteLogitsError, RankFailedError) as error:
-                raise AnswersUnavailable(str(error)) from error
+            except pytest.UsageError:
+                raise
+            except Exception as error:  # whatever ends the answering is met once
+                failure = _failed(error, self.cache.folder)
+        if failure is not None:
+            self._failure = failure
+            raise AnswersUnavailable(failure)
         self._answers = self._complete(self._read_cache(cut=False))
 
     def _infer(self, missing: list[int]) -> None:
@@ -188,11 +221,12 @@ class CheckpointInference:
     ) -> tuple[InferenceRun | None, list[RankRun] | None]:
         """Answer `missing` into `cache` on `devices`: one rank process per device when the source runs on several
         (the probe then on the first one alone, as a rank process too, so the pytest process never holds CUDA
-        beside the ranks), else in this process."""
-        from pytest_emogate.inference.distributed import RankFailedError
+        beside the ranks), else in this process. Whatever ends it but a usage error is AnswersUnavailable naming
+        the cause, raised once the model is let go."""
         from pytest_emogate.inference.launch import run_distributed
-        from pytest_emogate.inference.run import NonFiniteLogitsError, run_inference
+        from pytest_emogate.inference.run import run_inference
 
+        failure = None
         with self.quiet_terminal():
             try:
                 if len(self.devices) > 1:
@@ -202,8 +236,11 @@ class CheckpointInference:
                     settings = replace(settings, device=devices[0])
                 run = run_inference(settings, self.data, progress=self.progress, indices=missing, on_batch=cache.append)
                 return run, None
-            except (NonFiniteLogitsError, RankFailedError) as error:
-                raise AnswersUnavailable(str(error)) from error
+            except pytest.UsageError:
+                raise
+            except Exception as error:  # whatever ends the answering is met once
+                failure = _failed(error, cache.folder)
+        raise AnswersUnavailable(failure)  # raised here, outside the handler: nothing chains to the failed frames
 
     def _read_cache(self, *, cut: bool) -> dict[str, Prediction]:
         """The cached answers, each checked against the data's gold label and carrying it."""
@@ -225,9 +262,10 @@ class CheckpointInference:
             "data_fingerprint": self.key["data_fingerprint"],
             "device": self._device(),
             "inference": {
-                "batch_size": s.batch_size, "max_new_tokens": s.max_new_tokens, "image_size": s.image_size,
-                "lora_alpha": lora_alpha_used(s.ckpt, s.lora_alpha), "mode": s.mode, "merge_lora": s.merge_lora,
-                "head_dim": s.head_dim, "dtype": s.dtype,
+                "batch_size": self._batch_size(), "batch_size_auto": s.batch_auto,
+                "max_new_tokens": s.max_new_tokens, "image_size": s.image_size,
+                "lora_alpha": lora_alpha_used(s.ckpt, s.lora_alpha), "head_dim": s.head_dim, "mode": s.mode,
+                "merge_lora": s.merge_lora, "dtype": s.dtype,
                 "capped": _capped(answers), "cached": len(answers) - self._inferred(),
                 "cache": str(self.cache.folder) if self.cache_root is not None else None,
             },
@@ -260,7 +298,8 @@ class CheckpointInference:
         if self._answers is None:
             return {}
         own = len(self._answers) - self._cached
-        return {"inferred": own, "timings": self._own_timings(), "lines": self._inference_lines()}
+        return {"inferred": own, "timings": self._own_timings(), "lines": self._inference_lines(),
+                "batch_size": self._own_batch_size()}  # fmt: skip
 
     def add_work(self, work: Mapping[str, Any]) -> None:
         """Note what a pytest-xdist worker did (its `work()`): this controller's notes, timings and provenance
@@ -284,10 +323,24 @@ class CheckpointInference:
         return {phase: max((rank.timings_s.get(phase, 0.0) for rank in ranks), default=0.0)
                 for phase in ("load", "inference")}  # fmt: skip
 
+    def _own_batch_size(self) -> int:
+        """The batch size this process's inference answered at (with `auto`, the one that fit; the smallest of
+        its ranks'); 0 when it inferred nothing."""
+        sizes = [self._run.batch_size] if self._run is not None else []
+        sizes += [rank.batch_size for rank in self._ranks or []]
+        return min((size for size in sizes if size), default=0)
+
+    def _batch_size(self) -> int:
+        """The batch size the answers were made at, here or by the pytest-xdist workers (the smallest of them);
+        the one asked for (with `auto`, the largest) when none was inferred."""
+        sizes = [self._own_batch_size(), *(int(work.get("batch_size", 0)) for work in self._workers)]
+        return min((size for size in sizes if size), default=self.settings.largest_batch_size)
+
     def _inference_lines(self) -> list[str]:
         """What this process's inference did: its samples, devices and seconds, and the notes of each run."""
         s = self.settings
-        settings = f"batch size {s.batch_size}, mode {s.mode}, max {s.max_new_tokens} new tokens"
+        size = f"{self._own_batch_size() or s.largest_batch_size}{f' ({AUTO})' if s.batch_auto else ''}"
+        settings = f"batch size {size}, mode {s.mode}, max {s.max_new_tokens} new tokens"
         settings += f", dtype {s.dtype}" if s.dtype != "auto" else ""
         lines = []
         if self._ranks:
@@ -311,6 +364,54 @@ class CheckpointInference:
         if self._ranks:
             return ", ".join(f"{rank.device}@{rank.host}" for rank in self._ranks)
         return self._run.device if self._run is not None else self.settings.device
+
+
+def _failed(error: Exception, cache_folder: Path) -> str:
+    """What ended the answering, as AnswersUnavailable will say it, once the model it held is let go: every
+    frame of its traceback (and of the errors chained to it) is cleared, so no local still holds the model or a
+    batch, and CUDA's cache is emptied."""
+    from pytest_emogate.inference.run import free_memory
+
+    said = failure_cause(error, cache_folder)
+    seen: set[int] = set()
+    chained: BaseException | None = error
+    while chained is not None and id(chained) not in seen:
+        seen.add(id(chained))
+        traceback.clear_frames(chained.__traceback__)
+        chained = chained.__cause__ or chained.__context__
+    del error, chained
+    free_memory()
+    return said
+
+
+def failure_cause(error: Exception, cache_folder: Path) -> str:
+    """The cause of a failed answering and its remedy, in the first line: out of memory names the batch size and
+    --emogate-batch-size (run.py's BatchOutOfMemoryError says it), a full disk the cache folder, a warning turned
+    into an error says so; any other error its type and first line."""
+    from pytest_emogate.inference.cache import CacheWriteError
+    from pytest_emogate.inference.distributed import RankFailedError
+    from pytest_emogate.inference.run import BatchOutOfMemoryError, NonFiniteLogitsError, is_out_of_memory
+
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(error, (AnswersUnavailable, NonFiniteLogitsError, BatchOutOfMemoryError, CacheWriteError,
+                          RankFailedError)):  # fmt: skip
+        return text
+    if is_out_of_memory(error):  # outside a batch: loading the model, merging the LoRA
+        return (
+            f"out of memory before any batch ran ({first}): the model does not fit; use a device with more free "
+            "memory, or --emogate-devices to spread the samples"
+        )
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {error.filename}" if error.filename else ""
+        return (
+            f"the disk is full{where} ({error.strerror}); the answer cache is {cache_folder}: free space there, move "
+            "it with --emogate-cache DIR, or run with --emogate-no-cache"
+        )
+    said = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    if isinstance(error, Warning):
+        return f"{said} (a warning turned into an error by -W error or a filterwarnings setting)"
+    return f"inference failed: {said}"
 
 
 def _capped(answers: list[Prediction]) -> int:

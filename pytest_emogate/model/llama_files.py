@@ -6,8 +6,9 @@ hidden_size disagrees with the weights is a traceback from deep inside load_stat
 than the weights quietly initialises the rest at random. Here each file transformers would read must be a
 regular file of bounded size (the JSON ones valid JSON objects), every weight tensor's shape is compared with the
 shape config.json gives it (from the safetensors headers alone: no tensor is read), and tokenizer.model must be a
-sentencepiece model whose pieces all have an embedding. Each problem is a UsageError naming the file, and for
-config.json the key with both sizes.
+sentencepiece model whose pieces all have an embedding and which, with the added tokens, can decode every id the
+model can emit (a shorter tokenizer fails only when the model first emits such an id, mid-inference). Each
+problem is a UsageError naming the file, and for config.json the key with both sizes.
 """
 
 from __future__ import annotations
@@ -102,13 +103,23 @@ def check_llama_folder(path: Path) -> LlamaSizes:
     documents = _json_files(path)
     sizes = _sizes(path / "config.json", documents["config.json"])
     _check_weights(path, sizes, documents)
-    check_tokenizer(path / "tokenizer.model", sizes.vocab)
+    check_tokenizer(path / "tokenizer.model", sizes.vocab, added_ids(documents))
     return sizes
 
 
-def check_tokenizer(path: Path, vocab: int) -> None:
+def added_ids(documents: Mapping[str, Any]) -> set[int]:
+    """The ids of the tokens added beside the sentencepiece pieces: tokenizer_config.json's added_tokens_decoder
+    and added_tokens.json (ids the tokenizer decodes without a piece)."""
+    decoder = documents.get("tokenizer_config.json", {}).get("added_tokens_decoder")
+    ids = {int(key) for key in decoder if key.isdigit()} if isinstance(decoder, dict) else set()
+    added = documents.get("added_tokens.json", {})
+    return ids | {value for value in added.values() if isinstance(value, int) and not isinstance(value, bool)}
+
+
+def check_tokenizer(path: Path, vocab: int, added: set[int] | frozenset[int] = frozenset()) -> None:
     """tokenizer.model must be a sentencepiece model with at most `vocab` pieces (a piece past the vocabulary
-    would be a token id without an embedding)."""
+    would be a token id without an embedding) and, with the `added` token ids, a token for every id below
+    `vocab`: the model may emit any of them, and one the tokenizer cannot decode would end the inference."""
     import sentencepiece
 
     try:
@@ -127,6 +138,14 @@ def check_tokenizer(path: Path, vocab: int) -> None:
     if pieces > vocab:
         found = f"tokenizer.model has {pieces} pieces, but config.json vocab_size is {vocab}"
         raise usage_error(f"Llama tokenizer {path}", [f"{found}: ids past {vocab - 1} have no embedding"])
+    unknown = [token for token in range(pieces, vocab) if token not in added]
+    if unknown:
+        ids = f"id {unknown[0]}" if len(unknown) == 1 else f"{len(unknown)} ids ({unknown[0]} to {unknown[-1]})"
+        raise usage_error(
+            f"Llama tokenizer {path}",
+            [f"tokenizer.model has {pieces} pieces, but config.json vocab_size is {vocab}: the model can emit {ids} "
+             "that the tokenizer cannot decode (use the tokenizer that belongs to these weights)"],
+        )  # fmt: skip
 
 
 def _json_files(folder: Path) -> dict[str, Any]:
