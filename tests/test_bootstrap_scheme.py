@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pytest_emogate.evaluate.bootstrap import BOOTSTRAP_SEED, metric_intervals, resample_counts
+from pytest_emogate.evaluate.bootstrap import BOOTSTRAP_SEED, metric_intervals, resample_stratum
 from pytest_emogate.evaluate.compare import compare
 from pytest_emogate.evaluate.metrics import GateResult
 from tests.conftest import SEED
@@ -55,8 +55,19 @@ def recipe_counts(strata: list[list[int]], cells: int, reps: int, seed: int) -> 
 
 
 def cell_counts(strata: list[list[int]], cells: int) -> np.ndarray:
-    """The [class, cell] counts resample_counts takes."""
+    """The [class, cell] counts of the pairs' cell codes."""
     return np.array([np.bincount(np.array(codes, dtype=np.intp), minlength=cells) for codes in strata])
+
+
+def resample_counts(present: np.ndarray, reps: int, seed: int) -> np.ndarray:
+    """The [reps, class, cell] counts of every class's resamples, drawn by resample_stratum from its non-empty
+    cells (in code order)."""
+    counts = np.zeros((reps, *present.shape), dtype=np.int64)
+    for index, row in enumerate(present):
+        if row.any():
+            cells = np.flatnonzero(row)
+            counts[:, index, cells] = resample_stratum(row[cells], index, reps, seed)
+    return counts
 
 
 def random_strata(rng: random.Random, cells: int) -> list[list[int]]:
