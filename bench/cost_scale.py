@@ -44,14 +44,13 @@ WORDS = 'well, I think the person in this video looks rather "moved" and '
 """The long answer's text, repeated: words, a comma and quotes (a CSV writer quotes the field)."""
 
 MEASURE = r"""
-import json, resource, sys, time
+import json, sys, time
 
-def rss():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize()
+def status(field):  # this process's memory, from its own start (ru_maxrss would count the image it was forked from)
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith(field + ":"))
 
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss, peak = (lambda: status("VmRSS")), (lambda: status("VmHWM"))
 
 kind, argument = sys.argv[1], sys.argv[2]
 from pytest_emogate.evaluate.compare import compare
