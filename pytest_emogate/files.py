@@ -164,11 +164,11 @@ def read_text_bounded(path: Path, what: str, limit: int) -> str:
     return decode_utf8(read_bounded(path, what, limit), what, path)
 
 
-def text_lines(text: str) -> Iterator[str]:
-    """Lines split on '\\n' only (a '\\r' before it dropped): JSON strings may hold U+2028, U+0085 and the other
-    characters `str.splitlines` also breaks at, and line numbers must be the editor's. One at a time, each copied
-    once: a line may be an answer of hundreds of megabytes."""
-    start, end = 0, len(text)
+def text_lines(text: str, start: int = 0) -> Iterator[str]:
+    """Lines split on '\\n' only (a '\\r' before it dropped), from position `start` on: JSON strings may hold
+    U+2028, U+0085 and the other characters `str.splitlines` also breaks at, and line numbers must be the
+    editor's. One at a time, each copied once: a line may be an answer of hundreds of megabytes."""
+    end = len(text)
     while start < end:
         stop = text.find("\n", start)
         if stop < 0:

@@ -16,7 +16,6 @@ import csv
 import gc
 import hashlib
 import io
-import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -136,11 +135,11 @@ def _csv_records(text: str) -> Iterator[_Record]:
         stop = find("\n", pos)
         if stop < 0:
             stop = end
-        raw = text[pos:stop]
-        if '"' in raw:
+        if find('"', pos, stop) >= 0:  # looked for in place: the line may be an answer of hundreds of megabytes
             record, pos, line = _quoted_record(text, pos, line)
             yield record
             continue
+        raw = text[pos:stop]
         if raw.endswith("\r"):
             if raw == "\r" and stop < end:  # a blank line, written "\r\n"
                 pos, line = stop + 1, line + 1
@@ -260,7 +259,7 @@ def _record_problem(
         found = len(fields)
         return f"line {line}: expected {len(header)} fields as in the header, found {found}{spanned}"
     for opened, closed, raw in spans:
-        for offset, segment in enumerate(itertools.islice(text_lines(raw), 1, None), start=1):
+        for offset, segment in enumerate(text_lines(raw, raw.index("\n") + 1), start=1):
             if _reads_as_row(segment, header, labels):
                 return (
                     f"line {opened}: the quoted field opened here runs to line {closed} and swallows line "

@@ -149,10 +149,10 @@ def test_the_hash_is_of_the_bytes_that_were_read(tmp_path: Path) -> None:
     ids=["jsonl", "csv"],
 )
 def test_a_big_answer_costs_a_few_times_its_size(tmp_path: Path, name: str, file: Callable[[str], str]) -> None:
-    """A 20 MB answer (words, line breaks, quotes) is read holding the text, the line or field being read and
-    the answer, never the file's bytes beside them or a regex's record of every doubled quote; its answer word
-    is read from its end, never from a list of every word."""
-    output = ('I think the person looks "sad", or' + " not" * 120 + "\n") * 40_000 + "Sad.</s>"
+    """A 20 MB answer (words, quotes, line breaks) is read holding the text, the field being read and the answer,
+    never the file's bytes, a copy of its line or a regex's record of every doubled quote beside them; its answer
+    word is read from its end, never from a list of every word."""
+    output = ('I think the person looks "sad", or' + " not" * 120 + " ") * 40_000 + "and\n" * 1000 + "Sad.</s>"
     path, size = write(tmp_path, name, file(output)), len(file(output))
     score_samples(read_predictions(write(tmp_path, f"warm{name}", file("sad")), LABELS), LABELS)  # warm up
     tracemalloc.start()
