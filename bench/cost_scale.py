@@ -196,7 +196,7 @@ def _record(args: argparse.Namespace, tree: Path, label_rows: list[str], answer_
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    measured = f"this checkout ({head.stdout.strip() or 'no commit'})" if tree == REPO else f"`--tree {tree}`"
+    measured = f"this checkout ({head.stdout.strip() or 'no commit'})" if tree == REPO else f"the package at {tree}"
     command = (
         f"python bench/cost_scale.py --labels {' '.join(map(str, args.labels))} --answer-mb {args.answer_mb:g} "
         f"--formats {' '.join(args.formats)}" + (f" --tree {tree}" if tree != REPO else "")
