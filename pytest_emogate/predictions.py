@@ -72,7 +72,7 @@ def read_hashed_predictions(
     digest = hashlib.sha256(data).hexdigest()
     del data  # the text is what is read from here on: the bytes would be one more copy of every answer
     problems: list[str] = []
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(), which would copy the text
         raise usage_error(where, ["the file is empty: expected a header or JSON lines"])
     with gc_paused():  # a Prediction per row, acyclic: the collections their making triggers would walk them all
         if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
