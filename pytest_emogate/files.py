@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -168,13 +169,17 @@ def read_text_bounded(path: Path, what: str, limit: int) -> str:
     return decode_utf8(read_bounded(path, what, limit), what, path)
 
 
-def text_lines(text: str) -> list[str]:
-    """Lines split on '\\n' only (a '\\r' before it dropped): JSON strings may hold U+2028, U+0085 and the other
-    characters `str.splitlines` also breaks at, and line numbers must be the editor's."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+def text_lines(text: str, start: int = 0) -> Iterator[str]:
+    """Lines split on '\\n' only (a '\\r' before it dropped), from position `start` on: JSON strings may hold
+    U+2028, U+0085 and the other characters `str.splitlines` also breaks at, and line numbers must be the
+    editor's. One at a time, each copied once: a line may be an answer of hundreds of megabytes."""
+    end = len(text)
+    while start < end:
+        stop = text.find("\n", start)
+        if stop < 0:
+            stop = end
+        yield text[start : stop - 1 if text.endswith("\r", start, stop) else stop]
+        start = stop + 1
 
 
 def file_sha256(path: Path, what: str = "file") -> str:

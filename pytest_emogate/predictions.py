@@ -33,7 +33,6 @@ MAX_BYTES = 1 << 30
 QUOTE_HINT = (
     "a stray '\"'? A field that starts with '\"' ends at the next lone '\"', and a '\"' inside it is written '\"\"'"
 )
-_QUOTED_BODY = re.compile(r'[^"]*(?:""[^"]*)*')
 _PLAIN_FIELD = re.compile(r"[^,\n]*")
 
 
@@ -70,8 +69,10 @@ def read_hashed_predictions(
     except FileProblem as problem:
         raise usage_error(where, [f"the file {problem.found}"]) from None
     text = decode_utf8(data, what, path)
+    digest = hashlib.sha256(data).hexdigest()
+    del data  # the text is what is read from here on: the bytes would be one more copy of every answer
     problems: list[str] = []
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(), which would copy the text
         raise usage_error(where, ["the file is empty: expected a header or JSON lines"])
     with gc_paused():  # a Prediction per row, acyclic: the collections their making triggers would walk them all
         if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
@@ -85,7 +86,7 @@ def read_hashed_predictions(
         problems.append("no rows: expected one row per sample")
     if problems:
         raise usage_error(where, problems)
-    return predictions, hashlib.sha256(data).hexdigest()
+    return predictions, digest
 
 
 @contextmanager
@@ -134,11 +135,11 @@ def _csv_records(text: str) -> Iterator[_Record]:
         stop = find("\n", pos)
         if stop < 0:
             stop = end
-        raw = text[pos:stop]
-        if '"' in raw:
+        if find('"', pos, stop) >= 0:  # looked for in place: the line may be an answer of hundreds of megabytes
             record, pos, line = _quoted_record(text, pos, line)
             yield record
             continue
+        raw = text[pos:stop]
         if raw.endswith("\r"):
             if raw == "\r" and stop < end:  # a blank line, written "\r\n"
                 pos, line = stop + 1, line + 1
@@ -151,6 +152,15 @@ def _csv_records(text: str) -> Iterator[_Record]:
         pos, line = stop + 1, line + 1
 
 
+def _quoted_body_end(text: str, start: int) -> int:
+    """Where the body of a quoted field that starts at `start` ends: at its first '"' that is not doubled, or at
+    the end of the text. Found a doubled quote at a time: a regex repeating `""[^"]*` keeps a backtracking record
+    for each (five times the text, measured, for an answer full of them)."""
+    while (quote := text.find('"', start)) >= 0 and text.startswith('""', quote):
+        start = quote + 2
+    return len(text) if quote < 0 else quote
+
+
 def _quoted_record(text: str, pos: int, line: int) -> tuple[_Record, int, int]:
     """The record that starts at `pos` on `line`, read field by field, and where and on which line the next one
     starts; _BrokenCsv when a quoted field does not close cleanly."""
@@ -159,10 +169,9 @@ def _quoted_record(text: str, pos: int, line: int) -> tuple[_Record, int, int]:
     spans: list[tuple[int, int, str]] = []
     while True:
         if text.startswith('"', pos):
-            body = _QUOTED_BODY.match(text, pos + 1)
-            assert body is not None  # the pattern matches the empty string
-            raw, opened = body.group(), line
-            if body.end() >= end:
+            close = _quoted_body_end(text, pos + 1)
+            raw, opened = text[pos + 1 : close], line
+            if close >= end:
                 last = opened + raw.rstrip("\r\n").count("\n")
                 swallowed = f", so lines {opened}-{last} would be one field" if last > opened else ""
                 raise _BrokenCsv(
@@ -173,7 +182,7 @@ def _quoted_record(text: str, pos: int, line: int) -> tuple[_Record, int, int]:
             if line > opened:
                 spans.append((opened, line, raw))
             fields.append(raw.replace('""', '"'))
-            pos = body.end() + 1
+            pos = close + 1
             pos += text.startswith("\r\n", pos) or (pos == end - 1 and text[pos] == "\r")
             if pos < end and text[pos] not in ",\n":
                 closes = f"closes on line {line}" if line > opened else "closes"
@@ -250,8 +259,8 @@ def _record_problem(
         found = len(fields)
         return f"line {line}: expected {len(header)} fields as in the header, found {found}{spanned}"
     for opened, closed, raw in spans:
-        for offset, segment in enumerate(raw.split("\n")[1:], start=1):
-            if _reads_as_row(segment.removesuffix("\r"), header, labels):
+        for offset, segment in enumerate(text_lines(raw, raw.index("\n") + 1), start=1):
+            if _reads_as_row(segment, header, labels):
                 return (
                     f"line {opened}: the quoted field opened here runs to line {closed} and swallows line "
                     f"{opened + offset}, which reads as a row of its own ({quoted(segment)}); {QUOTE_HINT}. If "
@@ -262,6 +271,8 @@ def _record_problem(
 
 def _reads_as_row(line: str, header: list[str], labels: tuple[str, ...]) -> bool:
     """Whether one line inside a quoted field parses as a whole row with a gold label (case aside)."""
+    if line.count(",") < len(header) - 1:  # too few commas to separate a row's fields: no need to parse it
+        return False
     try:
         fields = next(_csv_records(line), (0, [], _NO_SPANS))[1]
     except _BrokenCsv:

@@ -5,11 +5,15 @@ predictions and problems, in the same order, for any text."""
 # ruff: noqa
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pytest_emogate.formats import clip, quoted
-from pytest_emogate.predictions import _PLAIN_FIELD, _QUOTED_BODY, QUOTE_HINT, REQUIRED_FIELDS, Prediction, _BrokenCsv
+from pytest_emogate.predictions import _PLAIN_FIELD, QUOTE_HINT, REQUIRED_FIELDS, Prediction, _BrokenCsv
+
+_QUOTED_BODY = re.compile(r'[^"]*(?:""[^"]*)*')
+"""The reader's pattern of a quoted field's body, before it found the body's end with str.find."""
 
 
 @dataclass

@@ -9,9 +9,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pytest_emogate.evaluate.bootstrap import BOOTSTRAP_SEED, metric_intervals, resample_counts
+from pytest_emogate.evaluate.bootstrap import (
+    BOOTSTRAP_SEED,
+    bootstrap_p_value,
+    metric_intervals,
+    percentile_interval,
+    resample_stratum,
+)
 from pytest_emogate.evaluate.compare import compare
-from pytest_emogate.evaluate.metrics import GateResult
+from pytest_emogate.evaluate.metrics import GateResult, compute_result, confusion_metrics, score_samples
+from pytest_emogate.predictions import Prediction
 from tests.conftest import SEED
 from tests.test_compare import REGRESSED, SLIPPED, result_of
 
@@ -55,8 +62,19 @@ def recipe_counts(strata: list[list[int]], cells: int, reps: int, seed: int) -> 
 
 
 def cell_counts(strata: list[list[int]], cells: int) -> np.ndarray:
-    """The [class, cell] counts resample_counts takes."""
+    """The [class, cell] counts of the pairs' cell codes."""
     return np.array([np.bincount(np.array(codes, dtype=np.intp), minlength=cells) for codes in strata])
+
+
+def resample_counts(present: np.ndarray, reps: int, seed: int) -> np.ndarray:
+    """The [reps, class, cell] counts of every class's resamples, drawn by resample_stratum from its non-empty
+    cells (in code order)."""
+    counts = np.zeros((reps, *present.shape), dtype=np.int64)
+    for index, row in enumerate(present):
+        if row.any():
+            cells = np.flatnonzero(row)
+            counts[:, index, cells] = resample_stratum(row[cells], index, reps, seed)
+    return counts
 
 
 def random_strata(rng: random.Random, cells: int) -> list[list[int]]:
@@ -145,3 +163,37 @@ PINNED: dict[str, object] = {
     "seed weighted_f1 interval": (0.8848735935397009, 0.9221484880389166),
 }
 """Interval ends and p-values (k / 1001: k of the 1000 resamples show no drop, plus the observed run)."""
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_the_folded_counts_give_the_stacked_matrices_metrics(case: int) -> None:
+    """compare() and metric_intervals() fold each class's drawn cells into per-class counts instead of stacking a
+    confusion matrix per resample: every interval and p-value is bit for bit that of the stacked matrices of the
+    same draws (random taxonomies, empty classes, invalid answers counted wrong or mapped to a label)."""
+    rng = random.Random(case)
+    labels = tuple(f"l{index}" for index in range(rng.choice([2, 5, 9])))
+    invalid = rng.choice(["wrong", labels[-1]])
+    golds = [rng.choice(labels[: max(1, len(labels) - 1)]) for _ in range(rng.choice([30, 200]))]
+
+    def run() -> GateResult:
+        answers = [gold if rng.random() < 0.6 else rng.choice([*labels, "blah"]) for gold in golds]
+        predictions = [Prediction(f"s{index}", gold, answers[index]) for index, gold in enumerate(golds)]
+        return compute_result(score_samples(predictions, labels, invalid=invalid), labels, invalid)
+
+    baseline, candidate, reps = run(), run(), 60
+    comparison = compare(baseline, candidate, "b", reps=reps, seed=case)
+    width, column = len(candidate.columns), {label: index for index, label in enumerate(candidate.columns)}
+    present = np.zeros((len(labels), width * width), dtype=np.int64)
+    for pair in comparison.pairs:
+        present[labels.index(pair.gold), column[pair.baseline] * width + column[pair.candidate]] += 1
+    cells = resample_counts(present, reps, case).reshape(reps, len(labels), width, width)
+    (before, before_classes), (after, after_classes) = (confusion_metrics(cells.sum(axis=axis)) for axis in (3, 2))
+    for name, delta in comparison.metrics.items():
+        assert delta.ci95 == percentile_interval(after[name] - before[name])
+        assert delta.test == "mcnemar" or delta.p_value == bootstrap_p_value(after[name] - before[name])
+    for index, label in enumerate(labels):
+        recall_draws = after_classes["recall"][:, index] - before_classes["recall"][:, index]
+        assert comparison.per_class[label].ci95 == percentile_interval(recall_draws)
+    matrix = np.array([list(candidate.confusion[gold].values()) for gold in labels], dtype=np.int64)
+    own, _ = confusion_metrics(resample_counts(matrix, reps, case))
+    assert metric_intervals(candidate, reps, case) == {name: percentile_interval(own[name]) for name in own}

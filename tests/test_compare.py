@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from scipy.stats import binomtest
 from pytest_emogate.evaluate.bootstrap import bootstrap_p_value, metric_intervals, percentile_interval
 from pytest_emogate.evaluate.compare import Pair, check_same_samples, compare, mcnemar_one_sided
 from pytest_emogate.evaluate.metrics import GateResult, compute_result, score_samples
-from pytest_emogate.predictions import read_predictions
+from pytest_emogate.predictions import Prediction, read_predictions
 from tests.conftest import REPO, SEED
 
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
@@ -179,3 +180,27 @@ def test_outcome_counts_from_the_cells_are_the_pairs_outcomes(seed: GateResult, 
             if gold in (None, pair.gold):
                 expected[pair.outcome] += 1
         assert comparison.counts(gold) == expected
+
+
+def test_a_comparison_of_many_labels_never_holds_every_cell_of_every_resample() -> None:
+    """The bootstrap draws each class's non-empty cells and folds them into each resample's per-class counts: its
+    memory grows with the resamples times the labels. A [resample, class, cell] array (labels cubed: 8 GB at 100
+    labels, a MemoryError at 150) or even a confusion matrix per resample exceeds the bound here."""
+    labels = tuple(f"label{index}" for index in range(60))
+    golds = [labels[index % len(labels)] for index in range(5 * len(labels))]
+
+    def run(step: int) -> GateResult:
+        answers = [labels[index * step % len(labels)] if index % 3 else gold for index, gold in enumerate(golds)]
+        predictions = [Prediction(f"s{index}", gold, answers[index]) for index, gold in enumerate(golds)]
+        return compute_result(score_samples(predictions, labels), labels)
+
+    baseline, candidate = run(7), run(11)
+    compare(baseline, candidate, "b", reps=1)  # imports and caches outside the measure
+    reps, columns = 100, len(candidate.columns)
+    tracemalloc.start()
+    try:
+        compare(baseline, candidate, "b", reps=reps)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < reps * len(labels) * columns * 8  # one stack of int64 confusion matrices, 2.9 MB

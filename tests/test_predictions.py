@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from pytest_emogate.evaluate.metrics import score_samples
 from pytest_emogate.predictions import Prediction, read_predictions, write_predictions_jsonl
 
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
@@ -134,3 +138,32 @@ def test_the_hash_is_of_the_bytes_that_were_read(tmp_path: Path) -> None:
     path.write_bytes(b"name,label,output\na,sad,happy\n")  # changed after the gate read it
     assert source.provenance()["predictions_sha256"] == hashlib.sha256(original).hexdigest()
     assert [row.output for row in source.predictions()] == ["sad"]
+
+
+@pytest.mark.parametrize(
+    ("name", "file"),
+    [
+        ("big.jsonl", lambda output: json.dumps({"name": "s0", "label": "sad", "output": output}) + "\n"),
+        ("big.csv", lambda output: 'name,label,output\r\ns0,sad,"' + output.replace('"', '""') + '"\r\n'),
+    ],
+    ids=["jsonl", "csv"],
+)
+def test_a_big_answer_costs_a_few_times_its_size(tmp_path: Path, name: str, file: Callable[[str], str]) -> None:
+    """A 20 MB answer (words, quotes, line breaks) is read holding the text, the field being read and the answer,
+    never the file's bytes, a copy of its line or a regex's record of every doubled quote beside them; its answer
+    word is read from its end, never from a list of every word."""
+    output = ('I think the person looks "sad", or' + " not" * 120 + " ") * 40_000 + "and\n" * 1000 + "Sad.</s>"
+    path, size = write(tmp_path, name, file(output)), len(file(output))
+    score_samples(read_predictions(write(tmp_path, f"warm{name}", file("sad")), LABELS), LABELS)  # warm up
+    tracemalloc.start()
+    try:
+        predictions = read_predictions(path, LABELS)
+        reading, held = tracemalloc.get_traced_memory()[1], tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        scored = score_samples(predictions, LABELS)
+        scoring = tracemalloc.get_traced_memory()[1] - held
+    finally:
+        tracemalloc.stop()
+    assert scored[0].output == output and scored[0].predicted == "sad"
+    assert reading < 3.5 * size
+    assert scoring < size // 10

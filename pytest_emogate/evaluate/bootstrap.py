@@ -2,8 +2,10 @@
 
 A comparison (compare.py) resamples its pairs within each gold class; one run's own intervals (metric_intervals,
 for --emogate-ratchet) resample its confusion matrix the same way. Either way what is drawn is each class's cell
-counts, and every metric of every resample is computed at once from the stacked confusion matrices
-(metrics.confusion_metrics).
+counts (only the cells that hold pairs: a class of n pairs has at most n, however many labels), and every
+metric of every resample is computed at once from what the metrics read of each class's row and column
+(metrics.count_metrics): the draws' memory grows with the resamples times the labels, never with a confusion
+matrix per resample (a thousand of 1,000 labels are 8 GB) or with every cell a class could have (labels cubed).
 
 The scheme (docs/statistics.md says it for users), fixed so that it never depends on the platform, the Python
 version or numpy's choice of sampling algorithms: integers and a bit generator's raw output only.
@@ -34,7 +36,7 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pytest_emogate.evaluate.metrics import METRICS, GateResult, confusion_metrics
+from pytest_emogate.evaluate.metrics import METRICS, GateResult, count_metrics
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,47 +44,66 @@ if TYPE_CHECKING:
 
     Draws = tuple[dict[str, NDArray[np.float64]], dict[str, NDArray[np.float64]]]
     """One run's metrics on every resample: each aggregate metric [reps], each per-class statistic [reps, class]."""
+    Stratum = tuple[NDArray[np.int64], NDArray[np.intp]]
+    """One gold class's pairs: its non-empty cells' pair counts, in the order of the cells' codes, and the
+    predicted column of each cell in each run [run, cell]."""
 
 BOOTSTRAP_REPS = 1000
 BOOTSTRAP_SEED = 834
 """Fixed so that a rerun on the same answers gives the same interval and p-value (any seed would do)."""
 
 
-def paired_draws(present: NDArray[np.int64], reps: int, seed: int) -> tuple[Draws, Draws]:
-    """The paired bootstrap of a comparison: from the [class, baseline column, candidate column] counts of its
-    pairs, the baseline's and the candidate's metrics on each of `reps` resamples, both runs' confusion matrices
-    counted from the same drawn pairs."""
-    classes, width, _ = present.shape
-    cells = resample_counts(present.reshape(classes, width * width), reps, seed).reshape(reps, classes, width, width)
-    return confusion_metrics(cells.sum(axis=3)), confusion_metrics(cells.sum(axis=2))
+def resampled_metrics(strata: Sequence[Stratum], runs: int, columns: int, reps: int, seed: int) -> list[Draws]:
+    """The stratified bootstrap of `runs` runs' confusion matrices (`columns` predicted columns; the gold labels
+    are the strata), drawn from the same resampled pairs: each run's metrics on each of `reps` resamples.
 
-
-def resample_counts(present: NDArray[np.int64], reps: int, seed: int) -> NDArray[np.int64]:
-    """The stratified bootstrap: from the [class, cell] counts of the pairs, the [reps, class, cell] counts of
-    `reps` resamples with replacement of each class's pairs, every class keeping its size, drawn by the module's
-    documented scheme (a class's resamples depend on its own cell counts only).
-
-    Stratifying keeps every class in every resample (a 14-sample class would otherwise vanish now and then and
-    change what a macro average averages over).
+    Class by class, its cell counts are drawn (`resample_stratum`) and folded into what the metrics read of each
+    resample (each class's size, right answers and answers with its label), so memory grows with the resamples
+    times the columns, never with a matrix, let alone a class's cells, per resample.
     """
     import numpy as np
 
-    counts = np.zeros((reps, *present.shape), dtype=np.int64)
-    for index, cells in enumerate(present):
-        if cells.any():
-            stream = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,)))
-            counts[:, index] = _stratum_counts(stream, cells, reps)
-    return counts
+    labels = len(strata)
+    sizes = np.zeros(labels, dtype=np.int64)
+    correct = np.zeros((runs, reps, labels), dtype=np.int64)
+    predicted = np.zeros((runs, reps, columns), dtype=np.int64)
+    for index, (counts, cell_columns) in enumerate(strata):
+        if not len(counts):
+            continue
+        drawn = resample_stratum(counts, index, reps, seed)
+        sizes[index] = counts.sum()
+        for run, cell_column in enumerate(cell_columns):
+            correct[run, :, index] = drawn[:, cell_column == index].sum(axis=1)
+            _add_by_column(predicted[run], cell_column, drawn)
+    n = np.broadcast_to(sizes, (reps, labels))  # stratified: every resample keeps each class's size
+    return [count_metrics(n, correct[run], predicted[run, :, :labels]) for run in range(runs)]
 
 
-def _stratum_counts(stream: np.random.PCG64, present: NDArray[np.int64], reps: int) -> NDArray[np.int64]:
-    """One class's [reps, cells] counts: a multinomial of the class's size over its cells, every resample at once,
-    as conditional binomials, the most frequent cell first (ties: the lower code), the last cell the rest."""
+def _add_by_column(totals: NDArray[np.int64], cell_column: NDArray[np.intp], drawn: NDArray[np.int64]) -> None:
+    """totals[:, c] += the drawn counts of every cell in column c (cells may share one), every resample at once."""
     import numpy as np
 
-    order = sorted(((cell, count) for cell, count in enumerate(present.tolist()) if count), key=lambda cc: -cc[1])
-    out = np.zeros((reps, len(present)), dtype=np.int64)
-    rest = int(present.sum())  # the pairs of the cells not drawn yet
+    order = np.argsort(cell_column, kind="stable")
+    ordered = cell_column[order]
+    starts = np.flatnonzero(np.diff(ordered, prepend=-1))
+    totals[:, ordered[starts]] += np.add.reduceat(drawn[:, order], starts, axis=1)
+
+
+def resample_stratum(counts: NDArray[np.int64], index: int, reps: int, seed: int) -> NDArray[np.int64]:
+    """Class `index`'s [reps, cell] counts in `reps` resamples with replacement of its pairs, from its non-empty
+    cells' pair counts in the order of their codes, drawn by the module's documented scheme from the class's own
+    stream (a class's resamples depend on its own cell counts only).
+
+    Stratifying keeps every class in every resample (a 14-sample class would otherwise vanish now and then and
+    change what a macro average averages over). A multinomial of the class's size over its cells, every resample
+    at once, as conditional binomials, the most frequent cell first (ties: the lower code), the last cell the rest.
+    """
+    import numpy as np
+
+    stream = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,)))
+    order = sorted(enumerate(counts.tolist()), key=lambda cc: -cc[1])
+    out = np.zeros((reps, len(counts)), dtype=np.int64)
+    rest = int(counts.sum())  # the pairs of the cells not drawn yet
     remaining = np.full(reps, rest, dtype=np.int64)
     for cell, count in order[:-1]:
         drawn = _binomial(stream, remaining, count, rest)
@@ -169,6 +190,10 @@ def metric_intervals(
     comparison's, over the run's confusion matrix: its cells are the predicted columns)."""
     import numpy as np
 
-    matrix = np.array([list(result.confusion[gold].values()) for gold in result.labels], dtype=np.int64)
-    draws, _ = confusion_metrics(resample_counts(matrix.reshape(len(result.labels), -1), reps, seed))
+    strata = []
+    for gold in result.labels:
+        row = np.fromiter(result.confusion[gold].values(), dtype=np.int64)
+        cells = np.flatnonzero(row)
+        strata.append((row[cells], cells[None, :]))
+    draws, _ = resampled_metrics(strata, 1, len(result.columns), reps, seed)[0]
     return {metric: percentile_interval(draws[metric]) for metric in METRICS}

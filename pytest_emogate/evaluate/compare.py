@@ -27,8 +27,8 @@ from pytest_emogate.evaluate.bootstrap import (
     BOOTSTRAP_REPS,
     BOOTSTRAP_SEED,
     bootstrap_p_value,
-    paired_draws,
     percentile_interval,
+    resampled_metrics,
 )
 from pytest_emogate.evaluate.metrics import METRICS, GateResult
 from pytest_emogate.files import usage_error
@@ -38,6 +38,8 @@ from pytest_emogate.predictions import gc_paused
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
+
+    from pytest_emogate.evaluate.bootstrap import Stratum
 
 EXAMPLES = 3
 OUTCOMES = ("fixed", "broken", "both_right", "both_wrong")
@@ -224,11 +226,11 @@ def compare(
     codes = np.fromiter(
         (row[pair.gold] + column[pair.baseline] * width + column[pair.candidate] for pair in pairs), np.intp, len(pairs)
     )
-    present = np.bincount(codes, minlength=len(labels) * width * width).reshape(len(labels), width, width)
-    (before, before_classes), (after, after_classes) = paired_draws(present, reps, seed)
+    strata = _strata(codes, len(labels), width)
+    (before, before_classes), (after, after_classes) = resampled_metrics(strata, 2, width, reps, seed)
     before_recall, after_recall = before_classes["recall"], after_classes["recall"]
     metrics = {}
-    tally = _tally_of_cells(present, labels)
+    tally = _tally_of_cells(strata, labels)
     totals = tally[None]
     for name, metric in METRICS.items():
         values = baseline.metrics[name], candidate.metrics[name], len(pairs)
@@ -251,16 +253,32 @@ def compare(
     return Comparison(pairs, MappingProxyType(metrics), MappingProxyType(per_class), reps, seed, labels, tally)
 
 
-def _tally_of_cells(present: NDArray[np.int64], labels: tuple[str, ...]) -> dict[str | None, Counter[str]]:
+def _strata(codes: NDArray[np.intp], labels: int, width: int) -> list[Stratum]:
+    """Each gold class's pairs as the bootstrap takes them, from each pair's cell code (class x width^2 + baseline
+    column x width + candidate column): the class's non-empty cells only, in code order, with their counts and
+    both runs' columns. Counted by sorting the codes, never in an array of every cell (labels cubed)."""
+    import numpy as np
+
+    cells, counts = np.unique(codes, return_counts=True)
+    bounds = np.searchsorted(cells, np.arange(labels + 1) * width * width)
+    strata = []
+    for start, stop in itertools.pairwise(bounds.tolist()):
+        within = cells[start:stop] % (width * width)
+        strata.append((counts[start:stop], np.stack((within // width, within % width))))
+    return strata
+
+
+def _tally_of_cells(strata: Sequence[Stratum], labels: tuple[str, ...]) -> dict[str | None, Counter[str]]:
     """How many pairs of each gold class (and, under None, of all) were fixed, broken, both right, both wrong,
-    from the [class, baseline column, candidate column] pair counts (column i is label i's); a class gets only
-    the outcomes that occur."""
+    from each class's non-empty cells (their counts and [baseline, candidate] columns; column i is label i's);
+    a class gets only the outcomes that occur."""
     tally: dict[str | None, Counter[str]] = {None: Counter()}
-    for index, label in enumerate(labels):
-        cells = present[index]
-        both_right = int(cells[index, index])
-        broken, fixed = int(cells[index].sum()) - both_right, int(cells[:, index].sum()) - both_right
-        both_wrong = int(cells.sum()) - both_right - broken - fixed
+    for index, (label, (counts, (was, now))) in enumerate(zip(labels, strata, strict=True)):
+        right_before, right_after = was == index, now == index
+        both_right = int(counts[right_before & right_after].sum())
+        broken = int(counts[right_before].sum()) - both_right
+        fixed = int(counts[right_after].sum()) - both_right
+        both_wrong = int(counts.sum()) - both_right - broken - fixed
         counted = Counter({"fixed": fixed, "broken": broken, "both_right": both_right, "both_wrong": both_wrong})
         tally[label] = +counted  # only the outcomes that occur
         tally[None] += counted

@@ -242,12 +242,18 @@ def confusion_metrics(
     denominator is 0: sklearn's `precision_recall_fscore_support(labels=..., zero_division=0)` numbers (its
     oracle in tests/test_metrics.py).
     """
+    labels = matrix.shape[-2]
+    return count_metrics(matrix.sum(axis=-1), matrix.diagonal(axis1=-2, axis2=-1), matrix[..., :labels].sum(axis=-2))
+
+
+def count_metrics(
+    n: NDArray[np.int64], correct: NDArray[np.int64], predicted: NDArray[np.int64]
+) -> tuple[dict[str, NDArray[np.float64]], dict[str, NDArray[np.float64]]]:
+    """`confusion_metrics` from the three counts it reads of each class, `[..., class]`: its gold samples, those
+    answered right and those answered with its label. The bootstrap counts them without stacking a matrix per
+    resample (a thousand 1,000-label matrices are 8 GB)."""
     import numpy as np
 
-    labels = matrix.shape[-2]
-    n = matrix.sum(axis=-1)
-    correct = matrix.diagonal(axis1=-2, axis2=-1)
-    predicted = matrix[..., :labels].sum(axis=-2)
     recall = _share(correct, n)
     precision = _share(correct, predicted)
     both = precision + recall
