@@ -143,9 +143,9 @@ def _outputs(config: pytest.Config, thresholds: Path, inputs: list[tuple[str, Pa
 
 
 def _inference_source(config: pytest.Config, ckpt: Path, labels: tuple[str, ...], probe: int) -> CheckpointInference:
-    from pytest_emogate.extras import INFER, from_clone, require
+    from pytest_emogate.extras import INFER, INFER_INSTALL, require
 
-    require(INFER, "--emogate-ckpt", f"pip install torch first, then the infer extra: {from_clone('infer')}")
+    require(INFER, "--emogate-ckpt", INFER_INSTALL)
     from pytest_emogate.inference.settings import InferenceSettings
     from pytest_emogate.inference.sources import CheckpointInference
 
