@@ -96,3 +96,22 @@ def test_a_torn_line_in_another_writers_file_is_skipped_and_its_writer_cuts_it(t
     rank1.append([Prediction("b", "happy", "happy")])
     assert rank1.answers_path.read_bytes().count(b"\n") == 2
     assert set(cache.load()) == {"a", "b"}
+
+
+def test_a_big_cached_answer_is_read_holding_its_text_not_also_its_bytes(tmp_path: Path) -> None:
+    """A 20 MB cached answer: the cache's bytes are let go of once decoded, so reading it back peaks near the text
+    and the answer (plus JSON's decoding), not also the file's bytes and a copy of them."""
+    import tracemalloc
+
+    cache = AnswerCache.open(tmp_path, KEY)
+    output = "the person looks sad, " * 1_000_000 + "sad"
+    cache.append([Prediction("a", "sad", output)])
+    size = cache.answers_path.stat().st_size
+    tracemalloc.start()
+    try:
+        loaded = cache.load()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert loaded["a"].output == output
+    assert peak < 3.5 * size

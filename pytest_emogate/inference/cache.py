@@ -124,15 +124,18 @@ class AnswerCache:
             data = read_checked(path, ANSWERS_LIMIT)
         except FileProblem as refused:
             return [f"{path.name}: {refused.found}"]
-        complete = data[: data.rfind(b"\n") + 1]
-        if cut and len(complete) != len(data):
+        end = data.rfind(b"\n") + 1
+        if cut and end != len(data):
             fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                os.ftruncate(fd, len(complete))
+                os.ftruncate(fd, end)
             finally:
                 os.close(fd)
+        # the bytes are let go of once decoded: a long cached answer is held once as text, not also as bytes
+        text = decode_utf8(data if end == len(data) else data[:end], "answer cache", path)
+        del data
         problems: list[str] = []
-        for number, line in enumerate(text_lines(decode_utf8(complete, "answer cache", path)), start=1):
+        for number, line in enumerate(text_lines(text), start=1):
             where = f"{path.name} line {number}"
             prediction, problem = _answer(line)
             if prediction is None:
