@@ -222,7 +222,9 @@ def test_out_of_memory_loads_the_model_once_and_every_gate_test_says_why_in_one_
     output = result.stdout.str()
     assert output.splitlines().count(said) == 13  # each gate test's failure is that one line
     assert "Traceback" not in output + result.stderr.str() and "OutOfMemoryError" not in output
-    result.stdout.fnmatch_lines(["emogate verdict: FAILED (no answers to gate: out of memory at batch size 16 on cpu*"])
+    result.stdout.fnmatch_lines(
+        ["emogate verdict: FAILED (no answers could be made: out of memory at batch size 16 on cpu*"]
+    )
     report = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
     assert (report["passed"], report["error"]) == (False, said.split(": ", 1)[1])
 

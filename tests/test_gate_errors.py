@@ -51,8 +51,8 @@ def test_a_usage_error_while_answering_ends_the_session_with_exit_4() -> None:
     assert stopped.value.returncode == pytest.ExitCode.USAGE_ERROR
     verdict = gate.verdict()
     assert (verdict.status, verdict.passed, verdict.error) == ("failed", False, str(error))
-    assert verdict.line() == f"emogate verdict: FAILED (no answers to gate: {error})"
-    assert verdict.headline() == "FAILED (no answers to gate, 15 checks not run)"
+    assert verdict.line() == f"emogate verdict: FAILED (no answers could be made: {error})"
+    assert verdict.headline() == "FAILED (no answers could be made; 15 checks: 15 not run)"
     assert len(verdict.not_run) == 15 and not gate.available
 
 
@@ -71,7 +71,7 @@ def test_answers_that_cannot_be_made_fail_every_gate_test_with_one_message_asked
     assert said[1:] == ["no answers could be made: rank 1 (cuda:1 on gpu7) failed: OSError: disk"] * 2
     verdict = gate.verdict()
     assert (verdict.status, verdict.passed, verdict.error) == ("failed", False, str(error))
-    assert verdict.line() == f"emogate verdict: FAILED (no answers to gate: {said[1].split(': ', 1)[1]})"
+    assert verdict.line() == f"emogate verdict: FAILED (no answers could be made: {said[1].split(': ', 1)[1]})"
     with pytest.raises(AnswersUnavailable, match="OSError: disk"):
         gate.result()
     assert source.asked == 1 and not gate.available

@@ -14,7 +14,7 @@ PASSED, FAILED, INCOMPLETE = "passed", "failed", "incomplete"
 ERROR = "error"
 """The JSON report's verdict for a run that a usage error stopped at its start: the gate never judged a check
 (bad thresholds, inputs or options). A usage error found after the start (a weight file broken at load) ends a
-gate that did start: its verdict is FAILED, no answers to gate."""
+gate that did start: its verdict is FAILED, no answers could be made."""
 NOT_RUN = "not_run"
 LISTED_IDS = 5
 """How many not-run ids the one-line verdict names before it counts the rest (the JSON report lists all)."""
@@ -51,8 +51,10 @@ class Verdict:
         """`PASSED (15 checks)`, `FAILED (1 of 15 checks)` or `INCOMPLETE (4 of 15 checks ran, all passed; 11 not
         run)`: the verdict without the check ids."""
         total = len(self.declared)
-        if self.error is not None:
-            return f"FAILED (no answers to gate, {total} checks not run)"
+        if self.error is not None:  # every gate test that ran failed saying so; the others did not run
+            parts = [f"{len(self.failed)} failed"] if self.failed else []
+            parts += [f"{len(self.not_run)} not run"] if self.not_run else []
+            return f"FAILED (no answers could be made; {total} checks: {', '.join(parts)})"
         if self.status == PASSED:
             return f"PASSED ({total} check{'s' if total != 1 else ''})"
         if self.status == FAILED:
@@ -64,7 +66,7 @@ class Verdict:
         `emogate verdict: INCOMPLETE (4 of 15 checks ran, all passed; 11 not run: ...)`."""
         not_run = f"{len(self.not_run)} not run: {_listed(self.not_run)}" if self.not_run else ""
         if self.error is not None:
-            return f"emogate verdict: FAILED (no answers to gate: {self.error.splitlines()[0]})"
+            return f"emogate verdict: FAILED (no answers could be made: {self.error.splitlines()[0]})"
         if self.status == PASSED:
             return f"emogate verdict: {self.headline()}"
         if self.status == FAILED:

@@ -127,7 +127,7 @@ def summary_fragment(data: HtmlInput) -> str:
         *(f"<p class='header'>{_e(line)}</p>" for line in data.header.splitlines()),
     ]
     if verdict.error is not None:
-        parts.append(f"<p>no answers to gate: {_e(verdict.error)}</p>")
+        parts.append(f"<p>no answers could be made: {_e(verdict.error)}</p>")
     for title, ids in (("Failed checks", verdict.failed), ("Not run", verdict.not_run)):
         if ids:
             items = "".join(
