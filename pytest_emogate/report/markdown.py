@@ -117,7 +117,12 @@ def render_markdown(data: MarkdownInput) -> str:
     verdict = data.verdict
     by_id = {outcome.id: outcome for outcome in data.outcomes}
     mark = {PASSED: "✅", FAILED: "❌"}.get(verdict.status, "⚠️")
-    lines = [f"## emogate: {mark} {verdict.headline()}", "", markdown_text(data.header), ""]
+    lines = [
+        f"## emogate: {mark} {verdict.headline()}",
+        "",
+        *(markdown_text(line) for line in data.header.splitlines()),
+        "",
+    ]
     if data.probe:
         lines += [markdown_text(data.probe), ""]
     if verdict.failed:

@@ -78,7 +78,8 @@ def render_summary(
     """
     buffer = io.StringIO()
     console = _console(buffer, width, color)
-    console.print(one_line(header), markup=False, soft_wrap=True)
+    for line in header.splitlines():  # the header's lines (what made the answers), each kept to one line
+        console.print(one_line(line), markup=False, soft_wrap=True)
     blocks: list[RenderableType] = [_fitting(console, lambda narrow: _class_table(result, thresholds, verdict, narrow))]
     if not quiet:
         blocks += [
