@@ -11,8 +11,6 @@ emogate init                                 # a starter thresholds.yaml in this
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import stat
 import sys
@@ -22,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pytest_emogate.files import FileProblem, atomic_write_text, display_path, output_problem
-from pytest_emogate.formats import clip, spreadsheet_cell
+from pytest_emogate.formats import clip, csv_row, spreadsheet_cell
 from pytest_emogate.history import OUTSIDE_PYTEST, Run, load_runs, skipped_note, table
 from pytest_emogate.report.samples import SHOW_DEFAULT
 
@@ -103,11 +101,9 @@ def csv_text(runs: Sequence[Run]) -> str:
     that a spreadsheet would run as a formula (a commit or label starting with '=', '+', '-', '@') is written
     with a leading "'" (`formats.spreadsheet_cell`)."""
     header, rows = table(runs)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([spreadsheet_cell(name) for name in header])
-    writer.writerows(["" if value is None else spreadsheet_cell(value) for value in row] for row in rows)
-    return buffer.getvalue()
+    lines = [csv_row([spreadsheet_cell(name) for name in header])]
+    lines += (csv_row(["" if value is None else spreadsheet_cell(value) for value in row]) for row in rows)
+    return "".join(lines)
 
 
 def print_tables(runs: Sequence[Run], db: Path) -> None:

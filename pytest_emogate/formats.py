@@ -100,6 +100,19 @@ def spreadsheet_cell(value: object) -> object:
     return value
 
 
+def csv_row(row: Sequence[object]) -> str:
+    """One CSV row ending in a line feed. Python's csv module quotes a field that holds the delimiter, a quote or
+    the line feed, but not a bare carriage return, which spreadsheets and other readers take for a line break (the
+    row would split): a row holding one has every field quoted."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    breaks = any(isinstance(value, str) and "\r" in value for value in row)
+    csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL if breaks else csv.QUOTE_MINIMAL).writerow(row)
+    return buffer.getvalue()
+
+
 def plot_text(text: str) -> str:
     """Untrusted text for a matplotlib label or title, the plot's rule: `one_line`, with `$` escaped so that no
     part of it is read as mathtext (an unbalanced or bad formula would stop the figure from being drawn)."""

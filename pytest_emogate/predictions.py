@@ -12,10 +12,8 @@ JSON lines split on "\n" only: a JSON string may hold U+2028 and the other chara
 
 from __future__ import annotations
 
-import csv
 import gc
 import hashlib
-import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_emogate.files import FileProblem, atomic_write_text, decode_utf8, read_checked, text_lines, usage_error
-from pytest_emogate.formats import clip, quoted
+from pytest_emogate.formats import clip, csv_row, quoted
 
 REQUIRED_FIELDS = ("name", "label", "output")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -385,13 +383,11 @@ def write_predictions_csv(path: Path, predictions: Iterable[Prediction]) -> None
     own) raise FileProblem, and the file at `path` is left as it was."""
     rows = list(predictions)
     extra = list(dict.fromkeys(key for row in rows for key in row.extra if key not in REQUIRED_FIELDS))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*REQUIRED_FIELDS, *extra])
+    lines = [csv_row([*REQUIRED_FIELDS, *extra])]
     for row in rows:
         values = [row.extra.get(key, "") for key in extra]
-        writer.writerow([row.name, row.label, row.output, *map(_csv_value, values)])
-    text = buffer.getvalue()
+        lines.append(csv_row([row.name, row.label, row.output, *map(_csv_value, values)]))
+    text = "".join(lines)
     labels = tuple(dict.fromkeys(row.label for row in rows))
     problems: list[str] = []
     back, _ = _csv_predictions(text, labels, problems)

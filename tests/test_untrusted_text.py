@@ -128,7 +128,7 @@ def test_hostile_commits_and_labels_through_emogate_history(tmp_path: Path, caps
     db = tmp_path / "history.sqlite"
     verdict = judge(["label_validity"], {"label_validity": "passed"})
     provenance = {"data_fingerprint": "=1+2", "thresholds_sha256": "t"}
-    record_run(db, run_of(seed, verdict, provenance, "[/]\x1b[2K"))
+    record_run(db, run_of(seed, verdict, provenance, "[/]\x1b[2K\rforged, 15 passed"))
     record_run(db, run_of(seed, verdict, provenance, '=HYPERLINK("https://evil.example")'))
     with sqlite3.connect(db) as connection:
         connection.execute("UPDATE run_classes SET label = '[/][bold]x' WHERE label = 'sad'")
@@ -138,8 +138,21 @@ def test_hostile_commits_and_labels_through_emogate_history(tmp_path: Path, caps
     assert main(["history", "--db", str(db), "--csv", "-"]) == 0
     header, *rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     commits = [row[header.index("git_commit")] for row in rows]
-    assert commits == ["[/]\x1b[2K", '\'=HYPERLINK("https://evil.example")']
+    assert commits == ["[/]\x1b[2K\rforged, 15 passed", '\'=HYPERLINK("https://evil.example")']
+    assert {len(row) for row in rows} == {len(header)}  # a carriage return splits no row
     assert {row[header.index("data_fingerprint")] for row in rows} == {"'=1+2"}
+
+
+def test_a_carriage_return_in_a_saved_answer_splits_no_csv_row(tmp_path: Path) -> None:
+    """Python's csv writer leaves a bare CR unquoted; other readers (and spreadsheets) take it for a line break."""
+    from pytest_emogate.predictions import Prediction, write_predictions_csv
+
+    rows = [Prediction("a\rb", "sad", "it is\rsad", {"n": 1}), Prediction("c", "happy", "happy", {"n": 2})]
+    write_predictions_csv(tmp_path / "saved.csv", rows)
+    text = (tmp_path / "saved.csv").read_bytes().decode("utf-8")
+    read = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [(row["name"], row["output"]) for row in read] == [("a\rb", "it is\rsad"), ("c", "happy")]
+    assert text.splitlines(keepends=True)[-1] == "c,happy,happy,2\n"  # rows without a CR keep minimal quoting
 
 
 def test_a_dollar_in_the_plot_is_text_not_mathtext(tmp_path: Path) -> None:
