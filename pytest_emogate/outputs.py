@@ -347,6 +347,8 @@ def report_usage_error(config: pytest.Config, error: str) -> None:
     where = f"--emogate-report {display_path(path)}"
     try:
         problem = output_problem(path)
+        if problem is None:
+            problem = _names_another_file(config, path)
         if problem is None and path.exists() and not is_stream(path):
             raw = read_checked(path, REPORT_LIMIT)
             try:
@@ -367,6 +369,25 @@ def report_usage_error(config: pytest.Config, error: str) -> None:
         sys.stderr.write(f'emogate: {where} records this usage error (verdict "error", passed false)\n')
     else:
         sys.stderr.write(f"emogate: {where} was NOT written with this usage error: {problem[:300]}\n")
+
+
+def _names_another_file(config: pytest.Config, report: Path) -> str | None:
+    """Why the report path of a run stopped by a usage error must not be written: it is the path of another file
+    the session reads or writes (an input, another output, the default history or the answer cache), which may
+    not exist yet; None when it is the report's alone."""
+    from pytest_emogate.files import same_file
+    from pytest_emogate.options import CACHE_DEFAULT, HISTORY_DEFAULT, PATH_OPTIONS, STEP_OPTIONS, path_option
+
+    others = {f"--emogate-{name.replace('_', '-')}": path_option(config, name)
+              for name in (*PATH_OPTIONS, *STEP_OPTIONS) if name != "report"}  # fmt: skip
+    others |= {
+        "the default history": config.rootpath / HISTORY_DEFAULT,
+        "the answer cache": config.rootpath / CACHE_DEFAULT,
+    }
+    for option, other in others.items():
+        if other is not None and same_file(report, other):
+            return f"it is also the path of {option} ({display_path(other)})"
+    return None
 
 
 def junit_suite_properties(config: pytest.Config, gate: Gate, verdict: Verdict) -> None:

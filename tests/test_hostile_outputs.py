@@ -476,9 +476,19 @@ def test_a_report_path_that_is_the_problem_or_holds_something_else_is_never_writ
     before = (project.path / "preds.csv").read_bytes()
     result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=preds.csv")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["emogate: --emogate-report preds.csv was NOT written with this usage error: it holds "
-                                 "something other than an emogate JSON report, so it was left as it was"])  # fmt: skip
+    result.stderr.fnmatch_lines(["emogate: --emogate-report preds.csv was NOT written with this usage error: it is "
+                                 "also the path of --emogate-predictions (preds.csv)"])  # fmt: skip
     assert (project.path / "preds.csv").read_bytes() == before
+    (project.path / "notes.txt").write_text("mine\n", encoding="utf-8")
+    missing = "--emogate-thresholds=missing.yaml"
+    result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=notes.txt", missing)
+    result.stderr.fnmatch_lines(["emogate: --emogate-report notes.txt was NOT written with this usage error: it holds "
+                                 "something other than an emogate JSON report, so it was left as it was"])  # fmt: skip
+    assert (project.path / "notes.txt").read_text(encoding="utf-8") == "mine\n"
+    result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=.emogate/history.sqlite", missing)
+    result.stderr.fnmatch_lines(["emogate: --emogate-report .emogate/history.sqlite was NOT written with this usage "
+                                 "error: it is also the path of the default history (*)"])  # fmt: skip
+    assert not (project.path / ".emogate" / "history.sqlite").exists()  # a later run's history is not a report
     (project.path / "a_dir").mkdir()
     result = project.runpytest("--emogate-predictions=preds.csv", "--emogate-report=a_dir")
     result.stderr.fnmatch_lines(["emogate: --emogate-report a_dir was NOT written with this usage error: is a "
