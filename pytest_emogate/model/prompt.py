@@ -72,7 +72,9 @@ def answer_text(tokenizer: Any, generated: list[int]) -> str:
     """The answer as the original decodes it: skip special tokens (BOS, EOS, UNK and the "$$" pad), keep the
     text before the first `</s>`, drop `<s>`, keep what follows the last `[/INST]`, strip."""
     # The original decodes [BOS, *answer] (generate's dummy first id); skipping drops it, but keeping it keeps
-    # sentencepiece's leading-space handling identical.
-    text = tokenizer.decode([BOS_ID, *generated], skip_special_tokens=True)
+    # sentencepiece's leading-space handling identical. The other special ids are dropped here: transformers 5's
+    # decode no longer skips a pad set after loading ("$$", a piece of the vocabulary), as 4.x's did.
+    special = set(tokenizer.all_special_ids) - {BOS_ID}
+    text = tokenizer.decode([BOS_ID, *(i for i in generated if i not in special)], skip_special_tokens=True)
     text = text.split("</s>")[0].replace("<s>", "")
     return text.split("[/INST]")[-1].strip()
