@@ -357,14 +357,10 @@ def _confusion(key: str, value: object, known: set[str], mapped_to: str | None, 
             f"them, or invalid: wrong to count them as {INVALID}"
         )
         return None
-    ceiling = _fraction(value, where, problems)
-    if ceiling == 1.0:
-        problems.append(
-            f"{where}: a ceiling of 1 can never fail (no share is above 1); expected the largest share you accept, "
-            "below 1, or leave the pair out: the summary's confusion matrix shows every pair"
-        )
-        return None
-    return ceiling
+    return _below_one(
+        value, where, problems, "a ceiling of 1 can never fail (no share is above 1); expected the largest share "
+        "you accept, below 1, or leave the pair out: the summary's confusion matrix shows every pair",
+    )  # fmt: skip
 
 
 def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -> RegressionPolicy | None:
@@ -422,14 +418,20 @@ def _regression(section: object, labels: tuple[str, ...], problems: list[str]) -
 
 def _margin(value: object, where: str, problems: list[str]) -> float | None:
     """A regression margin: a fraction below 1, since no metric or recall drops by more than 1 (from 1 to 0)."""
-    drop = _fraction(value, where, problems)
-    if drop == 1.0:
-        problems.append(
-            f"{where}: a margin of 1 can never fail (nothing drops by more than 1, from 1 to 0); expected the "
-            "largest drop you accept, below 1, or leave the check out"
-        )
+    return _below_one(
+        value, where, problems, "a margin of 1 can never fail (nothing drops by more than 1, from 1 to 0); expected "
+        "the largest drop you accept, below 1, or leave the check out",
+    )  # fmt: skip
+
+
+def _below_one(value: object, where: str, problems: list[str], never_fails: str) -> float | None:
+    """A fraction in [0, 1): a limit of 1 on a share or a drop can never be exceeded, so it is refused saying
+    `never_fails`."""
+    fraction = _fraction(value, where, problems)
+    if fraction == 1.0:
+        problems.append(f"{where}: {never_fails}")
         return None
-    return drop
+    return fraction
 
 
 def _bootstrap_reach(alpha: float, max_drop: Mapping[str, float], correction: str, problems: list[str]) -> None:
